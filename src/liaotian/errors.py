@@ -1,0 +1,142 @@
+"""Every error liaotian raises on purpose, in one tree.
+
+Each error carries a stable ``code`` (part of the public protocol), a human message and
+whether retrying the same request may succeed. Errors are raised deep inside and translated
+once, at the edge: an ``error`` frame (protocol v1), a ``status: error`` frame (seed
+protocol), an HTTP status, or a CLI message.
+
+::
+
+    LiaotianError
+    ├── ConfigError                    settings are missing or wrong (start-up refuses)
+    ├── ProtocolError                  a client frame cannot be understood
+    │   ├── InvalidJson                    not JSON / not UTF-8 text
+    │   ├── InvalidFrame                   JSON, but wrong shape, types or values
+    │   ├── UnknownFrameType               ``type`` names no frame
+    │   ├── EmptyMessage                   a chat message with no text
+    │   └── FrameTooLarge                  over the configured frame size
+    ├── RequestError                   a well-formed request that cannot be served
+    │   ├── NotFound                       no such conversation / reply for this owner
+    │   ├── ConversationBusy               a reply is already streaming in that conversation
+    │   ├── ModelNotFound                  no provider serves the model
+    │   └── ProviderNotConfigured          the provider exists but lacks its key / URL
+    └── ProviderError                  the model provider failed
+        ├── ProviderAuthError              key rejected (401/403)
+        ├── ProviderRateLimited            429 / throttled
+        ├── ProviderUnavailable            5xx, connection refused or reset, bad stream
+        ├── ProviderBadRequest             the provider rejected the request (4xx)
+        ├── ProviderTimeout                connect, first token, silence or total timeout
+        └── ProviderInterrupted            the stream ended without a finish
+"""
+
+from __future__ import annotations
+
+
+class LiaotianError(Exception):
+    """Base of all liaotian errors; ``code`` is stable and documented in docs/protocol.md."""
+
+    code = "internal_error"
+    retryable = False
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(LiaotianError):
+    """Settings are missing or invalid; the message says what to fix."""
+
+    code = "config_error"
+
+
+class ProtocolError(LiaotianError):
+    """A client frame could not be understood. The connection stays open."""
+
+    code = "invalid_frame"
+
+
+class InvalidJson(ProtocolError):
+    code = "invalid_json"
+
+
+class InvalidFrame(ProtocolError):
+    code = "invalid_frame"
+
+
+class UnknownFrameType(ProtocolError):
+    code = "unknown_type"
+
+
+class EmptyMessage(ProtocolError):
+    code = "empty_message"
+
+
+class FrameTooLarge(ProtocolError):
+    code = "frame_too_large"
+
+
+class RequestError(LiaotianError):
+    """A valid request that cannot be served as asked."""
+
+    code = "bad_request"
+
+
+class NotFound(RequestError):
+    """The resource does not exist *for this owner* (never says whether it exists at all)."""
+
+    code = "not_found"
+
+
+class ConversationBusy(RequestError):
+    """A reply is already streaming in the conversation; wait for it or cancel it."""
+
+    code = "conversation_busy"
+    retryable = True
+
+
+class ModelNotFound(RequestError):
+    code = "model_not_found"
+
+
+class ProviderNotConfigured(RequestError):
+    code = "provider_not_configured"
+
+
+class ProviderError(LiaotianError):
+    """The upstream model provider failed."""
+
+    code = "provider_error"
+
+
+class ProviderAuthError(ProviderError):
+    code = "provider_auth"
+
+
+class ProviderRateLimited(ProviderError):
+    code = "provider_rate_limited"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ProviderError):
+    code = "provider_unavailable"
+    retryable = True
+
+
+class ProviderBadRequest(ProviderError):
+    code = "provider_bad_request"
+
+
+class ProviderTimeout(ProviderError):
+    code = "provider_timeout"
+    retryable = True
+
+
+class ProviderInterrupted(ProviderError):
+    code = "provider_interrupted"
+    retryable = True

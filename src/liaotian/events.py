@@ -1,0 +1,155 @@
+"""The event log of a reply: ``started``, ``delta``…, ``done``, numbered 0, 1, 2, ….
+
+A reply's events are appended by the one task that generates it and read by any number of
+followers, each from the sequence number it last saw, so a follower that reconnects gets
+exactly the events it missed: no gap, no duplicate. The log of a finished reply is kept for
+``reply_log_ttl`` seconds, then dropped (the database keeps the text).
+
+:class:`ReplyHub` is the in-memory backend (one process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ReplyStatus(StrEnum):
+    """Outcome of a reply. STREAMING is the only non-terminal state."""
+
+    STREAMING = "streaming"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def terminal(self) -> bool:
+        return self is not ReplyStatus.STREAMING
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    seq: int
+    user_message_id: str
+    model: str
+    title: str
+    created_at: float
+    client_message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    seq: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    seq: int
+    status: str
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+    ttft_ms: float | None = None
+    duration_ms: float | None = None
+    error: dict[str, Any] | None = None
+
+
+ReplyEvent = Started | Delta | Done
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyKey:
+    """Who a reply belongs to and where it lives."""
+
+    owner: str
+    conversation_id: str
+    message_id: str
+
+
+@dataclass(slots=True, eq=False)
+class ReplyLog:
+    """The append-only events of one reply. Only the generating task appends."""
+
+    key: ReplyKey
+    events: list[ReplyEvent] = field(default_factory=list)
+    finished_at: float | None = None
+    _changed: asyncio.Future[None] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.finished_at is not None
+
+    @property
+    def next_seq(self) -> int:
+        return len(self.events)
+
+    def append(self, event: ReplyEvent) -> None:
+        """Append the next event; its ``seq`` must be :attr:`next_seq`.
+
+        Raises RuntimeError after ``done`` or on a wrong sequence number.
+        """
+        if self.finished_at is not None:
+            raise RuntimeError("reply log is closed")
+        if event.seq != len(self.events):
+            raise RuntimeError(f"event seq {event.seq} != expected {len(self.events)}")
+        self.events.append(event)
+        if isinstance(event, Done):
+            self.finished_at = time.monotonic()
+        waiter, self._changed = self._changed, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def follow(self, after_seq: int = -1) -> AsyncIterator[list[ReplyEvent]]:
+        """Yield batches of events with ``seq > after_seq`` until ``done`` is yielded.
+
+        Each batch holds every event appended since the last one, so a slow consumer gets
+        fewer, larger batches instead of falling behind event by event.
+        """
+        cursor = after_seq + 1
+        while True:
+            if cursor < len(self.events):
+                batch = self.events[cursor:]
+                cursor += len(batch)
+                yield batch
+                if isinstance(batch[-1], Done):
+                    return
+                continue
+            if self._changed is None:
+                self._changed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._changed)
+
+
+class ReplyHub:
+    """All reply logs of this process, by message id."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._logs: dict[str, ReplyLog] = {}
+
+    def create(self, key: ReplyKey) -> ReplyLog:
+        self._expire()
+        log = ReplyLog(key)
+        self._logs[key.message_id] = log
+        return log
+
+    def get(self, owner: str, message_id: str) -> ReplyLog | None:
+        """The log of ``message_id`` if it exists *and belongs to owner*."""
+        log = self._logs.get(message_id)
+        if log is None or log.key.owner != owner:
+            return None
+        return log
+
+    def _expire(self) -> None:
+        cutoff = time.monotonic() - self._ttl
+        stale = [
+            message_id
+            for message_id, log in self._logs.items()
+            if log.finished_at is not None and log.finished_at < cutoff
+        ]
+        for message_id in stale:
+            del self._logs[message_id]

@@ -1,0 +1,238 @@
+"""The one typed settings object.
+
+Read, highest priority first, from: keyword arguments, the environment (prefix ``LIAOTIAN_``;
+provider keys and URLs use the SDKs' own variables such as ``DASHSCOPE_API_KEY``), a ``.env``
+file is *not* read, then an optional TOML file (``liaotian serve --config FILE`` or
+``LIAOTIAN_CONFIG``). Every field is documented in docs/configuration.md.
+
+:func:`load_settings` raises :class:`~liaotian.errors.ConfigError` with a message that names
+each wrong setting and how to fix it; nothing starts with invalid settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from liaotian.errors import ConfigError
+
+SEED_DASHSCOPE_MODELS = (
+    "qwen3-max",
+    "qwen-max",
+    "qwen-plus",
+    "qwen-turbo",
+    "qwen-flash",
+    "deepseek-v3.1",
+)
+LOCAL_MODEL_ID = "smollm2-135m-instruct"
+
+
+class OpenAIEndpoint(BaseModel):
+    """A named OpenAI-compatible endpoint (``[[openai_endpoints]]`` in the TOML file).
+
+    Its models are exposed as ``{name}/{model}``; ``models`` skips discovery when given.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    base_url: str
+    api_key: SecretStr | None = None
+    models: list[str] | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+
+def _check_http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value.rstrip("/")
+
+
+class Settings(BaseSettings):
+    """All of liaotian's configuration. Immutable once loaded."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LIAOTIAN_",
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        case_sensitive=False,
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8011, ge=0, le=65535)
+    database_url: str = "sqlite+aiosqlite:///liaotian.db"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    default_model: str | None = None
+    history_messages: int = Field(default=20, ge=1, le=1000)
+    history_max_chars: int = Field(default=48_000, ge=100)
+    checkpoint_interval: float = Field(default=0.5, gt=0, le=60)
+    max_frame_bytes: int = Field(default=1 << 20, ge=1024)
+    max_message_chars: int = Field(default=32_000, ge=1)
+    max_title_chars: int = Field(default=200, ge=1)
+    reply_log_ttl: float = Field(default=300.0, ge=0)
+
+    local_enabled: bool = True
+    local_model_path: Path | None = None
+    local_context_tokens: int = Field(default=2048, ge=128)
+    local_threads: int | None = Field(default=None, ge=1)
+
+    dashscope_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DASHSCOPE_API_KEY", "dashscope_api_key")
+    )
+    dashscope_base_url: str = Field(
+        default="https://dashscope.aliyuncs.com/api/v1",
+        validation_alias=AliasChoices("DASHSCOPE_HTTP_BASE_URL", "dashscope_base_url"),
+    )
+    dashscope_models: list[str] = Field(default_factory=lambda: list(SEED_DASHSCOPE_MODELS))
+
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
+    )
+    openai_endpoints: list[OpenAIEndpoint] = Field(default_factory=list)
+
+    provider_connect_timeout: float = Field(default=10.0, gt=0)
+    provider_first_token_timeout: float = Field(default=60.0, gt=0)
+    provider_idle_timeout: float = Field(default=60.0, gt=0)
+    provider_total_timeout: float = Field(default=600.0, gt=0)
+
+    @field_validator("dashscope_base_url")
+    @classmethod
+    def _dashscope_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _openai_url(cls, value: str | None) -> str | None:
+        return None if not value else _check_http_url(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @model_validator(mode="after")
+    def _unique_endpoint_names(self) -> Settings:
+        names = [endpoint.name for endpoint in self.openai_endpoints]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"openai_endpoints names must be unique, repeated: {duplicates}")
+        return self
+
+    @property
+    def dashscope_enabled(self) -> bool:
+        return self.dashscope_api_key is not None and bool(
+            self.dashscope_api_key.get_secret_value()
+        )
+
+    @property
+    def effective_default_model(self) -> str:
+        """The model used when a request names none."""
+        if self.default_model:
+            return self.default_model
+        if self.dashscope_enabled:
+            return SEED_DASHSCOPE_MODELS[0]
+        return LOCAL_MODEL_ID
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = settings_cls.model_config.get("toml_file")
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+}
+
+
+def normalize_database_url(url: str) -> str:
+    """Map plain ``sqlite://`` / ``postgresql://`` URLs to their async drivers."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError("must be a URL such as sqlite:///liaotian.db or postgresql://host/db")
+    if scheme in _DRIVERS:
+        return f"{_DRIVERS[scheme]}://{rest}"
+    if scheme in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        return url
+    raise ValueError(
+        f"unsupported database {scheme!r}: use sqlite:///PATH or postgresql://USER@HOST/DB"
+    )
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from the environment and ``config_file`` (or ``$LIAOTIAN_CONFIG``).
+
+    Raises ConfigError naming every invalid setting and where it came from.
+    """
+    path = config_file or os.environ.get("LIAOTIAN_CONFIG")
+    settings_cls: type[Settings] = Settings
+    if path:
+        toml_path = Path(path)
+        if not toml_path.is_file():
+            raise ConfigError(f"config file {toml_path} does not exist (--config / LIAOTIAN_CONFIG)")
+        settings_cls = type(
+            "FileSettings",
+            (Settings,),
+            {"model_config": SettingsConfigDict(**{**Settings.model_config, "toml_file": toml_path})},
+        )
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+    except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = ["invalid settings:"]
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        env_name = _env_name(field)
+        lines.append(f"  - {field}: {error['msg']} (set {env_name} or '{field}' in the config file)")
+    return "\n".join(lines)
+
+
+def _env_name(field: str) -> str:
+    top = field.split(".")[0]
+    aliases = {
+        "dashscope_api_key": "DASHSCOPE_API_KEY",
+        "dashscope_base_url": "DASHSCOPE_HTTP_BASE_URL",
+        "openai_api_key": "OPENAI_API_KEY",
+        "openai_base_url": "OPENAI_BASE_URL",
+    }
+    return aliases.get(top, f"LIAOTIAN_{top.upper()}")

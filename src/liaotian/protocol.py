@@ -179,7 +179,9 @@ def check_message_text(message: str, max_chars: int) -> None:
     if not message.strip():
         raise EmptyMessage("message is empty")
     if len(message) > max_chars:
-        raise InvalidFrame(f"message is longer than {max_chars} characters", code="message_too_long")
+        raise InvalidFrame(
+            f"message is longer than {max_chars} characters", code="message_too_long"
+        )
 
 
 def describe_validation_error(exc: ValidationError) -> str:

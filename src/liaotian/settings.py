@@ -204,11 +204,17 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     if path:
         toml_path = Path(path)
         if not toml_path.is_file():
-            raise ConfigError(f"config file {toml_path} does not exist (--config / LIAOTIAN_CONFIG)")
+            raise ConfigError(
+                f"config file {toml_path} does not exist (--config / LIAOTIAN_CONFIG)"
+            )
         settings_cls = type(
             "FileSettings",
             (Settings,),
-            {"model_config": SettingsConfigDict(**{**Settings.model_config, "toml_file": toml_path})},
+            {
+                "model_config": SettingsConfigDict(
+                    **{**Settings.model_config, "toml_file": toml_path}
+                )
+            },
         )
     try:
         return settings_cls(**overrides)
@@ -223,7 +229,9 @@ def _explain(exc: ValidationError) -> str:
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "settings"
         env_name = _env_name(field)
-        lines.append(f"  - {field}: {error['msg']} (set {env_name} or '{field}' in the config file)")
+        lines.append(
+            f"  - {field}: {error['msg']} (set {env_name} or '{field}' in the config file)"
+        )
     return "\n".join(lines)
 
 

@@ -16,7 +16,12 @@ from typing import Any
 from sqlalchemy import bindparam, delete, event, func, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from liaotian.errors import NotFound
 from liaotian.events import ReplyStatus
@@ -223,13 +228,18 @@ class Store:
                 anchor = await self._conversation_row(session, owner, before)
                 query = query.where(
                     (Conversation.updated_at < anchor.updated_at)
-                    | ((Conversation.updated_at == anchor.updated_at) & (Conversation.pk < anchor.pk))
+                    | (
+                        (Conversation.updated_at == anchor.updated_at)
+                        & (Conversation.pk < anchor.pk)
+                    )
                 )
             query = query.order_by(Conversation.updated_at.desc(), Conversation.pk.desc())
             rows = (await session.scalars(query.limit(limit + 1))).all()
             return [_conversation_info(row) for row in rows[:limit]], len(rows) > limit
 
-    async def rename_conversation(self, owner: str, conversation_id: str, title: str) -> ConversationInfo:
+    async def rename_conversation(
+        self, owner: str, conversation_id: str, title: str
+    ) -> ConversationInfo:
         async with self._sessions() as session, session.begin():
             row = await self._conversation_row(session, owner, conversation_id)
             row.title = title

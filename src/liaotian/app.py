@@ -1,0 +1,122 @@
+"""The ASGI application: routes, the lifespan that owns shared resources, security headers."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.staticfiles import StaticFiles
+
+from liaotian import __version__
+from liaotian.connection import Connection
+from liaotian.seed import SeedConnection
+from liaotian.services import Services, services_of
+from liaotian.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "web" / "static"
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'"
+)
+# WebSocket close code for a policy violation (RFC 6455), sent before accept.
+POLICY_VIOLATION = 1008
+
+
+class SecurityHeaders(BaseHTTPMiddleware):
+    """CSP with no inline script and no remote origins, plus the usual hardening headers."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
+
+def create_app(settings: Settings, *, grace: float = 0.0) -> FastAPI:
+    """The liaotian app for ``settings``; resources live from start-up to shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.start(settings)
+        app.state.services = services
+        log.info(
+            "liaotian %s ready; default model %s",
+            __version__,
+            settings.effective_default_model,
+        )
+        try:
+            yield
+        finally:
+            await services.close(grace)
+
+    app = FastAPI(
+        title="liaotian",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.add_middleware(SecurityHeaders)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Alive: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready: the database answers and the providers are loaded (503 otherwise)."""
+        services = services_of(request)
+        checks: dict[str, object] = {}
+        ready = True
+        try:
+            await services.store.ping()
+            checks["database"] = "ok"
+        except Exception as exc:
+            ready = False
+            checks["database"] = f"error: {type(exc).__name__}"
+        checks["providers"] = services.providers.status()
+        checks["running_replies"] = services.engine.running_count
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.websocket("/ws")
+    async def websocket_v1(websocket: WebSocket) -> None:
+        """Protocol v1 (docs/protocol.md). The owner is ``?client_id=`` until accounts exist."""
+        client_id = websocket.query_params.get("client_id", "")
+        if not CLIENT_ID.match(client_id):
+            await websocket.close(code=POLICY_VIOLATION, reason="client_id is required")
+            return
+        await websocket.accept()
+        await Connection(websocket, services_of(websocket), client_id).run()
+
+    @app.websocket("/ws/chat/{client_id}")
+    async def websocket_seed(websocket: WebSocket, client_id: str) -> None:
+        """The seed's protocol, unchanged, for the seed's page and clients."""
+        if not CLIENT_ID.match(client_id):
+            await websocket.close(code=POLICY_VIOLATION, reason="invalid client id")
+            return
+        await websocket.accept()
+        await SeedConnection(websocket, services_of(websocket), client_id).run()
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

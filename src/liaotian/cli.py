@@ -1,0 +1,110 @@
+"""The ``liaotian`` command: ``serve``, ``migrate``, ``chat``.
+
+Errors the user can fix (bad settings, an unreachable server) print one clear line and
+exit with status 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from liaotian import __version__
+from liaotian.errors import ConfigError, LiaotianError
+from liaotian.settings import Settings, load_settings
+
+# uvicorn closes connections whose frames exceed this with 1009; the application's own,
+# smaller limit (max_frame_bytes) answers with an error frame and keeps the connection.
+TRANSPORT_MAX_FRAME_BYTES = 16 << 20
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="liaotian", description="LLM chat server over WebSocket")
+    parser.add_argument("--version", action="version", version=f"liaotian {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--config", help="TOML settings file (see docs/configuration.md)")
+    serve.add_argument("--host", help="address to listen on (LIAOTIAN_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (LIAOTIAN_PORT)")
+
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.add_argument("--config", help="TOML settings file")
+
+    from liaotian.chat_cli import add_chat_parser
+
+    add_chat_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(args)
+        if args.command == "migrate":
+            return migrate(args)
+        from liaotian.chat_cli import run_chat
+
+        return run_chat(args)
+    except ConfigError as error:
+        print(f"liaotian: {error.message}", file=sys.stderr)
+        return 2
+    except LiaotianError as error:
+        print(f"liaotian: {error.message} [{error.code}]", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key: value
+        for key, value in (
+            ("host", getattr(args, "host", None)),
+            ("port", getattr(args, "port", None)),
+        )
+        if value is not None
+    }
+    return load_settings(args.config, **overrides)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from liaotian.app import create_app
+
+    settings = _settings(args)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
+        log_level=settings.log_level,
+        lifespan="on",
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from liaotian.store.migrate import upgrade
+
+    settings = _settings(args)
+    upgrade(settings.database_url)
+    print(f"database schema is up to date ({settings.database_url.split('://')[0]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,536 @@
+"""The chat engine: starts replies, runs them to an outcome, cancels them.
+
+A reply belongs to the server, not to the connection that asked for it: it runs in a task
+owned by the engine, so a disconnect never stops it. Its events go to a :class:`ReplyLog`
+that any connection of the same owner can follow. Its text is saved by the
+:class:`Checkpointer` every ``checkpoint_interval`` seconds while it streams, and once more
+with its outcome at the end.
+
+Guarantees:
+
+* one reply at a time per conversation (a second ``send`` gets ConversationBusy);
+* a send repeated with the same ``client_message_id`` returns the first reply;
+* :meth:`ChatEngine.cancel` stops the provider (its HTTP stream is closed, the local model
+  stops between tokens) and the reply ends ``cancelled`` with the text so far;
+* :meth:`ChatEngine.shutdown` ends running replies ``interrupted``, text saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from liaotian.errors import (
+    ConversationBusy,
+    LiaotianError,
+    NotFound,
+    ProviderError,
+    ProviderTimeout,
+)
+from liaotian.events import Delta, Done, ReplyHub, ReplyKey, ReplyLog, ReplyStatus, Started
+from liaotian.providers import ChatMessage, ChatRequest, Finish, Provider, ProviderRegistry
+from liaotian.settings import Settings
+from liaotian.store import ConversationInfo, ReplyOutcome, Store
+
+log = logging.getLogger(__name__)
+
+TITLE_CHARS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class SendOptions:
+    """A user's message and how to answer it."""
+
+    message: str
+    conversation_id: str | None = None
+    model: str | None = None
+    stream: bool = True
+    system_prompt: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    client_message_id: str | None = None
+    create_missing_conversation: bool = False
+    """Seed protocol: an unknown ``session_id`` names a new conversation instead of NotFound."""
+
+
+@dataclass(eq=False)
+class RunningReply:
+    """A reply being generated in this process."""
+
+    log: ReplyLog
+    started_at: float
+    text: list[str] = field(default_factory=list)
+    chars_saved: int = 0
+    first_token_at: float | None = None
+    cancel_requested: bool = False
+    pump: asyncio.Task[Finish | None] | None = None
+
+    @property
+    def key(self) -> ReplyKey:
+        return self.log.key
+
+    def content(self) -> str:
+        return "".join(self.text)
+
+
+def make_title(message: str) -> str:
+    """A conversation title from its first message: one line, at most TITLE_CHARS."""
+    line = " ".join(message.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+class Checkpointer:
+    """Saves the partial text of every streaming reply, in one batch per interval."""
+
+    def __init__(self, store: Store, interval: float) -> None:
+        self._store = store
+        self._interval = interval
+        self._replies: set[RunningReply] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def track(self, reply: RunningReply) -> None:
+        self._replies.add(reply)
+
+    def untrack(self, reply: RunningReply) -> None:
+        self._replies.discard(reply)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="liaotian-checkpointer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def flush(self) -> None:
+        dirty = [reply for reply in self._replies if reply_length(reply) != reply.chars_saved]
+        if not dirty:
+            return
+        batch = [(reply.key.message_id, reply.content()) for reply in dirty]
+        await self._store.checkpoint(batch)
+        for reply, (_, content) in zip(dirty, batch, strict=True):
+            reply.chars_saved = len(content)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.flush()
+            except Exception:  # the next interval retries; the final write is separate
+                log.exception("checkpoint failed")
+
+
+def reply_length(reply: RunningReply) -> int:
+    return sum(len(part) for part in reply.text)
+
+
+class ChatEngine:
+    """Starts, runs, cancels and finishes replies. One per process."""
+
+    def __init__(
+        self, settings: Settings, store: Store, providers: ProviderRegistry, hub: ReplyHub
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.providers = providers
+        self.hub = hub
+        self.checkpointer = Checkpointer(store, settings.checkpoint_interval)
+        self._running: dict[str, RunningReply] = {}
+        self._busy: dict[tuple[str, str], str | None] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listeners: dict[str, set[asyncio.Queue[ReplyLog]]] = {}
+        self._closing = False
+
+    async def start(self) -> None:
+        interrupted = await self.store.interrupt_streaming()
+        if interrupted:
+            log.warning("marked %d replies interrupted by an earlier stop", interrupted)
+        self.checkpointer.start()
+
+    # -- starting ------------------------------------------------------------------------
+
+    async def send(self, owner: str, options: SendOptions) -> ReplyLog:
+        """Store the message and start the reply; returns its event log.
+
+        Raises ModelNotFound / ProviderNotConfigured (before anything is stored), NotFound
+        (another owner's or unknown conversation) and ConversationBusy.
+        """
+        if self._closing:
+            raise ConversationBusy("the server is shutting down; retry on another server")
+        model_id = options.model or self.settings.effective_default_model
+        provider, model = self.providers.resolve(model_id)
+        conversation = await self._conversation_for(owner, options, model_id)
+
+        busy_key = (owner, conversation.id)
+        if busy_key in self._busy:
+            existing = self._existing_for_retry(busy_key, options)
+            if existing is not None:
+                return existing
+            raise ConversationBusy(
+                f"a reply is already streaming in conversation {conversation.id}; "
+                "wait for it to finish or cancel it"
+            )
+        self._busy[busy_key] = options.client_message_id
+        try:
+            if options.client_message_id is not None:
+                earlier = await self._earlier_reply(owner, conversation, options.client_message_id)
+                if earlier is not None:
+                    return earlier
+            if (
+                options.system_prompt is not None
+                and options.system_prompt != conversation.system_prompt
+            ):
+                await self.store.set_system_prompt(conversation, options.system_prompt)
+                conversation = await self.store.get_conversation(owner, conversation.id)
+            context = await self.store.context_messages(
+                conversation,
+                limit=self.settings.history_messages,
+                max_chars=self.settings.history_max_chars - len(options.message),
+            )
+            try:
+                user_id, reply_id, created = await self.store.add_exchange(
+                    conversation,
+                    user_text=options.message,
+                    model=model_id,
+                    client_message_id=options.client_message_id,
+                )
+            except IntegrityError:
+                earlier = await self._earlier_reply(
+                    owner, conversation, options.client_message_id or ""
+                )
+                if earlier is None:
+                    raise
+                return earlier
+        except BaseException:
+            del self._busy[busy_key]
+            raise
+
+        reply_log = self.hub.create(ReplyKey(owner, conversation.id, reply_id))
+        reply_log.append(
+            Started(
+                seq=0,
+                user_message_id=user_id,
+                model=model_id,
+                title=conversation.title,
+                created_at=created.timestamp(),
+                client_message_id=options.client_message_id,
+            )
+        )
+        request = ChatRequest(
+            model=model.upstream,
+            messages=self._model_messages(conversation, context, options.message),
+            stream=options.stream,
+            temperature=options.temperature,
+            max_tokens=options.max_tokens,
+        )
+        reply = RunningReply(log=reply_log, started_at=time.monotonic())
+        self._running[reply_id] = reply
+        task = asyncio.create_task(self._run(reply, provider, request, busy_key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._announce(owner, reply_log)
+        return reply_log
+
+    async def _conversation_for(
+        self, owner: str, options: SendOptions, model_id: str
+    ) -> ConversationInfo:
+        title = make_title(options.message)
+        if options.conversation_id is None:
+            return await self.store.create_conversation(
+                owner, title=title, system_prompt=options.system_prompt, model=model_id
+            )
+        try:
+            return await self.store.get_conversation(owner, options.conversation_id)
+        except NotFound:
+            if not options.create_missing_conversation:
+                raise
+            return await self.store.create_conversation(
+                owner,
+                title=title,
+                conversation_id=options.conversation_id,
+                system_prompt=options.system_prompt,
+                model=model_id,
+            )
+
+    def _existing_for_retry(
+        self, busy_key: tuple[str, str], options: SendOptions
+    ) -> ReplyLog | None:
+        if options.client_message_id is None:
+            return None
+        if self._busy.get(busy_key) != options.client_message_id:
+            return None
+        for reply in self._running.values():
+            if (reply.key.owner, reply.key.conversation_id) == busy_key:
+                return reply.log
+        return None
+
+    async def _earlier_reply(
+        self, owner: str, conversation: ConversationInfo, client_message_id: str
+    ) -> ReplyLog | None:
+        found = await self.store.find_reply_by_client_id(conversation, client_message_id)
+        if found is None:
+            return None
+        _, reply_id = found
+        existing = self.hub.get(owner, reply_id)
+        if existing is not None:
+            return existing
+        return await self.replay(owner, reply_id)
+
+    async def replay(self, owner: str, message_id: str) -> ReplyLog:
+        """The log of a reply: live if known here, else rebuilt from the database.
+
+        A rebuilt log holds ``started``, one delta with the stored text and ``done``.
+        Raises NotFound for another owner's or an unknown reply.
+        """
+        live = self.hub.get(owner, message_id)
+        if live is not None:
+            return live
+        message = await self.store.reply_status(owner, message_id)
+        conversation_id = await self.store.conversation_of_message(owner, message_id)
+        if message is None or conversation_id is None or message.role != "assistant":
+            raise NotFound(f"reply {message_id} not found")
+        rebuilt = ReplyLog(ReplyKey(owner, conversation_id, message_id))
+        rebuilt.append(
+            Started(
+                seq=0,
+                user_message_id="",
+                model=message.model or "",
+                title="",
+                created_at=message.created_at.timestamp(),
+            )
+        )
+        seq = 1
+        if message.content:
+            rebuilt.append(Delta(seq=1, text=message.content))
+            seq = 2
+        usage = message.to_wire()["usage"]
+        rebuilt.append(
+            Done(
+                seq=seq,
+                status=message.status,
+                finish_reason=message.finish_reason,
+                usage=usage,
+                ttft_ms=message.ttft_ms,
+                duration_ms=message.duration_ms,
+                error=message.to_wire()["error"],
+            )
+        )
+        return rebuilt
+
+    def _model_messages(
+        self, conversation: ConversationInfo, context: list[tuple[str, str]], message: str
+    ) -> list[ChatMessage]:
+        messages = []
+        if conversation.system_prompt:
+            messages.append(ChatMessage("system", conversation.system_prompt))
+        messages.extend(ChatMessage(role, content) for role, content in context)
+        messages.append(ChatMessage("user", message))
+        return messages
+
+    # -- running -------------------------------------------------------------------------
+
+    async def _run(
+        self,
+        reply: RunningReply,
+        provider: Provider,
+        request: ChatRequest,
+        busy_key: tuple[str, str],
+    ) -> None:
+        self.checkpointer.track(reply)
+        reply.pump = asyncio.create_task(self._pump(reply, provider, request))
+        outcome: ReplyOutcome
+        try:
+            await asyncio.wait({reply.pump})
+            outcome = self._outcome(reply)
+        except asyncio.CancelledError:
+            # Shutdown: stop the provider and record what was generated.
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            reply.pump.cancel()
+            with contextlib.suppress(BaseException):
+                await reply.pump
+            outcome = self._outcome(reply, interrupted=True)
+        finally:
+            self.checkpointer.untrack(reply)
+        try:
+            await self.store.finish_reply(reply.key.message_id, outcome)
+        except Exception:
+            log.exception("could not save reply %s", reply.key.message_id)
+        finally:
+            reply.log.append(self._done_event(reply, outcome))
+            self._running.pop(reply.key.message_id, None)
+            self._busy.pop(busy_key, None)
+
+    async def _pump(
+        self, reply: RunningReply, provider: Provider, request: ChatRequest
+    ) -> Finish | None:
+        """Move deltas from the provider to the log. Cancelled by :meth:`cancel`."""
+        timeout = self.settings.provider_total_timeout
+        append = reply.log.append
+        text = reply.text
+        try:
+            async with asyncio.timeout(timeout):
+                async for item in provider.stream(request):
+                    if isinstance(item, Finish):
+                        return item
+                    if not item:
+                        continue
+                    if reply.first_token_at is None:
+                        reply.first_token_at = time.monotonic()
+                    text.append(item)
+                    append(Delta(seq=reply.log.next_seq, text=item))
+        except TimeoutError:
+            raise ProviderTimeout(f"the reply took longer than {timeout:g} s") from None
+        return None
+
+    def _outcome(self, reply: RunningReply, *, interrupted: bool = False) -> ReplyOutcome:
+        pump = reply.pump
+        assert pump is not None
+        assert pump.done()
+        now = time.monotonic()
+        ttft = (
+            None
+            if reply.first_token_at is None
+            else round((reply.first_token_at - reply.started_at) * 1000, 1)
+        )
+        base: dict[str, Any] = {
+            "content": reply.content(),
+            "ttft_ms": ttft,
+            "duration_ms": round((now - reply.started_at) * 1000, 1),
+        }
+        if interrupted:
+            return ReplyOutcome(
+                status=ReplyStatus.INTERRUPTED,
+                error_code="interrupted",
+                error_message="the server stopped while this answer was streaming",
+                **base,
+            )
+        if pump.cancelled():
+            return ReplyOutcome(status=ReplyStatus.CANCELLED, finish_reason="cancelled", **base)
+        error = pump.exception()
+        if error is not None:
+            if not isinstance(error, LiaotianError):
+                log.error("provider failed unexpectedly", exc_info=error)
+                error = ProviderError(f"the provider failed: {type(error).__name__}")
+            return ReplyOutcome(
+                status=ReplyStatus.ERROR,
+                error_code=error.code,
+                error_message=error.message,
+                **base,
+            )
+        finish = pump.result()
+        if finish is None:
+            return ReplyOutcome(
+                status=ReplyStatus.ERROR,
+                error_code="provider_interrupted",
+                error_message="the provider ended the answer without finishing it",
+                **base,
+            )
+        return ReplyOutcome(
+            status=ReplyStatus.COMPLETED,
+            finish_reason=finish.finish_reason,
+            input_tokens=finish.usage.input_tokens,
+            output_tokens=finish.usage.output_tokens,
+            **base,
+        )
+
+    @staticmethod
+    def _done_event(reply: RunningReply, outcome: ReplyOutcome) -> Done:
+        usage = None
+        if outcome.input_tokens is not None or outcome.output_tokens is not None:
+            usage = {
+                key: value
+                for key, value in (
+                    ("input_tokens", outcome.input_tokens),
+                    ("output_tokens", outcome.output_tokens),
+                )
+                if value is not None
+            }
+        error = None
+        if outcome.error_code is not None:
+            error = {"code": outcome.error_code, "message": outcome.error_message}
+        return Done(
+            seq=reply.log.next_seq,
+            status=outcome.status.value,
+            finish_reason=outcome.finish_reason,
+            usage=usage,
+            ttft_ms=outcome.ttft_ms,
+            duration_ms=outcome.duration_ms,
+            error=error,
+        )
+
+    # -- cancelling ----------------------------------------------------------------------
+
+    def cancel(
+        self, owner: str, *, message_id: str | None = None, conversation_id: str | None = None
+    ) -> list[ReplyLog]:
+        """Cancel the owner's running reply (by message or conversation id).
+
+        Returns the logs of the replies cancelled; each ends with a ``cancelled`` done event.
+        Raises NotFound when no running reply of this owner matches.
+        """
+        matched = [
+            reply
+            for reply in self._running.values()
+            if reply.key.owner == owner
+            and (message_id is None or reply.key.message_id == message_id)
+            and (conversation_id is None or reply.key.conversation_id == conversation_id)
+        ]
+        if not matched or (message_id is None and conversation_id is None):
+            raise NotFound("no streaming reply matches")
+        for reply in matched:
+            reply.cancel_requested = True
+            if reply.pump is not None:
+                reply.pump.cancel()
+        return [reply.log for reply in matched]
+
+    def running_in(self, owner: str, conversation_id: str) -> ReplyLog | None:
+        for reply in self._running.values():
+            if reply.key.owner == owner and reply.key.conversation_id == conversation_id:
+                return reply.log
+        return None
+
+    # -- owner notifications ---------------------------------------------------------------
+
+    def listen(self, owner: str) -> asyncio.Queue[ReplyLog]:
+        """A queue that receives the log of every reply this owner starts from now on."""
+        queue: asyncio.Queue[ReplyLog] = asyncio.Queue()
+        self._listeners.setdefault(owner, set()).add(queue)
+        return queue
+
+    def unlisten(self, owner: str, queue: asyncio.Queue[ReplyLog]) -> None:
+        listeners = self._listeners.get(owner)
+        if listeners is not None:
+            listeners.discard(queue)
+            if not listeners:
+                del self._listeners[owner]
+
+    def _announce(self, owner: str, reply_log: ReplyLog) -> None:
+        for queue in self._listeners.get(owner, ()):
+            queue.put_nowait(reply_log)
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    async def shutdown(self, grace: float = 0.0) -> None:
+        """Refuse new replies, wait up to ``grace`` s, then interrupt the rest (text saved)."""
+        self._closing = True
+        tasks = set(self._tasks)
+        if tasks and grace > 0:
+            await asyncio.wait(tasks, timeout=grace)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.checkpointer.stop()
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)

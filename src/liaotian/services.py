@@ -1,0 +1,61 @@
+"""The process's shared resources, created in the app's lifespan and handed to handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from starlette.requests import HTTPConnection
+
+from liaotian.engine import ChatEngine
+from liaotian.events import ReplyHub
+from liaotian.providers import ProviderContext, ProviderRegistry, provider_factories
+from liaotian.settings import Settings
+from liaotian.store import Store, create_engine
+from liaotian.store.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Services:
+    """Everything a request handler may use. One instance per process."""
+
+    settings: Settings
+    store: Store
+    http: aiohttp.ClientSession
+    providers: ProviderRegistry
+    engine: ChatEngine
+
+    @classmethod
+    async def start(cls, settings: Settings, *, migrate: bool = True) -> Services:
+        """Migrate the schema, open the database and HTTP pool, start the providers."""
+        if migrate:
+            await asyncio.to_thread(upgrade, settings.database_url)
+        store = Store(create_engine(settings.database_url))
+        http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
+            json_serialize=None,  # type: ignore[arg-type]  # bodies are pre-encoded with orjson
+        )
+        context = ProviderContext(settings=settings, http=http)
+        providers = ProviderRegistry(
+            [provider for factory in provider_factories().values() for provider in factory(context)]
+        )
+        await providers.start()
+        engine = ChatEngine(settings, store, providers, ReplyHub(settings.reply_log_ttl))
+        await engine.start()
+        return cls(settings=settings, store=store, http=http, providers=providers, engine=engine)
+
+    async def close(self, grace: float = 0.0) -> None:
+        await self.engine.shutdown(grace)
+        await self.providers.close()
+        await self.http.close()
+        await self.store.close()
+
+
+def services_of(connection: HTTPConnection) -> Services:
+    """The Services of the app serving ``connection`` (a typed dependency)."""
+    services: Services = connection.app.state.services
+    return services

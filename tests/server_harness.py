@@ -1,0 +1,71 @@
+"""Run a real liaotian server (uvicorn, real sockets) inside the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import uvicorn
+
+from liaotian.app import create_app
+from liaotian.cli import TRANSPORT_MAX_FRAME_BYTES
+from liaotian.services import Services
+from liaotian.settings import Settings
+
+
+@dataclass
+class RunningServer:
+    """A server listening on 127.0.0.1:``port``."""
+
+    port: int
+    settings: Settings
+    server: uvicorn.Server
+    services: Services
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def seed_url(self, client_id: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/chat/{client_id}"
+
+
+@asynccontextmanager
+async def run_server(
+    settings: Settings, *, start_timeout: float = 60.0
+) -> AsyncIterator[RunningServer]:
+    """Start the app on a free port; stop it (lifespan shutdown included) on exit."""
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
+        log_level="warning",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(start_timeout):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("server stopped during start-up")
+                await asyncio.sleep(0.01)
+        yield RunningServer(port, settings, server, app.state.services)
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()

@@ -261,23 +261,30 @@ def build_reply_event(
             "error": event.error,
         }
     else:
-        return build_delta(conversation_id, message_id, event.seq, event.text)
+        return build_delta(conversation_id, message_id, event.seq, event.text, request_id)
     if request_id is not None:
         frame["id"] = request_id
     return encode(frame)
 
 
-def build_delta(conversation_id: str, message_id: str, seq: int, text: str) -> bytes:
+def build_delta(
+    conversation_id: str,
+    message_id: str,
+    seq: int,
+    text: str,
+    request_id: str | int | None = None,
+) -> bytes:
     """A ``reply.delta``: ``seq`` is the last event it contains, ``text`` their joined text."""
-    return encode(
-        {
-            "type": "reply.delta",
-            "conversation_id": conversation_id,
-            "message_id": message_id,
-            "seq": seq,
-            "text": text,
-        }
-    )
+    frame: dict[str, Any] = {
+        "type": "reply.delta",
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+        "seq": seq,
+        "text": text,
+    }
+    if request_id is not None:
+        frame["id"] = request_id
+    return encode(frame)
 
 
 def build_error(error: LiaotianError, request_id: str | int | None = None, **extra: Any) -> bytes:

@@ -12,6 +12,7 @@ each wrong setting and how to fix it; nothing starts with invalid settings.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -155,7 +156,7 @@ class Settings(BaseSettings):
             return self.default_model
         if self.dashscope_enabled:
             return SEED_DASHSCOPE_MODELS[0]
-        return LOCAL_MODEL_ID
+        return model_id_for(self.local_model_path)
 
     @classmethod
     def settings_customise_sources(
@@ -178,6 +179,14 @@ _DRIVERS = {
     "postgres": "postgresql+asyncpg",
     "postgresql": "postgresql+asyncpg",
 }
+
+
+def model_id_for(model_path: Path | None) -> str:
+    """The local model's id: LOCAL_MODEL_ID, or the GGUF file's stem, lowercased and dashed."""
+    if model_path is None:
+        return LOCAL_MODEL_ID
+    model_id = re.sub(r"[^a-z0-9._-]+", "-", model_path.stem.lower()).strip("-.")
+    return model_id or "local"
 
 
 def normalize_database_url(url: str) -> str:

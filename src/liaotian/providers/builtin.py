@@ -1,5 +1,5 @@
 """Importing this module registers the built-in providers, in resolution order."""
 
-from liaotian.providers import dashscope, local, openai_compat
-
-__all__ = ["dashscope", "local", "openai_compat"]
+import liaotian.providers.dashscope
+import liaotian.providers.local
+import liaotian.providers.openai_compat  # noqa: F401

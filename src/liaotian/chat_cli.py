@@ -1,0 +1,554 @@
+"""``liaotian chat``: the terminal client, one-shot or interactive, on :mod:`liaotian.client`.
+
+``liaotian chat "question"`` prints the answer to stdout as it streams, then a newline, and
+nothing else: errors go to stderr, one line. Exit status: 0 answered, 1 the request or the
+answer failed (or was cancelled), 2 the server cannot be reached or the arguments are wrong,
+130 interrupted.
+
+``liaotian chat`` alone opens an interactive chat (``/help`` lists its commands). Ctrl+C
+while an answer streams cancels that answer on the server; at the prompt, Ctrl+C or Ctrl+D
+leaves.
+
+The owner id (``--client-id``) defaults to a random id created on first use and kept in
+``$XDG_CONFIG_HOME/liaotian/client_id`` (``~/.config/liaotian/client_id``): it is what lets
+the next session see the same conversations, so it is private (mode 0600).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import codecs
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Final, TextIO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from liaotian.client import (
+    CLIENT_ID,
+    Client,
+    ClientConnectionError,
+    MessageInfo,
+    Reply,
+    ReplyResult,
+    ws_url,
+)
+from liaotian.errors import ConfigError, LiaotianError
+
+DEFAULT_SERVER = "ws://127.0.0.1:8011"
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_UNREACHABLE = 2
+EXIT_INTERRUPTED = 130
+
+HELP = (
+    ("/new", "start a new conversation"),
+    ("/models", "list the server's models"),
+    ("/model NAME", "answer with model NAME from now on"),
+    ("/list", "list your conversations"),
+    ("/open ID", "continue conversation ID or ID prefix (shows its history)"),
+    ("/help", "show this help"),
+    ("/quit", "leave (Ctrl+D or Ctrl+C at the prompt, too)"),
+)
+
+
+def add_chat_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """Add the ``chat`` sub-command to the ``liaotian`` parser."""
+    parser = subparsers.add_parser(
+        "chat",
+        help="chat with a liaotian server from the terminal",
+        description=(
+            "Ask one question (the answer goes to stdout) or, without QUESTION, chat interactively."
+        ),
+    )
+    parser.add_argument(
+        "question",
+        nargs="?",
+        help="ask this and print the answer ('-' reads the question from stdin)",
+    )
+    parser.add_argument(
+        "--server", default=DEFAULT_SERVER, help=f"server URL (default {DEFAULT_SERVER})"
+    )
+    parser.add_argument(
+        "--client-id",
+        help="owner id (default: one created on first use, kept in the user config dir)",
+    )
+    parser.add_argument("-m", "--model", help="model id (default: the server's default)")
+    parser.add_argument("-c", "--conversation", help="continue this conversation id")
+    parser.add_argument(
+        "--no-stream", action="store_true", help="ask the model for the whole answer at once"
+    )
+    parser.add_argument("--system", help="system prompt for a new conversation")
+    return parser
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    """Run ``liaotian chat``; returns the exit status."""
+    try:
+        ws_url(args.server)
+    except ValueError as exc:
+        print(f"liaotian: --server: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    client_id = args.client_id
+    if client_id is None:
+        client_id = default_client_id()
+    elif not CLIENT_ID.match(client_id):
+        print("liaotian: --client-id must be 1-128 of A-Z a-z 0-9 _ . : -", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    try:
+        if args.question is not None:
+            question = sys.stdin.read() if args.question == "-" else args.question
+            return asyncio.run(ask(args, client_id, question))
+        return asyncio.run(ChatSession(args, client_id).run())
+    except ClientConnectionError as error:
+        print(error.message, file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except asyncio.CancelledError:  # a second Ctrl+C while an answer was being cancelled
+        return EXIT_INTERRUPTED
+
+
+# -- the owner id ------------------------------------------------------------------------
+
+
+def config_dir() -> Path:
+    """Where liaotian keeps the terminal client's files."""
+    if sys.platform == "win32" and os.environ.get("APPDATA"):
+        return Path(os.environ["APPDATA"]) / "liaotian"
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "liaotian"
+
+
+def default_client_id(directory: Path | None = None) -> str:
+    """The id stored in ``directory/client_id``, created (random, mode 0600) on first use.
+
+    Two first uses at once agree on one id. Raises ConfigError if the file holds no valid id
+    or cannot be written.
+    """
+    directory = directory or config_dir()
+    path = directory / "client_id"
+    try:
+        return _read_client_id(path)
+    except FileNotFoundError:
+        pass
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fresh = directory / f".client_id.{os.getpid()}.{secrets.token_hex(4)}"
+        descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(f"cli-{secrets.token_urlsafe(24)}\n")
+        try:
+            os.link(fresh, path)  # atomic: fails if another process created it first
+        except FileExistsError:
+            pass
+        finally:
+            fresh.unlink()
+        return _read_client_id(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot keep a client id in {path}: {exc.strerror or exc}; pass --client-id"
+        ) from None
+
+
+def _read_client_id(path: Path) -> str:
+    value = path.read_text().strip()
+    if not CLIENT_ID.match(value):
+        raise ConfigError(f"{path} holds no valid client id; delete it or pass --client-id")
+    return value
+
+
+# -- Ctrl+C ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def on_interrupt(callback: Callable[[], None]) -> Iterator[bool]:
+    """Call ``callback`` on SIGINT instead of raising KeyboardInterrupt, where supported.
+
+    Yields False where the event loop cannot handle signals (Windows): there Ctrl+C still
+    raises KeyboardInterrupt.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, callback)
+    except (NotImplementedError, RuntimeError, ValueError):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+# -- one-shot ----------------------------------------------------------------------------
+
+
+async def ask(args: argparse.Namespace, client_id: str, question: str) -> int:
+    """Send ``question``, print the answer to stdout, errors to stderr (one line)."""
+    out = sys.stdout
+    async with Client(args.server, client_id=client_id) as client:
+        try:
+            reply = await client.send(
+                question,
+                conversation_id=args.conversation,
+                model=args.model,
+                stream=not args.no_stream,
+                system_prompt=args.system,
+            )
+        except LiaotianError as error:
+            print(f"liaotian: {error.message}", file=sys.stderr)
+            return EXIT_FAILED
+        main = asyncio.current_task()
+        assert main is not None
+        cancelling: asyncio.Task[None] | None = None
+
+        def interrupt() -> None:
+            nonlocal cancelling
+            if cancelling is None:
+                cancelling = asyncio.create_task(_cancel_quietly(reply))
+            else:
+                main.cancel()
+
+        wrote = False
+        with on_interrupt(interrupt):
+            try:
+                async for text in reply:
+                    out.write(text)
+                    out.flush()
+                    wrote = True
+            except BrokenPipeError:
+                # The reader went away (``| head``): stop quietly, as shell tools do.
+                _silence_stdout()
+                await _cancel_quietly(reply)
+                return EXIT_FAILED
+            result = await reply.result()
+            if cancelling is not None:
+                await cancelling
+    if result.ok:
+        out.write("\n")
+        out.flush()
+        return EXIT_OK
+    if wrote:
+        out.write("\n")
+        out.flush()
+    print(f"liaotian: {describe_failure(result)}", file=sys.stderr)
+    return EXIT_FAILED if cancelling is None else EXIT_INTERRUPTED
+
+
+def describe_failure(result: ReplyResult) -> str:
+    """One line saying why an answer did not complete."""
+    if result.status == "cancelled":
+        return "the answer was cancelled"
+    if result.error is not None:
+        return f"{result.error.message} [{result.error.code}]"
+    return f"the answer ended with status {result.status}"
+
+
+async def _cancel_quietly(reply: Reply) -> None:
+    with contextlib.suppress(LiaotianError, ClientConnectionError):
+        await reply.cancel()
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+# -- interactive -------------------------------------------------------------------------
+
+
+class _Interrupt:
+    """Ctrl+C pressed at the prompt."""
+
+
+INTERRUPT: Final = _Interrupt()
+Line = str | None | _Interrupt
+
+
+class LineReader:
+    """Lines of stdin, read by a daemon thread so the event loop never blocks.
+
+    The thread uses ``os.read`` on the file descriptor, not ``input()``: a daemon thread
+    blocked inside ``sys.stdin`` holds its buffer lock, and the interpreter then aborts at
+    exit ("could not acquire lock for <stdin> at interpreter shutdown").
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._fd = stream.fileno()
+        self._lines: asyncio.Queue[Line] = asyncio.Queue()
+        self._loop = asyncio.get_running_loop()
+        self._thread: threading.Thread | None = None
+
+    async def readline(self) -> Line:
+        """The next line (without its newline), None at end of input, or INTERRUPT."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="stdin", daemon=True)
+            self._thread.start()
+        return await self._lines.get()
+
+    def interrupt(self) -> None:
+        self._lines.put_nowait(INTERRUPT)
+
+    def _run(self) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending = ""
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except OSError:
+                chunk = b""
+            pending += decoder.decode(chunk, final=not chunk)
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                self._put(line.removesuffix("\r"))
+            if not chunk:
+                if pending:
+                    self._put(pending)
+                self._put(None)
+                return
+
+    def _put(self, line: Line) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
+            self._loop.call_soon_threadsafe(self._lines.put_nowait, line)
+
+
+class ChatSession:
+    """The interactive chat: a prompt, streamed answers, slash commands."""
+
+    def __init__(self, args: argparse.Namespace, client_id: str) -> None:
+        self.args = args
+        self.client_id = client_id
+        self.console = Console(highlight=False)
+        self.model: str | None = args.model
+        self.conversation_id: str | None = args.conversation
+        self.system_prompt: str | None = args.system
+        self._on_interrupt: Callable[[], None] | None = None
+        self._client: Client | None = None
+        self._echo_input = not sys.stdin.isatty()
+
+    @property
+    def client(self) -> Client:
+        assert self._client is not None
+        return self._client
+
+    async def run(self) -> int:
+        """Chat until /quit, end of input or Ctrl+C at the prompt; returns the exit status."""
+        main = asyncio.current_task()
+        assert main is not None
+        reader = LineReader(sys.stdin)
+
+        def interrupt() -> None:
+            if self._on_interrupt is not None:
+                self._on_interrupt()
+            else:
+                main.cancel()
+
+        async with Client(self.args.server, client_id=self.client_id) as client:
+            self._client = client
+            with on_interrupt(interrupt):
+                return await self._loop(reader)
+
+    async def _loop(self, reader: LineReader) -> int:
+        hello = self.client.hello
+        self.console.print(
+            f"[bold]liaotian[/] {escape(self.args.server)} · "
+            f"[green]{escape(self.model or str(hello.get('default_model')))}[/] · "
+            "[dim]/help, Ctrl+D leaves[/]"
+        )
+        if self.conversation_id is not None:
+            await self._open(self.conversation_id)
+        while True:
+            self.console.print("[bold cyan]you[/] › ", end="")
+            self._on_interrupt = reader.interrupt
+            try:
+                line = await reader.readline()
+            finally:
+                self._on_interrupt = None
+            if line is None or isinstance(line, _Interrupt):
+                self.console.print()
+                return EXIT_OK
+            if self._echo_input:  # a terminal echoes what is typed, a pipe does not
+                self.console.print(line, markup=False)
+            text = line.strip()
+            if not text:
+                continue
+            if text.startswith("/"):
+                if not await self._command(text):
+                    return EXIT_OK
+                continue
+            await self._ask(line)
+
+    # -- answers ---------------------------------------------------------------------------
+
+    async def _ask(self, message: str) -> None:
+        try:
+            reply = await self.client.send(
+                message,
+                conversation_id=self.conversation_id,
+                model=self.model,
+                stream=not self.args.no_stream,
+                system_prompt=self.system_prompt if self.conversation_id is None else None,
+            )
+        except LiaotianError as error:
+            self._error(error.message)
+            return
+        self.conversation_id = reply.conversation_id
+        await self._stream(reply)
+
+    async def _stream(self, reply: Reply) -> None:
+        """Print a reply as it streams; the first Ctrl+C cancels it, a second one leaves."""
+        cancelling: asyncio.Task[None] | None = None
+        main = asyncio.current_task()
+        assert main is not None
+
+        def interrupt() -> None:
+            nonlocal cancelling
+            if cancelling is not None:
+                main.cancel()
+                return
+            cancelling = asyncio.create_task(_cancel_quietly(reply))
+
+        name = reply.model or self.model or "assistant"
+        self.console.print(f"[bold green]{escape(name)}[/] › ", end="")
+        self._on_interrupt = interrupt
+        try:
+            async for text in reply:
+                self.console.print(text, end="", markup=False, soft_wrap=True)
+            result = await reply.result()
+        finally:
+            self._on_interrupt = None
+            if cancelling is not None:
+                await cancelling
+        self.console.print()
+        self.console.print(self._status_line(result), style="dim", markup=False)
+
+    def _status_line(self, result: ReplyResult) -> str:
+        if result.status == "cancelled":
+            return "[cancelled]"
+        if not result.ok:
+            return f"[{describe_failure(result)}]"
+        details = [result.model or ""]
+        if result.usage and result.usage.get("output_tokens") is not None:
+            details.append(f"{result.usage['output_tokens']} tokens")
+        if result.duration_ms is not None:
+            details.append(f"{result.duration_ms / 1000:.1f} s")
+        return "[" + " · ".join(detail for detail in details if detail) + "]"
+
+    def _error(self, message: str) -> None:
+        self.console.print(f"[bold red]error[/] {escape(message)}")
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def _command(self, text: str) -> bool:
+        """Run one slash command; False means leave."""
+        name, _, argument = text.partition(" ")
+        argument = argument.strip()
+        try:
+            if name in ("/quit", "/exit", "/q"):
+                return False
+            if name == "/help":
+                self._help()
+            elif name == "/new":
+                self.conversation_id = None
+                self.console.print("[dim]new conversation[/]")
+            elif name == "/models":
+                await self._models()
+            elif name == "/model" and argument:
+                await self._use_model(argument)
+            elif name == "/list":
+                await self._list()
+            elif name == "/open" and argument:
+                await self._open(argument)
+            else:
+                self._error(f"unknown command {text!r}; /help lists the commands")
+        except LiaotianError as error:
+            self._error(error.message)
+        return True
+
+    def _help(self) -> None:
+        table = Table(show_header=False, box=None, padding=(0, 2))
+        for command, meaning in HELP:
+            table.add_row(f"[cyan]{command}[/]", meaning)
+        self.console.print(table)
+
+    async def _models(self) -> None:
+        listing = await self.client.models()
+        current = self.model or listing["default"]
+        table = Table("", "model", "provider", "status", box=None, padding=(0, 1))
+        for model in listing["models"]:
+            mark = "*" if model["id"] == current else ""
+            status = "ready" if model["available"] else f"needs {model['reason']}"
+            table.add_row(mark, Text(model["id"]), Text(model["provider"]), Text(status))
+        self.console.print(table)
+
+    async def _use_model(self, name: str) -> None:
+        listing = await self.client.models()
+        found = next((model for model in listing["models"] if model["id"] == name), None)
+        if found is None:
+            self._error(f"the server has no model {name!r}; /models lists them")
+            return
+        self.model = name
+        note = "" if found["available"] else f" (not ready: needs {found['reason']})"
+        self.console.print(f"[dim]model {escape(name)}{escape(note)}[/]")
+
+    async def _list(self) -> None:
+        page = await self.client.conversations(limit=20)
+        if not page["conversations"]:
+            self.console.print("[dim]no conversations yet[/]")
+            return
+        # Ids are never cut (they are typed back into /open); long titles are.
+        table = Table(box=None, padding=(0, 1))
+        table.add_column(
+            "id", no_wrap=True, min_width=max(len(c["id"]) for c in page["conversations"]) + 2
+        )
+        table.add_column("title", no_wrap=True, overflow="ellipsis")
+        table.add_column("updated", no_wrap=True)
+        for conversation in page["conversations"]:
+            updated = datetime.fromtimestamp(conversation["updated_at"]).strftime("%Y-%m-%d %H:%M")
+            title = Text(conversation["title"])
+            if conversation.get("streaming_message_id"):
+                title.append(" (streaming)", style="yellow")
+            marker = " *" if conversation["id"] == self.conversation_id else ""
+            table.add_row(Text(conversation["id"] + marker), title, updated)
+        self.console.print(table)
+
+    async def _open(self, conversation_id: str) -> None:
+        """Show a conversation (an id or a unique id prefix) and make it the current one."""
+        listing = await self.client.conversations(limit=200)
+        matches = [c["id"] for c in listing["conversations"] if c["id"].startswith(conversation_id)]
+        if len(matches) == 1:
+            conversation_id = matches[0]
+        page = await self.client.history(conversation_id, limit=50)
+        conversation = page["conversation"]
+        self.conversation_id = conversation["id"]
+        self.console.print(f"[bold]{escape(conversation['title'])}[/] [dim]{conversation['id']}[/]")
+        streaming: str | None = None
+        for message in page["messages"]:
+            if message["role"] == "assistant" and message["status"] == "streaming":
+                streaming = message["id"]  # shown live below, from its first event
+                continue
+            self._show_message(message)
+        if streaming is not None:
+            await self._stream(await self.client.subscribe(streaming))
+
+    def _show_message(self, message: MessageInfo) -> None:
+        if message["role"] == "user":
+            self.console.print("[bold cyan]you[/] › ", end="")
+        else:
+            name = message.get("model") or "assistant"
+            self.console.print(f"[bold green]{escape(name)}[/] › ", end="")
+        self.console.print(message["content"], markup=False, soft_wrap=True)
+        if message["role"] == "assistant" and message["status"] != "completed":
+            self.console.print(f"[{message['status']}]", style="dim", markup=False)

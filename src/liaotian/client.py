@@ -1,0 +1,789 @@
+"""An asyncio client for protocol v1 (docs/protocol.md), on the ``websockets`` library.
+
+::
+
+    async with Client("ws://127.0.0.1:8011", client_id="me") as client:
+        reply = await client.send("Hello")
+        async for text in reply:
+            print(text, end="", flush=True)
+        result = await reply.result()
+
+One background task reads every frame and routes it: answers to requests by their ``id``
+(generated here), reply events by ``message_id`` to the :class:`Reply` they belong to. A
+reply's :class:`Reply` exists as soon as its ``reply.started`` is read, before any of its
+deltas, so nothing is lost between :meth:`Client.send` returning and iterating the reply.
+
+Errors:
+
+* the server's ``error`` answer to a request raises the :mod:`liaotian.errors` class named
+  by its ``code`` (``ModelNotFound``, ``NotFound``, ``ConversationBusy``, ...), with the
+  server's ``message`` and ``retryable``; an unknown code raises a plain LiaotianError;
+* a connection that cannot be opened, or that drops, raises :class:`ClientConnectionError`
+  from every pending call and every unfinished reply at once: nothing waits forever;
+* a request the server does not answer within ``request_timeout`` raises TimeoutError.
+
+A reply that ends badly is not an exception: :meth:`Reply.result` returns its status
+(``completed``, ``cancelled``, ``error``, ``interrupted``) and error.
+
+The server also sends this connection the replies that the owner's *other* connections
+start. They are dropped unless the client is created with ``follow_other_replies=True``;
+then :meth:`Client.other_replies` yields them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import re
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal, TypedDict, cast
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from liaotian import errors
+from liaotian.errors import LiaotianError
+
+__all__ = [
+    "Client",
+    "ClientConnectionError",
+    "ConversationInfo",
+    "ConversationPage",
+    "HistoryPage",
+    "MessageInfo",
+    "ModelInfo",
+    "ModelList",
+    "Reply",
+    "ReplyResult",
+    "error_from_frame",
+]
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# History pages can be large (500 messages); the server's own limit is what matters.
+MAX_FRAME_BYTES = 64 << 20
+
+RequestId = int
+
+
+class ClientConnectionError(ConnectionError):
+    """The server cannot be reached, or the connection to it was lost.
+
+    ``url`` is the server's base URL, never the one with the client id.
+    """
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.url = url
+
+
+# -- result types (the wire shapes of docs/protocol.md) -------------------------------------
+
+
+class ConversationInfo(TypedDict):
+    id: str
+    title: str
+    system_prompt: str | None
+    model: str | None
+    created_at: float
+    updated_at: float
+
+
+class ListedConversation(ConversationInfo):
+    streaming_message_id: str | None
+
+
+class MessageInfo(TypedDict):
+    id: str
+    role: str
+    content: str
+    status: str
+    model: str | None
+    finish_reason: str | None
+    usage: dict[str, int | None] | None
+    ttft_ms: float | None
+    duration_ms: float | None
+    error: dict[str, str | None] | None
+    created_at: float
+
+
+class ConversationPage(TypedDict):
+    conversations: list[ListedConversation]
+    has_more: bool
+
+
+class HistoryPage(TypedDict):
+    conversation: ConversationInfo
+    messages: list[MessageInfo]
+    has_more: bool
+
+
+class ModelInfo(TypedDict):
+    id: str
+    provider: str
+    available: bool
+    reason: str | None
+
+
+class ModelList(TypedDict):
+    models: list[ModelInfo]
+    default: str
+
+
+# -- errors from frames ---------------------------------------------------------------------
+
+
+def _error_classes() -> dict[str, type[LiaotianError]]:
+    classes = [
+        value
+        for value in vars(errors).values()
+        if isinstance(value, type) and issubclass(value, LiaotianError)
+    ]
+    # Deeper classes last, so InvalidFrame wins over ProtocolError for "invalid_frame".
+    classes.sort(key=lambda cls: len(cls.__mro__))
+    return {cls.code: cls for cls in classes}
+
+
+_ERRORS_BY_CODE = _error_classes()
+
+
+def error_from_frame(frame: dict[str, Any]) -> LiaotianError:
+    """The :mod:`liaotian.errors` exception for an ``error`` frame (or a reply's ``error``).
+
+    The class is chosen by ``code``; an unknown code gives a LiaotianError with that code.
+    """
+    code = str(frame.get("code") or "internal_error")
+    message = str(frame.get("message") or code)
+    cls = _ERRORS_BY_CODE.get(code)
+    error = LiaotianError(message, code=code) if cls is None else cls(message)
+    retryable = frame.get("retryable")
+    if isinstance(retryable, bool):
+        error.retryable = retryable
+    retry_after = frame.get("retry_after")
+    if isinstance(error, errors.ProviderRateLimited) and isinstance(retry_after, int | float):
+        error.retry_after = float(retry_after)
+    return error
+
+
+# -- replies --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyResult:
+    """How a reply ended.
+
+    ``text`` is the text this :class:`Reply` received: the whole answer, or for a reply
+    subscribed after a seq, the part after it. ``status`` is ``completed``, ``cancelled``,
+    ``error`` or ``interrupted``; ``error`` is set for the last two.
+    """
+
+    conversation_id: str
+    message_id: str
+    text: str
+    status: str
+    model: str | None
+    finish_reason: str | None
+    usage: dict[str, int] | None
+    error: LiaotianError | None
+    ttft_ms: float | None
+    duration_ms: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+
+class Reply:
+    """One streaming reply, fed by the client's reader task.
+
+    ``async for text in reply`` yields its deltas from the first one this object received,
+    and stops after ``reply.done`` (each ``async for`` starts from the beginning again).
+    :attr:`last_seq` is the seq of the last event received: pass it to
+    :meth:`Client.subscribe` on a new connection to get exactly the rest.
+
+    If the connection drops first, iterating and :meth:`result` raise ClientConnectionError.
+    """
+
+    def __init__(self, client: Client, conversation_id: str, message_id: str, after_seq: int):
+        self._client = client
+        self.conversation_id = conversation_id
+        self.message_id = message_id
+        self.last_seq = after_seq
+        self.model: str | None = None
+        self.title: str | None = None
+        self.user_message_id: str | None = None
+        self.client_message_id: str | None = None
+        self.replaced = False
+        """True if a subscription after a seq got the whole reply again: its text replaces
+        what the caller had (see docs/protocol.md, "Following and resuming a reply")."""
+        self._parts: list[str] = []
+        self._done: dict[str, Any] | None = None
+        self._exception: BaseException | None = None
+        self._changed: asyncio.Future[None] | None = None
+        # Set while a chat.subscribe for this object awaits its confirmation.
+        self._confirmation: asyncio.Future[Any] | None = None
+        self._wait_for_request_id: RequestId | None = None
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else "streaming"
+        return f"<Reply {self.message_id} {state} last_seq={self.last_seq}>"
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return "".join(self._parts)
+
+    @property
+    def done(self) -> bool:
+        """True once ``reply.done`` arrived or the connection failed."""
+        return self._done is not None or self._exception is not None
+
+    @property
+    def status(self) -> str:
+        """``streaming`` until the reply ends, then its final status."""
+        if self._done is None:
+            return "streaming"
+        return str(self._done.get("status"))
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[str]:
+        cursor = 0
+        while True:
+            while cursor < len(self._parts):
+                cursor += 1
+                yield self._parts[cursor - 1]
+            if self._exception is not None:
+                raise self._exception
+            if self._done is not None:
+                return
+            await self._wait()
+
+    async def result(self) -> ReplyResult:
+        """Wait for ``reply.done``; raises ClientConnectionError if the connection drops."""
+        while not self.done:
+            await self._wait()
+        if self._exception is not None:
+            raise self._exception
+        done = self._done
+        assert done is not None
+        error = done.get("error")
+        return ReplyResult(
+            conversation_id=self.conversation_id,
+            message_id=self.message_id,
+            text=self.text,
+            status=str(done.get("status")),
+            model=self.model,
+            finish_reason=done.get("finish_reason"),
+            usage=done.get("usage"),
+            error=error_from_frame(error) if isinstance(error, dict) else None,
+            ttft_ms=done.get("ttft_ms"),
+            duration_ms=done.get("duration_ms"),
+        )
+
+    async def cancel(self) -> bool:
+        """Ask the server to cancel this reply (it ends with status ``cancelled``).
+
+        Returns False if the reply had already finished. The ``reply.done`` that confirms
+        the cancel arrives like any other event: await :meth:`result` for it.
+        """
+        if self.done:
+            return False
+        try:
+            await self._client.cancel(message_id=self.message_id)
+        except errors.NotFound:
+            return False
+        return True
+
+    # -- fed by the client's reader --------------------------------------------------------
+
+    def _feed(self, frame: dict[str, Any]) -> bool:
+        """Take one reply frame; False if it is a duplicate (seq already seen) or ignored."""
+        if self.done:
+            return False
+        seq = frame.get("seq")
+        if self._wait_for_request_id is not None:
+            # A subscription ignores frames of an earlier forwarder of the same reply
+            # until the server's answer (it carries the request id) arrives.
+            if frame.get("id") != self._wait_for_request_id:
+                return False
+            self._wait_for_request_id = None
+            if seq == 0 and self.last_seq >= 0:
+                # The server sent the reply from its start (a log rebuilt from the
+                # database has other seqs): replace what the caller had, not append.
+                self.last_seq = -1
+                self.replaced = True
+        if not isinstance(seq, int) or seq <= self.last_seq:
+            return False
+        self.last_seq = seq
+        frame_type = frame.get("type")
+        if frame_type == "reply.started":
+            self.model = frame.get("model")
+            self.title = frame.get("title")
+            self.user_message_id = frame.get("user_message_id")
+            self.client_message_id = frame.get("client_message_id")
+        elif frame_type == "reply.delta":
+            text = frame.get("text")
+            if isinstance(text, str) and text:
+                self._parts.append(text)
+        elif frame_type == "reply.done":
+            self._done = frame
+        self._confirm()
+        self._wake()
+        return True
+
+    def _fail(self, exception: BaseException) -> None:
+        if self.done:
+            return
+        self._exception = exception
+        confirmation, self._confirmation = self._confirmation, None
+        if confirmation is not None and not confirmation.done():
+            confirmation.set_exception(exception)
+        self._wake()
+
+    def _confirm(self) -> None:
+        confirmation, self._confirmation = self._confirmation, None
+        if confirmation is not None and not confirmation.done():
+            confirmation.set_result(self)
+
+    def _wake(self) -> None:
+        waiter, self._changed = self._changed, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        # Shielded: one cancelled waiter must not cancel the others sharing the future.
+        await asyncio.shield(self._changed)
+
+
+# -- the client -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Pending:
+    future: asyncio.Future[Any]
+    kind: Literal["request", "send", "subscribe"]
+    reply: Reply | None = None
+
+
+def ws_url(server: str) -> str:
+    """``ws://host:port/ws`` for a server base URL (``ws``, ``wss``, ``http`` or ``https``)."""
+    parts = urlsplit(server.strip())
+    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme.lower())
+    if scheme is None or not parts.netloc:
+        raise ValueError(f"not a server URL: {server!r} (expected ws://HOST:PORT)")
+    path = parts.path.rstrip("/")
+    if not path.endswith("/ws"):
+        path += "/ws"
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+class Client:
+    """A protocol-v1 connection to a liaotian server, used as an async context manager.
+
+    ``server`` is the base URL (``ws://127.0.0.1:8011``, ``http://...`` or the ``/ws`` URL
+    itself). ``client_id`` identifies the owner: every connection with the same id sees
+    the same conversations. ``request_timeout`` bounds the wait for each answer
+    (None: no bound); a reply's own stream has no timeout.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        *,
+        client_id: str,
+        request_timeout: float | None = 30.0,
+        open_timeout: float = 10.0,
+        follow_other_replies: bool = False,
+    ) -> None:
+        if not CLIENT_ID.match(client_id):
+            raise ValueError("client_id must be 1-128 characters of A-Z a-z 0-9 _ . : -")
+        self.server = server
+        self.url = ws_url(server)
+        self.client_id = client_id
+        self.request_timeout = request_timeout
+        self.open_timeout = open_timeout
+        self.hello: dict[str, Any] = {}
+        self.last_error: LiaotianError | None = None
+        """The last ``error`` frame that answered no request (normally None)."""
+        self._follow_others = follow_other_replies
+        self._others: asyncio.Queue[Reply | None] = asyncio.Queue()
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[RequestId, _Pending] = {}
+        self._replies: dict[str, Reply] = {}
+        self._lost: ClientConnectionError | None = None
+
+    # -- connecting ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Open the connection and read ``hello``; raises ClientConnectionError."""
+        if self._ws is not None:
+            raise RuntimeError("the client is already connected")
+        address = f"{self.url}?{urlencode({'client_id': self.client_id})}"
+        try:
+            async with asyncio.timeout(self.open_timeout):
+                self._ws = await connect(
+                    address,
+                    open_timeout=None,
+                    compression=None,
+                    max_size=MAX_FRAME_BYTES,
+                )
+                hello = orjson.loads(await self._ws.recv(decode=False))
+        except TimeoutError:
+            await self._abort()
+            raise self._unreachable(f"no answer within {self.open_timeout:g} s") from None
+        except (OSError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
+            await self._abort()
+            raise self._unreachable(_describe_connect_error(exc)) from None
+        except orjson.JSONDecodeError:
+            await self._abort()
+            raise self._unreachable("the server's first frame is not JSON") from None
+        if not isinstance(hello, dict) or hello.get("type") != "hello":
+            await self._abort()
+            raise self._unreachable("the server did not say hello (is it a liaotian server?)")
+        if hello.get("protocol") != PROTOCOL_VERSION:
+            await self._abort()
+            raise self._unreachable(
+                f"the server speaks protocol {hello.get('protocol')}, "
+                f"this client {PROTOCOL_VERSION}"
+            )
+        self.hello = hello
+        self._reader = asyncio.create_task(self._read(self._ws), name="liaotian-client-reader")
+
+    async def close(self) -> None:
+        """Close the connection. Unfinished calls and replies raise ClientConnectionError.
+
+        Replies go on on the server (a disconnect is not a cancel).
+        """
+        self._connection_lost(
+            ClientConnectionError("the client closed the connection", url=self.server)
+        )
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+    async def _abort(self) -> None:
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+            self._ws = None
+
+    def _unreachable(self, reason: str) -> ClientConnectionError:
+        return ClientConnectionError(
+            f"cannot reach liaotian at {self.server}: {reason}", url=self.server
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self._lost is not None
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def send(
+        self,
+        message: str,
+        *,
+        conversation_id: str | None = None,
+        model: str | None = None,
+        stream: bool = True,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        client_message_id: str | None = None,
+    ) -> Reply:
+        """Send a message; returns its :class:`Reply` once the server has started it.
+
+        Without ``conversation_id`` a new conversation is created (``reply.conversation_id``).
+        Raises ModelNotFound, ProviderNotConfigured, NotFound, ConversationBusy, ...
+        A ``client_message_id`` makes the send safe to repeat: the same reply comes back.
+        """
+        frame: dict[str, Any] = {"type": "chat.send", "message": message, "stream": stream}
+        optional = {
+            "conversation_id": conversation_id,
+            "model": model,
+            "system_prompt": system_prompt,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "client_message_id": client_message_id,
+        }
+        frame.update({key: value for key, value in optional.items() if value is not None})
+        reply: Reply = await self._call(frame, _Pending(self._future(), "send"))
+        return reply
+
+    async def subscribe(self, message_id: str, after_seq: int = -1) -> Reply:
+        """Follow a reply (of this owner, from any connection) from after ``after_seq``.
+
+        Returns a new :class:`Reply` receiving exactly the events after ``after_seq``, once
+        the server has sent the first of them. Raises NotFound for an unknown reply. This
+        object replaces any earlier Reply of this client for the same message; that one
+        fails with a LiaotianError (code ``superseded``).
+        """
+        reply = Reply(self, "", message_id, after_seq)
+        pending = _Pending(self._future(), "subscribe", reply)
+        reply._confirmation = pending.future
+        subscription: Reply = await self._call(
+            {"type": "chat.subscribe", "message_id": message_id, "after_seq": after_seq},
+            pending,
+        )
+        return subscription
+
+    async def cancel(
+        self, *, message_id: str | None = None, conversation_id: str | None = None
+    ) -> list[str]:
+        """Cancel a streaming reply by message or conversation; returns the ids cancelled.
+
+        Raises NotFound when nothing of this owner is streaming there. Each cancelled reply
+        then ends with a ``reply.done`` of status ``cancelled``.
+        """
+        if message_id is None and conversation_id is None:
+            raise ValueError("cancel needs message_id or conversation_id")
+        frame: dict[str, Any] = {"type": "chat.cancel"}
+        if message_id is not None:
+            frame["message_id"] = message_id
+        if conversation_id is not None:
+            frame["conversation_id"] = conversation_id
+        answer = await self._request(frame, "ack")
+        return [str(item) for item in answer.get("message_ids", [])]
+
+    async def conversations(self, limit: int = 50, before: str | None = None) -> ConversationPage:
+        """The owner's conversations, most recently updated first."""
+        frame: dict[str, Any] = {"type": "conversations.list", "limit": limit}
+        if before is not None:
+            frame["before"] = before
+        return cast(ConversationPage, await self._request(frame, "conversations"))
+
+    async def history(
+        self, conversation_id: str, limit: int = 100, before: str | None = None
+    ) -> HistoryPage:
+        """A conversation and its messages, oldest first. Raises NotFound."""
+        frame: dict[str, Any] = {
+            "type": "conversation.history",
+            "conversation_id": conversation_id,
+            "limit": limit,
+        }
+        if before is not None:
+            frame["before"] = before
+        return cast(HistoryPage, await self._request(frame, "conversation.history"))
+
+    async def rename(self, conversation_id: str, title: str) -> ConversationInfo:
+        """Rename a conversation; returns it as updated. Raises NotFound."""
+        answer = await self._request(
+            {"type": "conversation.rename", "conversation_id": conversation_id, "title": title},
+            "conversation.updated",
+        )
+        return cast(ConversationInfo, answer["conversation"])
+
+    async def delete(self, conversation_id: str) -> None:
+        """Delete a conversation (cancelling its streaming reply). Raises NotFound."""
+        await self._request(
+            {"type": "conversation.delete", "conversation_id": conversation_id},
+            "conversation.deleted",
+        )
+
+    async def models(self) -> ModelList:
+        """The models the server knows, with availability, and its default model."""
+        return cast(ModelList, await self._request({"type": "models.list"}, "models"))
+
+    async def ping(self) -> float:
+        """Round trip to the server; returns the time it took, in seconds."""
+        started = time.perf_counter()
+        await self._request({"type": "ping"}, "pong")
+        return time.perf_counter() - started
+
+    async def other_replies(self) -> AsyncIterator[Reply]:
+        """Replies that the owner's other connections start, as they start.
+
+        Needs ``follow_other_replies=True``; ends when the connection closes.
+        """
+        if not self._follow_others:
+            raise RuntimeError("create the Client with follow_other_replies=True")
+        while (reply := await self._others.get()) is not None:
+            yield reply
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _future(self) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().create_future()
+
+    async def _request(self, frame: dict[str, Any], answer_type: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._call(frame, _Pending(self._future(), "request"))
+        if answer.get("type") != answer_type:
+            raise LiaotianError(
+                f"expected a {answer_type!r} frame, the server sent {answer.get('type')!r}",
+                code="unexpected_frame",
+            )
+        return {key: value for key, value in answer.items() if key not in ("type", "id")}
+
+    async def _call(self, frame: dict[str, Any], pending: _Pending) -> Any:
+        if self._lost is not None:
+            raise self._lost
+        if self._ws is None:
+            raise RuntimeError("the client is not connected: use 'async with Client(...)'")
+        request_id = next(self._ids)
+        frame["id"] = request_id
+        self._pending[request_id] = pending
+        if pending.reply is not None:
+            # The server's first frame of the subscription carries our id; frames of the
+            # same reply before it come from an earlier forwarder and could overlap.
+            pending.reply._wait_for_request_id = request_id
+            self._route(pending.reply)
+        try:
+            try:
+                await self._ws.send(orjson.dumps(frame), text=True)
+            except ConnectionClosed as exc:
+                raise self._lost or self._closed_error(exc) from None
+            async with asyncio.timeout(self.request_timeout):
+                return await pending.future
+        finally:
+            self._pending.pop(request_id, None)
+            reply = pending.reply
+            if reply is not None and not pending.future.done():
+                self._unroute(reply)  # timed out or cancelled: stop feeding it
+
+    def _route(self, reply: Reply) -> None:
+        previous = self._replies.get(reply.message_id)
+        self._replies[reply.message_id] = reply
+        if previous is not None and previous is not reply:
+            previous._fail(
+                LiaotianError(
+                    f"a newer send or subscribe took over reply {reply.message_id}",
+                    code="superseded",
+                )
+            )
+
+    def _unroute(self, reply: Reply) -> None:
+        if self._replies.get(reply.message_id) is reply:
+            del self._replies[reply.message_id]
+
+    async def _read(self, ws: ClientConnection) -> None:
+        reason: ClientConnectionError
+        try:
+            while True:
+                data = await ws.recv(decode=False)
+                try:
+                    frame = orjson.loads(data)
+                except orjson.JSONDecodeError:
+                    log.warning("ignoring a frame that is not JSON: %.80r", data)
+                    continue
+                if isinstance(frame, dict):
+                    self._dispatch(frame)
+        except ConnectionClosed as exc:
+            reason = self._closed_error(exc)
+        except asyncio.CancelledError:
+            reason = ClientConnectionError("the client closed the connection", url=self.server)
+            raise
+        except Exception as exc:  # a bug here must not leave callers waiting forever
+            log.exception("the client's reader failed")
+            reason = ClientConnectionError(f"the client's reader failed: {exc!r}", url=self.server)
+        finally:
+            self._connection_lost(reason)
+
+    def _closed_error(self, exc: ConnectionClosed) -> ClientConnectionError:
+        if exc.rcvd is not None:
+            detail = f"the server closed the connection (code {exc.rcvd.code}"
+            detail += f": {exc.rcvd.reason})" if exc.rcvd.reason else ")"
+        elif exc.sent is not None:
+            detail = "the connection was closed"
+        else:
+            detail = "the connection was lost"
+        return ClientConnectionError(f"liaotian at {self.server}: {detail}", url=self.server)
+
+    def _connection_lost(self, reason: ClientConnectionError) -> None:
+        if self._lost is not None:
+            return
+        self._lost = reason
+        for pending in list(self._pending.values()):
+            if not pending.future.done():
+                pending.future.set_exception(reason)
+        for reply in list(self._replies.values()):
+            reply._fail(reason)
+        self._replies.clear()
+        self._others.put_nowait(None)
+
+    def _dispatch(self, frame: dict[str, Any]) -> None:
+        frame_type = frame.get("type")
+        request_id = frame.get("id")
+        pending = self._pending.get(request_id) if isinstance(request_id, int) else None
+        if isinstance(frame_type, str) and frame_type.startswith("reply."):
+            self._dispatch_reply_event(frame, pending)
+        elif frame_type == "error":
+            error = error_from_frame(frame)
+            if pending is None:
+                self.last_error = error
+                log.warning("liaotian server error [%s]: %s", error.code, error.message)
+            elif not pending.future.done():
+                if pending.reply is not None:
+                    self._unroute(pending.reply)
+                pending.future.set_exception(error)
+        elif pending is not None and not pending.future.done():
+            pending.future.set_result(frame)
+
+    def _dispatch_reply_event(self, frame: dict[str, Any], pending: _Pending | None) -> None:
+        message_id = frame.get("message_id")
+        if not isinstance(message_id, str):
+            return
+        if pending is not None and pending.kind == "send" and not pending.future.done():
+            started = Reply(self, str(frame.get("conversation_id")), message_id, -1)
+            self._route(started)
+            pending.future.set_result(started)
+        reply = self._replies.get(message_id)
+        if reply is None:
+            if frame.get("type") != "reply.started" or not self._follow_others:
+                return
+            reply = Reply(self, str(frame.get("conversation_id")), message_id, -1)
+            self._route(reply)
+            self._others.put_nowait(reply)
+        if not reply.conversation_id:
+            reply.conversation_id = str(frame.get("conversation_id"))
+        reply._feed(frame)
+        if reply.done:
+            self._unroute(reply)
+
+
+def _describe_connect_error(exc: BaseException) -> str:
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        if status == 404:
+            return "HTTP 404: no WebSocket endpoint there (is it a liaotian server?)"
+        if status == 403:
+            return "HTTP 403: the server refused the connection (origin or client id rejected)"
+        return f"HTTP {status} instead of a WebSocket handshake"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    if isinstance(exc, ConnectionClosed):
+        return "the server closed the connection during the handshake"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,639 @@
+"""A fake LLM upstream: a real HTTP server speaking DashScope's native API and OpenAI's.
+
+Routes (all behind ``Authorization: Bearer <api_key>``; a wrong key gets a 401 in the
+route's own dialect):
+
+- ``POST /api/v1/services/aigc/text-generation/generation`` — DashScope; SSE when the
+  request has ``X-DashScope-SSE: enable``, one JSON body otherwise.
+- ``POST /v1/chat/completions`` — OpenAI; SSE when ``"stream": true``, with a usage chunk
+  when ``stream_options.include_usage`` is set.
+- ``GET /v1/models`` — OpenAI model list of ``models``.
+
+Every answer is scripted by the text of the *last user message* (so concurrent requests
+do not interfere). The reply to a prompt P is ``"echo: " + P`` (directives included),
+sent in chunks of ``chunk_chars`` characters; :func:`reply_chunks` and
+:func:`expected_reply` compute it. Directives, anywhere in the prompt:
+
+``[tokens=N]``
+    Reply with N chunks ``"t0 "``, ``"t1 "``, … instead of the echo.
+``[delay=MS]`` / ``[first_delay=MS]``
+    Sleep MS milliseconds between chunks / before the first chunk (or the JSON answer).
+``[fault=CODE]``
+    Answer with HTTP status CODE (e.g. 400, 401, 429, 500, 503) and the dialect's error
+    body, before any token; a 429 carries ``Retry-After: S`` from ``[retry_after=S]``
+    (default 2).
+``[fault=drop_after=K]``
+    Close the TCP connection abruptly (no end of the chunked body) after K chunks.
+``[fault=eof_after=K]``
+    End the body cleanly after K chunks, without a finish reason or ``[DONE]``.
+``[fault=malformed]``
+    After one chunk, send a ``data:`` line that is not JSON, then end.
+``[fault=stream_error]``
+    After one chunk (status 200), send an in-stream error (DashScope ``event:error`` with
+    ``:HTTP_STATUS/400`` and code ``DataInspectionFailed``; OpenAI ``{"error": {"type":
+    "server_error"}}``), then end.
+``[fault=hang]``
+    Send the response headers (or, without streaming, nothing), then wait forever.
+
+``max_tokens`` in the request is honoured: the reply stops after that many chunks with
+finish reason ``"length"``. Input tokens are counted as whitespace-separated words of all
+messages (:func:`count_input_tokens`); output tokens are the chunks sent.
+
+:class:`FakeStats` counts requests, open streams and client disconnects; tests wait on it
+with :meth:`FakeUpstream.wait_for` instead of sleeping.
+
+Run it standalone for manual checks: ``python tests/fake_upstream.py --port 9000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+DASHSCOPE_PATH = "/api/v1/services/aigc/text-generation/generation"
+OPENAI_CHAT_PATH = "/v1/chat/completions"
+OPENAI_MODELS_PATH = "/v1/models"
+
+_DIRECTIVE = re.compile(r"\[(\w+)=([^\]]*)\]")
+
+
+# ---------------------------------------------------------------------------------------------
+# Scripts
+
+
+@dataclass(frozen=True)
+class Script:
+    """What a prompt asks the fake to do; see the module docstring for the syntax."""
+
+    prompt: str
+    tokens: int | None = None
+    delay: float = 0.0
+    first_delay: float = 0.0
+    fault: str | None = None
+    fault_arg: int | None = None
+    retry_after: str = "2"
+
+    @classmethod
+    def parse(cls, prompt: str) -> Script:
+        values = dict(_DIRECTIVE.findall(prompt))
+        fault, _, arg = values.get("fault", "").partition("=")
+        return cls(
+            prompt=prompt,
+            tokens=int(values["tokens"]) if "tokens" in values else None,
+            delay=float(values.get("delay", 0)) / 1000,
+            first_delay=float(values.get("first_delay", 0)) / 1000,
+            fault=fault or None,
+            fault_arg=int(arg) if arg else None,
+            retry_after=values.get("retry_after", "2"),
+        )
+
+    @property
+    def http_status(self) -> int | None:
+        """The status of an up-front HTTP error fault, if that is the fault."""
+        return int(self.fault) if self.fault and self.fault.isdigit() else None
+
+
+def reply_chunks(prompt: str, chunk_chars: int = 4) -> list[str]:
+    """The chunks the fake streams for ``prompt`` (before any ``max_tokens`` cut)."""
+    script = Script.parse(prompt)
+    if script.tokens is not None:
+        return [f"t{i} " for i in range(script.tokens)]
+    text = "echo: " + prompt
+    return [text[i : i + chunk_chars] for i in range(0, len(text), chunk_chars)]
+
+
+def expected_reply(prompt: str, chunk_chars: int = 4) -> str:
+    """The whole text the fake answers to ``prompt``."""
+    return "".join(reply_chunks(prompt, chunk_chars))
+
+
+def count_input_tokens(messages: Sequence[dict[str, Any]]) -> int:
+    """The fake's input token count: whitespace-separated words of all messages."""
+    return sum(len(str(message.get("content", "")).split()) for message in messages)
+
+
+def _last_user_text(messages: Sequence[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return str(message.get("content", ""))
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Observability
+
+
+@dataclass
+class FakeStats:
+    """Counters tests assert on. ``disconnected`` is set at the first client disconnect."""
+
+    requests: int = 0
+    """HTTP requests received, any route (including rejected ones)."""
+    streams_open: int = 0
+    """SSE streams whose handler is running now (headers sent, body not finished)."""
+    streams_completed: int = 0
+    """SSE streams that reached their scripted end."""
+    drops: int = 0
+    """Connections the fake cut on purpose (``fault=drop_after``)."""
+    disconnects: int = 0
+    """Requests whose client went away before the answer ended (write failed or the
+    connection closed while the handler was waiting)."""
+    disconnected: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as received: method, path, headers, JSON body (None if none) and the
+    client's ``host:port`` (equal for requests sent over one kept-alive connection)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    peer: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Dialects
+
+
+class _DashScope:
+    """DashScope's native wire format."""
+
+    name = "dashscope"
+
+    @staticmethod
+    def error_body(status: int, request_id: str) -> dict[str, Any]:
+        code, message = {
+            400: ("InvalidParameter", "The request is invalid."),
+            401: ("InvalidApiKey", "Invalid API-key provided."),
+            403: ("AccessDenied", "Access denied."),
+            404: ("ModelNotFound", "Model not exist."),
+            429: ("Throttling.RateQuota", "Requests rate limit exceeded, please try again later."),
+        }.get(status, ("InternalError", "An internal error has occured, please try again later."))
+        return {"code": code, "message": message, "request_id": request_id}
+
+    @staticmethod
+    def event(seq: int, payload: dict[str, Any]) -> bytes:
+        data = orjson.dumps(payload)
+        return b"id:%d\nevent:result\n:HTTP_STATUS/200\ndata:%s\n\n" % (seq, data)
+
+    @staticmethod
+    def result(
+        content: str, finish: str, usage: tuple[int, int], request_id: str
+    ) -> dict[str, Any]:
+        return {
+            "output": {
+                "choices": [
+                    {
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": finish,
+                    }
+                ]
+            },
+            "usage": {
+                "input_tokens": usage[0],
+                "output_tokens": usage[1],
+                "total_tokens": usage[0] + usage[1],
+            },
+            "request_id": request_id,
+        }
+
+    @staticmethod
+    def stream_error(seq: int, request_id: str) -> bytes:
+        data = orjson.dumps(
+            {
+                "code": "DataInspectionFailed",
+                "message": "Output data may contain inappropriate content.",
+                "request_id": request_id,
+            }
+        )
+        return b"id:%d\nevent:error\n:HTTP_STATUS/400\ndata:%s\n\n" % (seq, data)
+
+    @staticmethod
+    def malformed(seq: int) -> bytes:
+        return b'id:%d\nevent:result\n:HTTP_STATUS/200\ndata:{"output": {"choices": [\n\n' % seq
+
+
+class _OpenAI:
+    """OpenAI's chat completions wire format."""
+
+    name = "openai"
+
+    @staticmethod
+    def error_body(status: int, request_id: str) -> dict[str, Any]:
+        kind, code, message = {
+            400: ("invalid_request_error", None, "The request is invalid."),
+            401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+            403: ("invalid_request_error", "unsupported_country_region_territory", "Forbidden."),
+            404: ("invalid_request_error", "model_not_found", "The model does not exist."),
+            429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests."),
+        }.get(status, ("server_error", None, "The server had an error processing your request."))
+        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+    @staticmethod
+    def chunk(
+        request_id: str,
+        model: str,
+        delta: dict[str, Any],
+        finish: str | None,
+        include_usage: bool,
+    ) -> bytes:
+        payload: dict[str, Any] = {
+            "id": request_id,
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        if include_usage:
+            payload["usage"] = None  # as OpenAI sends it on every chunk but the last
+        return b"data: %s\n\n" % orjson.dumps(payload)
+
+    @staticmethod
+    def usage_chunk(request_id: str, model: str, usage: tuple[int, int]) -> bytes:
+        payload = {
+            "id": request_id,
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": usage[0],
+                "completion_tokens": usage[1],
+                "total_tokens": usage[0] + usage[1],
+            },
+        }
+        return b"data: %s\n\n" % orjson.dumps(payload)
+
+    @staticmethod
+    def stream_error() -> bytes:
+        error = _OpenAI.error_body(500, "")
+        return b"data: %s\n\n" % orjson.dumps(error)
+
+    @staticmethod
+    def malformed() -> bytes:
+        return b'data: {"choices": [{"delta": \n\n'
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+
+
+class FakeUpstream:
+    """The fake upstream server, listening on ``host``:``port`` (0 picks a free port).
+
+    Use ``async with FakeUpstream() as fake:`` (or :meth:`start` / :meth:`stop`), then point
+    the settings at :attr:`dashscope_base_url` / :attr:`openai_base_url`. ``api_key=None``
+    accepts any (or no) ``Authorization`` header.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = "test-key",
+        models: Sequence[str] = ("fake-chat", "fake-mini"),
+        host: str = "127.0.0.1",
+        port: int = 0,
+        chunk_chars: int = 4,
+        record: int = 256,
+    ) -> None:
+        self.api_key = api_key
+        self.models = list(models)
+        self.host = host
+        self.port = port
+        self.chunk_chars = chunk_chars
+        self.stats = FakeStats()
+        self.requests: deque[RecordedRequest] = deque(maxlen=record)
+        """The last ``record`` requests received, oldest first."""
+        self._runner: web.AppRunner | None = None
+        self._stopping = False
+        self._changed = asyncio.Event()
+        self._sequence = 0
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        """Listen; :attr:`port` is the real port afterwards."""
+        app = web.Application()
+        app.router.add_post(DASHSCOPE_PATH, self._dashscope)
+        app.router.add_post(OPENAI_CHAT_PATH, self._openai_chat)
+        app.router.add_get(OPENAI_MODELS_PATH, self._openai_models)
+        # handler_cancellation: a handler waiting (delay, hang) learns at once that its
+        # client went away, which is how disconnects are counted.
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Stop listening and end the handlers still running (hung streams included)."""
+        if self._runner is not None:
+            self._stopping = True
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeUpstream:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def dashscope_base_url(self) -> str:
+        """The value for ``DASHSCOPE_HTTP_BASE_URL``."""
+        return f"{self.base_url}/api/v1"
+
+    @property
+    def openai_base_url(self) -> str:
+        """The value for ``OPENAI_BASE_URL``."""
+        return f"{self.base_url}/v1"
+
+    async def wait_for(self, predicate: Callable[[FakeStats], bool], within: float = 5.0) -> None:
+        """Return once ``predicate(stats)`` holds; AssertionError after ``within`` seconds."""
+        try:
+            async with asyncio.timeout(within):
+                while not predicate(self.stats):
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"not reached within {within}s: {self.stats}") from None
+
+    # -- bookkeeping
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _receive(self, request: web.Request) -> tuple[Any, str]:
+        self.stats.requests += 1
+        self._sequence += 1
+        self._notify()
+        raw = await request.read()
+        body = orjson.loads(raw) if raw else None
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.requests.append(
+            RecordedRequest(
+                request.method,
+                request.path,
+                dict(request.headers),
+                body,
+                f"{peer[0]}:{peer[1]}" if peer else "",
+            )
+        )
+        return body, f"fake-{self._sequence}"
+
+    def _authorized(self, request: web.Request) -> bool:
+        return self.api_key is None or request.headers.get("Authorization") == (
+            f"Bearer {self.api_key}"
+        )
+
+    def _error(
+        self, dialect: type[_DashScope | _OpenAI], status: int, script: Script | None, rid: str
+    ) -> web.Response:
+        headers = {"Retry-After": script.retry_after} if status == 429 and script else {}
+        return web.Response(
+            status=status,
+            body=orjson.dumps(dialect.error_body(status, rid)),
+            content_type="application/json",
+            headers=headers,
+        )
+
+    def _count_disconnect(self) -> None:
+        if not self._stopping:
+            self.stats.disconnects += 1
+            self.stats.disconnected.set()
+
+    # -- routes
+
+    async def _openai_models(self, request: web.Request) -> web.Response:
+        _, rid = await self._receive(request)
+        if not self._authorized(request):
+            return self._error(_OpenAI, 401, None, rid)
+        data = [
+            {"id": model, "object": "model", "created": 0, "owned_by": "fake"}
+            for model in self.models
+        ]
+        return web.json_response({"object": "list", "data": data}, dumps=_dumps)
+
+    async def _dashscope(self, request: web.Request) -> web.StreamResponse:
+        body, rid = await self._receive(request)
+        if not self._authorized(request):
+            return self._error(_DashScope, 401, None, rid)
+        messages = body["input"]["messages"]
+        parameters = body.get("parameters") or {}
+        script = Script.parse(_last_user_text(messages))
+        chunks, finish = self._plan(script, parameters.get("max_tokens"))
+        input_tokens = count_input_tokens(messages)
+        if script.http_status is not None:
+            return self._error(_DashScope, script.http_status, script, rid)
+        if request.headers.get("X-DashScope-SSE", "").lower() != "enable":
+            await self._before_json(script)
+            result = _DashScope.result("".join(chunks), finish, (input_tokens, len(chunks)), rid)
+            return web.json_response(result, dumps=_dumps)
+
+        incremental = bool(parameters.get("incremental_output"))
+        sent: list[str] = []
+
+        def event(seq: int, text: str, last: bool) -> bytes:
+            sent.append(text)
+            content = text if incremental else "".join(sent)
+            usage = (input_tokens, len(sent))
+            payload = _DashScope.result(content, finish if last else "null", usage, rid)
+            return _DashScope.event(seq, payload)
+
+        events = [event(i + 1, text, i == len(chunks) - 1) for i, text in enumerate(chunks)]
+        if not events:
+            events = [event(1, "", True)]
+        return await self._stream(
+            request,
+            script,
+            events,
+            first=b"",
+            tail=b"",
+            stream_error=_DashScope.stream_error(2, rid),
+            malformed=_DashScope.malformed(2),
+        )
+
+    async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
+        body, rid = await self._receive(request)
+        if not self._authorized(request):
+            return self._error(_OpenAI, 401, None, rid)
+        messages = body["messages"]
+        model = body.get("model", "")
+        script = Script.parse(_last_user_text(messages))
+        chunks, finish = self._plan(script, body.get("max_tokens"))
+        usage = (count_input_tokens(messages), len(chunks))
+        if script.http_status is not None:
+            return self._error(_OpenAI, script.http_status, script, rid)
+        if not body.get("stream"):
+            await self._before_json(script)
+            completion = {
+                "id": rid,
+                "object": "chat.completion",
+                "created": 0,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(chunks)},
+                        "finish_reason": finish,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": usage[0],
+                    "completion_tokens": usage[1],
+                    "total_tokens": usage[0] + usage[1],
+                },
+            }
+            return web.json_response(completion, dumps=_dumps)
+
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        events = [
+            _OpenAI.chunk(rid, model, {"content": text}, None, include_usage) for text in chunks
+        ]
+        tail = _OpenAI.chunk(rid, model, {}, finish, include_usage)
+        if include_usage:
+            tail += _OpenAI.usage_chunk(rid, model, usage)
+        tail += b"data: [DONE]\n\n"
+        role = {"role": "assistant", "content": ""}
+        return await self._stream(
+            request,
+            script,
+            events,
+            first=_OpenAI.chunk(rid, model, role, None, include_usage),
+            tail=tail,
+            stream_error=_OpenAI.stream_error(),
+            malformed=_OpenAI.malformed(),
+        )
+
+    # -- shared behaviour
+
+    def _plan(self, script: Script, max_tokens: object) -> tuple[list[str], str]:
+        chunks = reply_chunks(script.prompt, self.chunk_chars)
+        if isinstance(max_tokens, int) and 0 <= max_tokens < len(chunks):
+            return chunks[:max_tokens], "length"
+        return chunks, "stop"
+
+    async def _before_json(self, script: Script) -> None:
+        try:
+            if script.fault == "hang":
+                await asyncio.Future()  # until the client goes away or the server stops
+            await asyncio.sleep(script.first_delay)
+        except asyncio.CancelledError:
+            self._count_disconnect()
+            raise
+
+    async def _stream(
+        self,
+        request: web.Request,
+        script: Script,
+        events: list[bytes],
+        *,
+        first: bytes,
+        tail: bytes,
+        stream_error: bytes,
+        malformed: bytes,
+    ) -> web.StreamResponse:
+        """Send ``first``, the chunk ``events``, then ``tail``, applying the script's faults."""
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        self.stats.streams_open += 1
+        self._notify()
+        try:
+            await response.prepare(request)
+            if script.fault == "hang":
+                await asyncio.Future()
+            await asyncio.sleep(script.first_delay)
+            if first:
+                await response.write(first)
+            for index, data in enumerate(events):
+                if index and script.delay:
+                    await asyncio.sleep(script.delay)
+                if index == script.fault_arg and script.fault == "drop_after":
+                    if request.transport is not None:
+                        # close() flushes the chunks already written, then ends the TCP
+                        # connection without the chunked terminator: a truncated body.
+                        request.transport.close()
+                    self.stats.drops += 1
+                    return response
+                if index == script.fault_arg and script.fault == "eof_after":
+                    break
+                await response.write(data)
+                if script.fault == "malformed":
+                    await response.write(malformed)
+                    break
+                if script.fault == "stream_error":
+                    await response.write(stream_error)
+                    break
+            else:
+                await response.write(tail)
+                self.stats.streams_completed += 1
+            await response.write_eof()
+        except ConnectionResetError:  # aiohttp's ClientConnectionResetError included
+            self._count_disconnect()
+        except asyncio.CancelledError:
+            self._count_disconnect()
+            raise
+        finally:
+            self.stats.streams_open -= 1
+            self._notify()
+        return response
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# ---------------------------------------------------------------------------------------------
+# Standalone
+
+
+async def _serve(host: str, port: int, api_key: str | None) -> None:
+    async with FakeUpstream(host=host, port=port, api_key=api_key) as fake:
+        print(f"DASHSCOPE_HTTP_BASE_URL={fake.dashscope_base_url}")
+        print(f"OPENAI_BASE_URL={fake.openai_base_url}")
+        print(f"API key: {api_key or '(any)'}; Ctrl-C stops", flush=True)
+        started = time.monotonic()
+        try:
+            await asyncio.Future()
+        finally:
+            print(f"served {fake.stats.requests} requests in {time.monotonic() - started:.0f}s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Fake DashScope + OpenAI upstream for liaotian")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--api-key", default=None, help="require this Bearer key (default: any)")
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.host, args.port, args.api_key))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,641 @@
+"""The DashScope and OpenAI-compatible providers, run for real against tests/fake_upstream.py."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.streams import StreamReader
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from liaotian.errors import (
+    ProviderAuthError,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderInterrupted,
+    ProviderNotConfigured,
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from liaotian.providers.base import (
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    Provider,
+    ProviderContext,
+    ProviderRegistry,
+    StreamItem,
+)
+from liaotian.providers.dashscope import dashscope_providers
+from liaotian.providers.openai_compat import openai_providers
+from liaotian.providers.sse import SseDecodeError, SseEvent, iter_sse, parse_retry_after
+from liaotian.settings import Settings
+from tests.conftest import SettingsFactory
+from tests.fake_upstream import FakeUpstream, count_input_tokens, expected_reply, reply_chunks
+
+KEY = "test-key"
+KINDS = ["dashscope", "openai"]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+ProviderFactory = Callable[..., Awaitable[Provider]]
+
+
+@pytest.fixture
+def make_provider(make_settings: SettingsFactory, http: aiohttp.ClientSession) -> ProviderFactory:
+    """``await make_provider(kind, **settings_overrides)``: a started provider on the fake."""
+
+    async def make(kind: str, **overrides: Any) -> Provider:
+        factory = dashscope_providers if kind == "dashscope" else openai_providers
+        [provider] = factory(ProviderContext(make_settings(**overrides), http))
+        await provider.start()
+        return provider
+
+    return make
+
+
+def chat(prompt: str, *, stream: bool = True, **options: Any) -> ChatRequest:
+    messages = [
+        ChatMessage("system", "You are terse."),
+        ChatMessage("user", "an earlier question"),
+        ChatMessage("assistant", "an earlier answer"),
+        ChatMessage("user", prompt),
+    ]
+    return ChatRequest(model="fake-chat", messages=messages, stream=stream, **options)
+
+
+def input_tokens(request: ChatRequest) -> int:
+    return count_input_tokens([{"content": message.content} for message in request.messages])
+
+
+async def collect(stream: AsyncIterator[StreamItem]) -> tuple[list[str], Finish]:
+    """All deltas and the Finish, checking that Finish comes exactly once, last."""
+    deltas: list[str] = []
+    finishes: list[Finish] = []
+    async for item in stream:
+        assert not finishes, "an item after Finish"
+        if isinstance(item, Finish):
+            finishes.append(item)
+        else:
+            deltas.append(item)
+    assert len(finishes) == 1
+    return deltas, finishes[0]
+
+
+async def collect_error(stream: AsyncIterator[StreamItem]) -> tuple[list[str], ProviderError]:
+    """The deltas yielded before the stream raised, and the error."""
+    deltas: list[str] = []
+    try:
+        async for item in stream:
+            assert isinstance(item, str), f"unexpected {item!r}"
+            deltas.append(item)
+    except ProviderError as error:
+        return deltas, error
+    raise AssertionError("the stream did not fail")
+
+
+# --- streaming
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_streams_the_exact_text_chunk_by_chunk(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """Each upstream chunk becomes one delta, in order, with nothing added or lost."""
+    provider = await make_provider(kind)
+    prompt = "Hello there — 你好, how are you?"
+    deltas, _ = await collect(provider.stream(chat(prompt)))
+    assert deltas == reply_chunks(prompt)
+    assert "".join(deltas) == expected_reply(prompt)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_finish_carries_usage_and_stop_reason(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """The Finish has the upstream's finish reason and token usage."""
+    provider = await make_provider(kind)
+    request = chat("count my words please")
+    _, finish = await collect(provider.stream(request))
+    assert finish.finish_reason == "stop"
+    assert finish.usage.input_tokens == input_tokens(request)
+    assert finish.usage.output_tokens == len(reply_chunks("count my words please"))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_max_tokens_reaches_upstream_and_length_is_reported(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """max_tokens is sent, and a cut answer finishes with reason "length"."""
+    provider = await make_provider(kind)
+    deltas, finish = await collect(provider.stream(chat("[tokens=10]", max_tokens=3)))
+    assert deltas == ["t0 ", "t1 ", "t2 "]
+    assert finish.finish_reason == "length"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_non_stream_yields_the_whole_text_once(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """With stream=False the answer is one delta, then Finish with usage."""
+    provider = await make_provider(kind)
+    request = chat("in one piece", stream=False)
+    deltas, finish = await collect(provider.stream(request))
+    assert deltas == [expected_reply("in one piece")]
+    assert finish.finish_reason == "stop"
+    assert finish.usage.input_tokens == input_tokens(request)
+
+
+async def test_dashscope_request_uses_the_native_sse_format(
+    fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """DashScope gets its native body, incremental output and the SSE header."""
+    provider = await make_provider("dashscope")
+    await collect(provider.stream(chat("hi", temperature=0.5, max_tokens=50)))
+    [sent] = fake.requests
+    assert sent.headers["Authorization"] == f"Bearer {KEY}"
+    assert sent.headers["X-DashScope-SSE"] == "enable"
+    assert sent.body["input"]["messages"][-1] == {"role": "user", "content": "hi"}
+    assert sent.body["parameters"] == {
+        "result_format": "message",
+        "incremental_output": True,
+        "temperature": 0.5,
+        "max_tokens": 50,
+    }
+
+
+async def test_openai_request_asks_for_usage_in_the_stream(
+    fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """OpenAI gets stream=true with include_usage, so the Finish can carry usage."""
+    provider = await make_provider("openai")
+    await collect(provider.stream(chat("hi", temperature=0.2)))
+    sent = fake.requests[-1]
+    assert sent.path == "/v1/chat/completions"
+    assert sent.body["stream"] is True
+    assert sent.body["stream_options"] == {"include_usage": True}
+    assert sent.body["temperature"] == 0.2
+    assert "max_tokens" not in sent.body
+
+
+# --- error replies
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_429_raises_rate_limited_with_retry_after(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """A 429 becomes ProviderRateLimited carrying the Retry-After seconds."""
+    provider = await make_provider(kind)
+    deltas, error = await collect_error(provider.stream(chat("[fault=429][retry_after=3]")))
+    assert deltas == []
+    assert isinstance(error, ProviderRateLimited)
+    assert error.retry_after == 3.0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_500_raises_unavailable(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """A 5xx reply becomes ProviderUnavailable."""
+    provider = await make_provider(kind)
+    _, error = await collect_error(provider.stream(chat("[fault=500]")))
+    assert isinstance(error, ProviderUnavailable)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_wrong_key_raises_auth_error(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """A rejected key (401) becomes ProviderAuthError, and the key is not in the message."""
+    if kind == "dashscope":
+        provider = await make_provider(kind, dashscope_api_key="wrong-secret")
+    else:  # discovery would already fail, so list the model
+        endpoint = {"name": "lab", "base_url": fake.openai_base_url, "api_key": "wrong-secret"}
+        provider = await make_provider(
+            kind, openai_base_url=None, openai_endpoints=[{**endpoint, "models": ["m"]}]
+        )
+    _, error = await collect_error(provider.stream(chat("hi")))
+    assert isinstance(error, ProviderAuthError)
+    assert "wrong-secret" not in str(error)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_other_4xx_raises_bad_request(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """A 400 becomes ProviderBadRequest."""
+    provider = await make_provider(kind)
+    _, error = await collect_error(provider.stream(chat("[fault=400]")))
+    assert isinstance(error, ProviderBadRequest)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_non_stream_error_reply_is_mapped(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """Without streaming, error replies map the same way (here 429 with Retry-After)."""
+    provider = await make_provider(kind)
+    _, error = await collect_error(provider.stream(chat("[fault=429]", stream=False)))
+    assert isinstance(error, ProviderRateLimited)
+    assert error.retry_after == 2.0
+
+
+async def test_refused_connection_raises_unavailable(http: aiohttp.ClientSession) -> None:
+    """Nothing listening at the base URL becomes ProviderUnavailable."""
+    with socket.socket() as sock:  # a port that was just free, so nothing listens on it
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(dashscope_api_key=KEY, dashscope_base_url=f"http://127.0.0.1:{port}/api/v1")
+    [provider] = dashscope_providers(ProviderContext(settings, http))
+    _, error = await collect_error(provider.stream(chat("hi")))
+    assert isinstance(error, ProviderUnavailable)
+
+
+# --- broken streams
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_dropped_connection_fails_after_the_first_chunks(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """A connection cut mid-answer raises, after the chunks that did arrive were yielded."""
+    provider = await make_provider(kind)
+    prompt = "[fault=drop_after=2] a long enough answer"
+    deltas, error = await collect_error(provider.stream(chat(prompt)))
+    assert deltas == reply_chunks(prompt)[:2]
+    assert isinstance(error, ProviderUnavailable | ProviderInterrupted)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_stream_ending_without_finish_is_interrupted(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """A body that ends cleanly but before the finish raises ProviderInterrupted."""
+    provider = await make_provider(kind)
+    deltas, error = await collect_error(provider.stream(chat("[tokens=5][fault=eof_after=3]")))
+    assert deltas == ["t0 ", "t1 ", "t2 "]
+    assert isinstance(error, ProviderInterrupted)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_malformed_data_raises_unavailable(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """A data line that is not JSON raises ProviderUnavailable after the good chunk."""
+    provider = await make_provider(kind)
+    deltas, error = await collect_error(provider.stream(chat("[tokens=5][fault=malformed]")))
+    assert deltas == ["t0 "]
+    assert isinstance(error, ProviderUnavailable)
+
+
+async def test_dashscope_error_event_raises_with_its_status(
+    fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """A DashScope ``event:error`` with ``:HTTP_STATUS/400`` raises ProviderBadRequest."""
+    provider = await make_provider("dashscope")
+    deltas, error = await collect_error(provider.stream(chat("[tokens=5][fault=stream_error]")))
+    assert deltas == ["t0 "]
+    assert isinstance(error, ProviderBadRequest)
+    assert "DataInspectionFailed" in str(error)
+
+
+async def test_openai_error_object_in_stream_raises_unavailable(
+    fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """An OpenAI ``{"error": {"type": "server_error"}}`` chunk raises ProviderUnavailable."""
+    provider = await make_provider("openai")
+    deltas, error = await collect_error(provider.stream(chat("[tokens=5][fault=stream_error]")))
+    assert deltas == ["t0 "]
+    assert isinstance(error, ProviderUnavailable)
+
+
+# --- timeouts
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_hung_upstream_hits_the_first_token_timeout(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """Headers but no event within provider_first_token_timeout raises ProviderTimeout."""
+    provider = await make_provider(kind, provider_first_token_timeout=0.3)
+    started = asyncio.get_running_loop().time()
+    _, error = await collect_error(provider.stream(chat("[fault=hang]")))
+    assert isinstance(error, ProviderTimeout)
+    assert "first token" in str(error)
+    assert asyncio.get_running_loop().time() - started < 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_silence_between_chunks_hits_the_idle_timeout(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """A gap longer than provider_idle_timeout after the first token raises ProviderTimeout."""
+    provider = await make_provider(kind, provider_idle_timeout=0.3)
+    deltas, error = await collect_error(provider.stream(chat("[tokens=3][delay=5000]")))
+    assert deltas == ["t0 "]
+    assert isinstance(error, ProviderTimeout)
+    assert "nothing for" in str(error)
+
+
+async def test_long_answer_hits_the_total_timeout(
+    fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """An answer still streaming after provider_total_timeout raises ProviderTimeout."""
+    provider = await make_provider("openai", provider_total_timeout=0.5)
+    deltas, error = await collect_error(provider.stream(chat("[tokens=1000][delay=20]")))
+    assert 0 < len(deltas) < 1000
+    assert isinstance(error, ProviderTimeout)
+    assert "in total" in str(error)
+
+
+async def test_non_stream_hang_hits_the_total_timeout(
+    fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """Without streaming, a hung upstream raises ProviderTimeout at the total timeout."""
+    provider = await make_provider("dashscope", provider_total_timeout=0.3)
+    _, error = await collect_error(provider.stream(chat("[fault=hang]", stream=False)))
+    assert isinstance(error, ProviderTimeout)
+
+
+async def test_slow_consumer_is_not_upstream_silence(
+    fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """Time the consumer spends between deltas does not count toward the idle timeout."""
+    provider = await make_provider("dashscope", provider_idle_timeout=0.2)
+    deltas: list[str] = []
+    stream = provider.stream(chat("[tokens=3]"))
+    assert isinstance(stream, AsyncGenerator)
+    async with aclosing(stream):
+        async for item in stream:
+            if isinstance(item, str):
+                deltas.append(item)
+                await asyncio.sleep(0.35)  # the behaviour under test: a consumer this slow
+    assert deltas == ["t0 ", "t1 ", "t2 "]
+
+
+async def test_timeout_leaves_the_task_uncancelled(
+    fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """The cancellation a timeout uses internally does not leak into the consuming task."""
+    provider = await make_provider("openai", provider_first_token_timeout=0.2)
+    _, error = await collect_error(provider.stream(chat("[fault=hang]")))
+    assert isinstance(error, ProviderTimeout)
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    await asyncio.sleep(0)  # would raise CancelledError if a cancel were still pending
+
+
+# --- cancellation
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_cancelling_the_consumer_closes_the_upstream_stream(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """Cancelling the task that iterates the stream closes the upstream connection."""
+    provider = await make_provider(kind)
+    first_delta = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in provider.stream(chat("[tokens=1000][delay=20]")):
+            first_delta.set()
+
+    task = asyncio.create_task(consume())
+    async with asyncio.timeout(5):
+        await first_delta.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await fake.wait_for(lambda stats: stats.disconnects == 1 and stats.streams_open == 0)
+    assert fake.stats.streams_completed == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_closing_the_iterator_closes_the_upstream_stream(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """aclose() on the stream after a delta closes the upstream connection."""
+    provider = await make_provider(kind)
+    stream = provider.stream(chat("[tokens=1000][delay=20]"))
+    assert isinstance(stream, AsyncGenerator)
+    async with aclosing(stream):
+        assert await anext(stream) == "t0 "
+    await fake.wait_for(lambda stats: stats.disconnects == 1 and stats.streams_open == 0)
+
+
+async def test_cancel_while_waiting_for_the_first_token_closes_upstream(
+    fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """Cancelling before any token (upstream silent) also closes the connection."""
+    provider = await make_provider("dashscope")
+    task = asyncio.create_task(collect(provider.stream(chat("[fault=hang]"))))
+    await fake.wait_for(lambda stats: stats.streams_open == 1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await fake.wait_for(lambda stats: stats.disconnects == 1)
+
+
+async def test_finished_stream_returns_the_connection_to_the_pool(
+    fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """Discovery and consecutive answers reuse one pooled upstream connection."""
+    provider = await make_provider("openai")
+    await collect(provider.stream(chat("one")))
+    await collect(provider.stream(chat("two")))
+    assert len(fake.requests) == 3  # /models, then the two answers
+    assert len({request.peer for request in fake.requests}) == 1
+
+
+# --- models
+
+
+async def test_openai_models_are_discovered(
+    fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """start() lists the endpoint's models from GET /models, ids unprefixed."""
+    provider = await make_provider("openai")
+    models = provider.models()
+    assert [model.id for model in models] == fake.models
+    assert [model.upstream for model in models] == fake.models
+    assert all(model.provider == "openai" and model.available for model in models)
+
+
+async def test_named_endpoint_prefixes_its_model_ids(
+    fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """An endpoint named N exposes N/<id>, sends the raw id upstream, and streams."""
+    endpoint = {"name": "lab", "base_url": fake.openai_base_url, "api_key": KEY}
+    provider = await make_provider("openai", openai_base_url=None, openai_endpoints=[endpoint])
+    models = provider.models()
+    assert [model.id for model in models] == ["lab/fake-chat", "lab/fake-mini"]
+    assert models[0].upstream == "fake-chat"
+    request = ChatRequest(model=models[0].upstream, messages=[ChatMessage("user", "hi")])
+    deltas, _ = await collect(provider.stream(request))
+    assert "".join(deltas) == expected_reply("hi")
+    assert fake.requests[-1].body["model"] == "fake-chat"
+
+
+async def test_listed_endpoint_models_skip_discovery(
+    fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """An endpoint with ``models`` set is never asked for /models."""
+    endpoint = {"name": "lab", "base_url": fake.openai_base_url, "models": ["a", "b"]}
+    provider = await make_provider("openai", openai_base_url=None, openai_endpoints=[endpoint])
+    assert [model.id for model in provider.models()] == ["lab/a", "lab/b"]
+    assert fake.stats.requests == 0
+
+
+async def test_discovery_failure_is_recorded_by_the_registry(
+    make_settings: SettingsFactory, http: aiohttp.ClientSession
+) -> None:
+    """A /models failure raises from start(); the registry reports it and lists nothing."""
+    settings = make_settings(openai_api_key="wrong")
+    [provider] = openai_providers(ProviderContext(settings, http))
+    with pytest.raises(ProviderAuthError):
+        await provider.start()
+    registry = ProviderRegistry([provider])
+    await registry.start()
+    assert registry.models() == []
+    status = registry.status()["openai"]
+    assert isinstance(status, dict)
+    assert "ProviderAuthError" in status["error"]
+
+
+def test_no_openai_configuration_means_no_provider() -> None:
+    """Without OPENAI_BASE_URL and endpoints the factory builds nothing."""
+    settings = Settings(local_enabled=False)
+    assert openai_providers(ProviderContext(settings, http=None)) == []  # type: ignore[arg-type]
+
+
+async def test_dashscope_without_key_lists_models_as_unavailable(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Without DASHSCOPE_API_KEY the models are listed, unavailable, naming the setting."""
+    settings = Settings(local_enabled=False)
+    [provider] = dashscope_providers(ProviderContext(settings, http))
+    models = provider.models()
+    assert [model.id for model in models] == list(settings.dashscope_models)
+    assert not any(model.available for model in models)
+    with pytest.raises(ProviderNotConfigured, match="qwen3-max needs DASHSCOPE_API_KEY on the"):
+        ProviderRegistry([provider]).resolve("qwen3-max")
+
+
+async def test_dashscope_without_key_refuses_to_stream(http: aiohttp.ClientSession) -> None:
+    """Streaming without a key raises ProviderAuthError when iterated, sending nothing."""
+    [provider] = dashscope_providers(ProviderContext(Settings(local_enabled=False), http))
+    _, error = await collect_error(provider.stream(chat("hi")))
+    assert isinstance(error, ProviderAuthError)
+
+
+# --- the SSE decoder
+
+
+class ConnectedProtocol(BaseProtocol):
+    """A protocol that says it is connected, so a StreamReader can be fed by hand."""
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+
+def body_reader() -> StreamReader:
+    loop = asyncio.get_running_loop()
+    return StreamReader(ConnectedProtocol(loop), 2**16, loop=loop)
+
+
+async def decode(pieces: list[bytes]) -> list[SseEvent]:
+    """Decode ``pieces`` fed to a real aiohttp StreamReader one network read at a time."""
+    reader = body_reader()
+
+    class Body:  # all iter_sse reads of a response
+        content = reader
+
+    async def feed() -> None:
+        for piece in pieces:
+            reader.feed_data(piece)
+            await asyncio.sleep(0)  # let the decoder take this read on its own
+        reader.feed_eof()
+
+    feeder = asyncio.create_task(feed())
+    events = [event async for event in iter_sse(Body())]  # type: ignore[arg-type]
+    await feeder
+    return events
+
+
+SAMPLE = (
+    b'id:1\r\nevent:result\r\n:HTTP_STATUS/200\r\ndata:{"a": 1}\r\n\r\n'
+    b": keep-alive\n\n"
+    b"data: first line\ndata:  second line\nid: 7\n\n"
+    b"event: done\ndata: \xe4\xbd\xa0\xe5\xa5\xbd\n\n"
+)
+SAMPLE_EVENTS = [
+    SseEvent("result", '{"a": 1}', "1", ("HTTP_STATUS/200",)),
+    SseEvent("message", "first line\n second line", "7", ()),
+    SseEvent("done", "你好", "7", ()),
+]
+
+
+async def test_sse_decodes_crlf_multiline_data_ids_and_comments() -> None:
+    """CRLF and LF lines, multi-line data, sticky ids and comment lines decode per spec."""
+    assert await decode([SAMPLE]) == SAMPLE_EVENTS
+
+
+@settings(max_examples=200, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(SAMPLE)), max_size=12))
+async def test_sse_decoding_does_not_depend_on_network_reads(cuts: list[int]) -> None:
+    """Splitting the body anywhere (mid-line, mid-CRLF, mid-UTF-8) gives the same events."""
+    bounds = [0, *sorted(cuts), len(SAMPLE)]
+    pieces = [SAMPLE[start:end] for start, end in itertools.pairwise(bounds)]
+    assert await decode([piece for piece in pieces if piece]) == SAMPLE_EVENTS
+
+
+async def test_sse_drops_an_event_cut_off_by_the_end_of_the_body() -> None:
+    """An event without its blank line at EOF is not dispatched."""
+    assert await decode([b"data: whole\n\ndata: partial\n"]) == [
+        SseEvent("message", "whole", None, ())
+    ]
+
+
+async def test_sse_rejects_an_endless_line() -> None:
+    """A line longer than the limit raises SseDecodeError instead of buffering forever."""
+    reader = body_reader()
+    reader.feed_data(b"data: " + b"x" * 2000)
+
+    class Body:
+        content = reader
+
+    with pytest.raises(SseDecodeError):
+        async for _ in iter_sse(Body(), max_line_bytes=1000):  # type: ignore[arg-type]
+            pass
+
+
+# --- Retry-After
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    """Retry-After is read as seconds or an HTTP date; retry-after-ms wins; junk is None."""
+    soon = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert parse_retry_after({"Retry-After": "7"}) == 7.0
+    assert 25 < (parse_retry_after({"Retry-After": soon}) or 0) <= 30
+    assert parse_retry_after({"Retry-After": "7", "retry-after-ms": "1500"}) == 1.5
+    assert parse_retry_after({"Retry-After": "soon"}) is None
+    assert parse_retry_after({}) is None

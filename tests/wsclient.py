@@ -1,0 +1,65 @@
+"""A raw WebSocket test client: send JSON frames, wait for frames matching a condition."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+Frame = dict[str, Any]
+TIMEOUT = 20.0
+
+
+class RawClient:
+    """One WebSocket connection that speaks JSON frames; every wait has a timeout."""
+
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+
+    @classmethod
+    async def open(cls, url: str) -> RawClient:
+        return cls(await connect(url, max_size=None, compression=None))
+
+    async def send(self, frame: Frame | str | bytes) -> None:
+        if isinstance(frame, dict):
+            await self.connection.send(orjson.dumps(frame).decode())
+        else:
+            await self.connection.send(frame)
+
+    async def recv(self, within: float = TIMEOUT) -> Frame:
+        data = await asyncio.wait_for(self.connection.recv(), within)
+        frame: Frame = orjson.loads(data)
+        return frame
+
+    async def until(self, done: Callable[[Frame], bool], within: float = TIMEOUT) -> list[Frame]:
+        """Every frame received up to and including the first one for which ``done`` is true."""
+        frames: list[Frame] = []
+        async with asyncio.timeout(within):
+            while True:
+                frame = await self.recv(within)
+                frames.append(frame)
+                if done(frame):
+                    return frames
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+def of_type(frame_type: str, **fields: Any) -> Callable[[Frame], bool]:
+    """A condition: the frame has this type and these field values."""
+    return lambda frame: (
+        frame.get("type") == frame_type
+        and all(frame.get(key) == value for key, value in fields.items())
+    )
+
+
+def reply_text(frames: list[Frame], message_id: str | None = None) -> str:
+    return "".join(
+        frame["text"]
+        for frame in frames
+        if frame.get("type") == "reply.delta"
+        and (message_id is None or frame["message_id"] == message_id)
+    )

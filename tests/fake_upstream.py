@@ -49,8 +49,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import re
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -617,12 +617,14 @@ async def _serve(host: str, port: int, api_key: str | None) -> None:
     async with FakeUpstream(host=host, port=port, api_key=api_key) as fake:
         print(f"DASHSCOPE_HTTP_BASE_URL={fake.dashscope_base_url}")
         print(f"OPENAI_BASE_URL={fake.openai_base_url}")
-        print(f"API key: {api_key or '(any)'}; Ctrl-C stops", flush=True)
+        print(f"API key: {api_key or '(any)'}; Ctrl-C or SIGTERM stops", flush=True)
         started = time.monotonic()
-        try:
-            await asyncio.Future()
-        finally:
-            print(f"served {fake.stats.requests} requests in {time.monotonic() - started:.0f}s")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        print(f"served {fake.stats.requests} requests in {time.monotonic() - started:.0f}s")
 
 
 def main() -> None:
@@ -631,8 +633,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--api-key", default=None, help="require this Bearer key (default: any)")
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.host, args.port, args.api_key))
+    asyncio.run(_serve(args.host, args.port, args.api_key))
 
 
 if __name__ == "__main__":

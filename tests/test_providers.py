@@ -257,13 +257,14 @@ async def test_non_stream_error_reply_is_mapped(
     assert error.retry_after == 2.0
 
 
-async def test_refused_connection_raises_unavailable(http: aiohttp.ClientSession) -> None:
+async def test_refused_connection_raises_unavailable(make_provider: ProviderFactory) -> None:
     """Nothing listening at the base URL becomes ProviderUnavailable."""
     with socket.socket() as sock:  # a port that was just free, so nothing listens on it
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    settings = Settings(dashscope_api_key=KEY, dashscope_base_url=f"http://127.0.0.1:{port}/api/v1")
-    [provider] = dashscope_providers(ProviderContext(settings, http))
+    provider = await make_provider(
+        "dashscope", dashscope_base_url=f"http://127.0.0.1:{port}/api/v1"
+    )
     _, error = await collect_error(provider.stream(chat("hi")))
     assert isinstance(error, ProviderUnavailable)
 

@@ -510,18 +510,19 @@ class ChatSession:
             return
         # Ids are never cut (they are typed back into /open); long titles are.
         table = Table(box=None, padding=(0, 1))
-        table.add_column(
-            "id", no_wrap=True, min_width=max(len(c["id"]) for c in page["conversations"]) + 2
-        )
-        table.add_column("title", no_wrap=True, overflow="ellipsis")
-        table.add_column("updated", no_wrap=True)
+        id_width = max(len(c["id"]) for c in page["conversations"]) + 2
+        table.add_column("id", no_wrap=True, width=id_width)
+        title_width = max(10, self.console.width - id_width - 16 - 6)  # 6: cell padding
+        table.add_column("title", no_wrap=True, overflow="ellipsis", max_width=title_width)
+        table.add_column("updated", no_wrap=True, width=16)
         for conversation in page["conversations"]:
-            updated = datetime.fromtimestamp(conversation["updated_at"]).strftime("%Y-%m-%d %H:%M")
-            title = Text(conversation["title"])
+            updated = Text(
+                datetime.fromtimestamp(conversation["updated_at"]).strftime("%Y-%m-%d %H:%M")
+            )
             if conversation.get("streaming_message_id"):
-                title.append(" (streaming)", style="yellow")
+                updated = Text("streaming", style="yellow")
             marker = " *" if conversation["id"] == self.conversation_id else ""
-            table.add_row(Text(conversation["id"] + marker), title, updated)
+            table.add_row(Text(conversation["id"] + marker), Text(conversation["title"]), updated)
         self.console.print(table)
 
     async def _open(self, conversation_id: str) -> None:

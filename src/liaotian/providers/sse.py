@@ -184,12 +184,14 @@ class StreamDeadline:
         "_task",
         "_timeouts",
         "_total_at",
+        "_upstream",
         "_when",
         "_yielded",
     )
 
-    def __init__(self, timeouts: Timeouts) -> None:
+    def __init__(self, timeouts: Timeouts, upstream: str) -> None:
         self._loop = asyncio.get_running_loop()
+        self._upstream = upstream
         now = self._loop.time()
         self._timeouts = timeouts
         self._total_at = now + timeouts.total
@@ -258,11 +260,12 @@ class StreamDeadline:
             self._arm(deadline)  # the deadline moved on since this timer was set
             return
         if deadline >= self._total_at:
-            self._expired = f"the reply took longer than {self._timeouts.total:g}s in total"
+            why = f"the reply took longer than {self._timeouts.total:g}s in total"
         elif self._yielded:
-            self._expired = f"the model sent nothing for {self._timeouts.idle:g}s"
+            why = f"the model sent nothing for {self._timeouts.idle:g}s"
         else:
-            self._expired = f"no first token within {self._timeouts.first_token:g}s"
+            why = f"no first token within {self._timeouts.first_token:g}s"
+        self._expired = f"{self._upstream}: {why}"
         self._deadline = None
         assert self._task is not None
         self._task.cancel()
@@ -451,7 +454,7 @@ async def relay_sse(
     ignored. Cancelling the consuming task or closing this iterator closes the upstream
     connection before the cancellation or close completes.
     """
-    deadline = StreamDeadline(timeouts)
+    deadline = StreamDeadline(timeouts, upstream)
     deadline.waiting()
     try:
         async with http.post(

@@ -1,0 +1,483 @@
+"""Protocol v1 at /ws against a real server and the fake upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import aiohttp
+
+from liaotian.events import ReplyStatus
+from tests.conftest import SettingsFactory
+from tests.fake_upstream import FakeUpstream, expected_reply
+from tests.server_harness import RunningServer, run_server
+from tests.wsclient import Frame, RawClient, of_type, reply_text
+
+
+async def connect(server: RunningServer, owner: str = "alice") -> RawClient:
+    client = await RawClient.open(f"{server.ws_url}?client_id={owner}")
+    hello = await client.recv()
+    assert hello["type"] == "hello"
+    return client
+
+
+async def start(client: RawClient, message: str, **fields: object) -> Frame:
+    """Send a message; return its reply.started (or the error frame)."""
+    await client.send({"type": "chat.send", "id": "send", "message": message, **fields})
+    frames = await client.until(
+        lambda f: f.get("id") == "send" and f["type"] in ("reply.started", "error")
+    )
+    return frames[-1]
+
+
+async def chat(client: RawClient, message: str, **fields: object) -> list[Frame]:
+    """Send a message and return its frames from reply.started to reply.done."""
+    started = await start(client, message, **fields)
+    if started["type"] == "error":
+        return [started]
+    return [started, *await client.until(of_type("reply.done", message_id=started["message_id"]))]
+
+
+async def until_done(client: RawClient, count: int) -> list[Frame]:
+    """Every frame until ``count`` reply.done frames have arrived."""
+    frames: list[Frame] = []
+    finished = 0
+    while finished < count:
+        frame = await client.recv()
+        frames.append(frame)
+        finished += frame["type"] == "reply.done"
+    return frames
+
+
+async def wait_status(server: RunningServer, owner: str, message_id: str, status: str) -> None:
+    store = server.services.store
+    async with asyncio.timeout(5):
+        while (
+            info := await store.reply_status(owner, message_id)
+        ) is None or info.status != status:
+            await asyncio.sleep(0.02)
+
+
+async def test_hello_names_owner_protocol_and_default_model(server: RunningServer) -> None:
+    """The first frame says who the owner is and which model answers by default."""
+    client = await RawClient.open(f"{server.ws_url}?client_id=alice")
+    hello = await client.recv()
+    assert (hello["protocol"], hello["owner"], hello["default_model"]) == (1, "alice", "qwen-plus")
+    await client.close()
+
+
+async def test_reply_streams_exact_text_with_counting_seq(server: RunningServer) -> None:
+    """started, deltas and done share ids; seq counts up from 0; the text is exact."""
+    client = await connect(server)
+    frames = await chat(client, "tell me something")
+    started, done = frames[0], frames[-1]
+    assert started["type"] == "reply.started"
+    assert done["status"] == "completed"
+    seqs = [frame["seq"] for frame in frames]
+    assert seqs[0] == 0
+    assert seqs == sorted(set(seqs))
+    assert {frame["message_id"] for frame in frames} == {started["message_id"]}
+    assert reply_text(frames) == expected_reply("tell me something")
+    assert done["usage"]["output_tokens"] > 0
+    assert done["finish_reason"] == "stop"
+    assert done["ttft_ms"] is not None
+    await client.close()
+
+
+async def test_openai_compatible_models_answer_too(server: RunningServer) -> None:
+    """A model discovered from the OpenAI-compatible endpoint streams through the same engine."""
+    client = await connect(server)
+    frames = await chat(client, "via openai", model="fake-chat")
+    assert frames[-1]["status"] == "completed"
+    assert reply_text(frames) == expected_reply("via openai")
+    await client.close()
+
+
+async def test_many_conversations_stream_over_one_connection(server: RunningServer) -> None:
+    """Five replies in five conversations interleave on one socket, each text exact."""
+    client = await connect(server)
+    prompts = [f"conversation {n} [delay=5]" for n in range(5)]
+    for n, prompt in enumerate(prompts):
+        await client.send({"type": "chat.send", "id": n, "message": prompt})
+    frames = await until_done(client, 5)
+    started = {f["id"]: f["message_id"] for f in frames if f["type"] == "reply.started"}
+    assert len({f["conversation_id"] for f in frames}) == 5
+    for n, prompt in enumerate(prompts):
+        assert reply_text(frames, started[n]) == expected_reply(prompt)
+    await client.close()
+
+
+async def test_a_second_send_while_streaming_is_refused_as_busy(server: RunningServer) -> None:
+    """One reply at a time per conversation: the second send gets conversation_busy."""
+    client = await connect(server)
+    started = await start(client, "slow [tokens=50] [delay=20]")
+    error = await start(client, "me too", conversation_id=started["conversation_id"])
+    assert error["type"] == "error"
+    assert error["code"] == "conversation_busy"
+    assert error["retryable"] is True
+    await client.close()
+
+
+async def test_cancel_before_the_first_token_closes_the_upstream(
+    server: RunningServer, fake: FakeUpstream
+) -> None:
+    """Cancelling while the provider has sent nothing closes its stream within a second."""
+    client = await connect(server)
+    started = await start(client, "thinking [first_delay=10000]")
+    await fake.wait_for(lambda stats: stats.streams_open >= 1)
+    await client.send({"type": "chat.cancel", "id": "c", "message_id": started["message_id"]})
+    frames = await client.until(of_type("reply.done", message_id=started["message_id"]))
+    assert any(f["type"] == "ack" and f["id"] == "c" for f in frames)
+    assert frames[-1]["status"] == "cancelled"
+    await fake.wait_for(lambda stats: stats.disconnects >= 1, within=1.0)
+    await client.close()
+
+
+async def test_cancel_mid_answer_keeps_the_text_and_the_conversation_goes_on(
+    server: RunningServer, fake: FakeUpstream
+) -> None:
+    """A cancelled reply keeps its partial text, marked cancelled; the next send works."""
+    client = await connect(server)
+    started = await start(client, "count [tokens=500] [delay=10]")
+    message_id, conversation_id = started["message_id"], started["conversation_id"]
+    seen = await client.until(of_type("reply.delta"))
+    await client.send({"type": "chat.cancel", "conversation_id": conversation_id})
+    seen += await client.until(of_type("reply.done", message_id=message_id))
+    assert seen[-1]["status"] == "cancelled"
+    await fake.wait_for(lambda stats: stats.disconnects >= 1, within=1.0)
+    stored = await server.services.store.reply_status("alice", message_id)
+    assert stored is not None
+    assert stored.status == "cancelled"
+    assert stored.content == reply_text(seen)
+    frames = await chat(client, "and now?", conversation_id=conversation_id)
+    assert frames[-1]["status"] == "completed"
+    await client.close()
+
+
+async def test_disconnect_does_not_cancel_and_the_reply_is_saved(server: RunningServer) -> None:
+    """Closing the socket mid-reply lets the reply finish and be stored completed."""
+    client = await connect(server)
+    prompt = "keep going [tokens=30] [delay=10]"
+    started = await start(client, prompt)
+    await client.close()
+    await wait_status(server, "alice", started["message_id"], "completed")
+    stored = await server.services.store.reply_status("alice", started["message_id"])
+    assert stored is not None
+    assert stored.content == "".join(f"t{n} " for n in range(30))
+
+
+async def test_partial_text_is_checkpointed_while_streaming(server: RunningServer) -> None:
+    """While a reply streams, its text so far is in the database (not only at the end)."""
+    client = await connect(server)
+    started = await start(client, "slowly [tokens=200] [delay=10]")
+    store = server.services.store
+    async with asyncio.timeout(5):
+        while True:
+            info = await store.reply_status("alice", started["message_id"])
+            assert info is not None
+            if info.content:
+                break
+            await asyncio.sleep(0.02)
+    assert info.status == "streaming"
+    assert info.content.startswith("t0 ")
+    await client.send({"type": "chat.cancel", "message_id": started["message_id"]})
+    await client.close()
+
+
+async def test_subscribe_after_a_seq_gets_exactly_the_rest(server: RunningServer) -> None:
+    """A new connection subscribing after seq N gets every later event once, in order."""
+    first = await connect(server)
+    prompt = "resume me [tokens=40] [delay=10]"
+    started = await start(first, prompt)
+    frames = [started, *await first.until(lambda f: f["type"] == "reply.delta" and f["seq"] >= 5)]
+    last_seq = frames[-1]["seq"]
+    await first.close()
+
+    second = await connect(server)
+    await second.send(
+        {
+            "type": "chat.subscribe",
+            "id": "s",
+            "message_id": started["message_id"],
+            "after_seq": last_seq,
+        }
+    )
+    rest = await second.until(of_type("reply.done", message_id=started["message_id"]))
+    assert rest[0]["id"] == "s"
+    assert rest[0]["seq"] > last_seq
+    assert reply_text(frames) + reply_text(rest) == "".join(f"t{n} " for n in range(40))
+    await second.close()
+
+
+async def test_subscribe_to_a_finished_reply_after_restart_rebuilds_it(
+    make_settings: SettingsFactory,
+) -> None:
+    """After a restart, subscribing from -1 gives the stored text and its outcome."""
+    settings = make_settings()
+    async with run_server(settings) as first_server:
+        client = await connect(first_server)
+        frames = await chat(client, "durable")
+        await client.close()
+    async with run_server(settings) as second_server:
+        client = await connect(second_server)
+        await client.send({"type": "chat.subscribe", "message_id": frames[0]["message_id"]})
+        replay = await client.until(of_type("reply.done"))
+        assert reply_text(replay) == expected_reply("durable")
+        assert replay[-1]["status"] == "completed"
+        await client.close()
+
+
+async def test_two_connections_of_one_owner_both_see_a_reply(server: RunningServer) -> None:
+    """A reply started in one tab streams to the other tab of the same owner too."""
+    sender = await connect(server)
+    watcher = await connect(server)
+    stranger = await connect(server, owner="bob")
+    frames = await chat(sender, "for both tabs")
+    watched = await watcher.until(of_type("reply.done"))
+    assert reply_text(watched) == reply_text(frames) == expected_reply("for both tabs")
+    await stranger.send({"type": "ping", "id": "p"})
+    assert (await stranger.recv())["type"] == "pong"  # nothing of alice's arrived before it
+    for client in (sender, watcher, stranger):
+        await client.close()
+
+
+async def test_same_client_message_id_starts_one_reply(server: RunningServer) -> None:
+    """A send retried with the same client_message_id returns the first reply."""
+    client = await connect(server)
+    first = await chat(client, "only once", client_message_id="msg-1")
+    conversation_id = first[0]["conversation_id"]
+    again = await chat(
+        client, "only once", client_message_id="msg-1", conversation_id=conversation_id
+    )
+    assert again[0]["message_id"] == first[0]["message_id"]
+    await client.send(
+        {"type": "conversation.history", "id": "h", "conversation_id": conversation_id}
+    )
+    history = await client.until(of_type("conversation.history"))
+    assert len(history[-1]["messages"]) == 2
+    await client.close()
+
+
+async def test_history_lists_and_pages_messages(server: RunningServer) -> None:
+    """History returns messages oldest first, newest page first, with outcomes."""
+    client = await connect(server)
+    frames = await chat(client, "first")
+    conversation_id = frames[0]["conversation_id"]
+    for n in range(2):
+        await chat(client, f"more {n}", conversation_id=conversation_id)
+    await client.send(
+        {"type": "conversation.history", "conversation_id": conversation_id, "limit": 4}
+    )
+    page = (await client.until(of_type("conversation.history")))[-1]
+    assert page["has_more"] is True
+    assert [m["content"] for m in page["messages"]][::2] == ["more 0", "more 1"]
+    assert page["messages"][-1]["status"] == "completed"
+    assert page["messages"][-1]["usage"]["output_tokens"] > 0
+    await client.send(
+        {
+            "type": "conversation.history",
+            "conversation_id": conversation_id,
+            "limit": 4,
+            "before": page["messages"][0]["id"],
+        }
+    )
+    older = (await client.until(of_type("conversation.history")))[-1]
+    assert older["has_more"] is False
+    assert [m["content"] for m in older["messages"]] == ["first", expected_reply("first")]
+    await client.close()
+
+
+async def test_conversations_list_rename_and_delete(server: RunningServer) -> None:
+    """Conversations are listed newest first, titled, renamed and deleted."""
+    client = await connect(server)
+    one = (await chat(client, "The first topic"))[0]["conversation_id"]
+    two = (await chat(client, "The second topic"))[0]["conversation_id"]
+    await client.send({"type": "conversations.list", "id": 1})
+    listed = (await client.until(of_type("conversations")))[-1]["conversations"]
+    assert [(c["id"], c["title"]) for c in listed] == [
+        (two, "The second topic"),
+        (one, "The first topic"),
+    ]
+    await client.send({"type": "conversation.rename", "conversation_id": one, "title": " Renamed "})
+    updated = (await client.until(of_type("conversation.updated")))[-1]
+    assert updated["conversation"]["title"] == "Renamed"
+    await client.send({"type": "conversation.delete", "conversation_id": two})
+    await client.until(of_type("conversation.deleted", conversation_id=two))
+    await client.send({"type": "conversation.history", "id": "gone", "conversation_id": two})
+    error = (await client.until(of_type("error")))[-1]
+    assert (error["id"], error["code"]) == ("gone", "not_found")
+    await client.close()
+
+
+async def test_another_owner_gets_not_found_for_everything(server: RunningServer) -> None:
+    """bob can read, rename, delete, cancel or follow none of alice's things."""
+    alice = await connect(server)
+    started = await start(alice, "private [tokens=100] [delay=10]")
+    conversation_id, message_id = started["conversation_id"], started["message_id"]
+    bob = await connect(server, owner="bob")
+    attempts: list[Frame] = [
+        {"type": "conversation.history", "conversation_id": conversation_id},
+        {"type": "conversation.rename", "conversation_id": conversation_id, "title": "x"},
+        {"type": "conversation.delete", "conversation_id": conversation_id},
+        {"type": "chat.cancel", "message_id": message_id},
+        {"type": "chat.cancel", "conversation_id": conversation_id},
+        {"type": "chat.subscribe", "message_id": message_id},
+        {"type": "chat.send", "message": "hi", "conversation_id": conversation_id},
+    ]
+    for n, attempt in enumerate(attempts):
+        await bob.send({**attempt, "id": n})
+        reply = await bob.recv()
+        assert (reply["type"], reply["code"], reply["id"]) == ("error", "not_found", n)
+    await bob.send({"type": "conversations.list"})
+    assert (await bob.recv())["conversations"] == []
+    done = await alice.until(of_type("reply.done", message_id=message_id))
+    assert done[-1]["status"] == "completed"
+    await alice.close()
+    await bob.close()
+
+
+async def test_bad_frames_get_typed_errors_and_the_connection_lives(server: RunningServer) -> None:
+    """Invalid JSON, wrong types, unknown types, empty and oversized messages: errors only."""
+    client = await connect(server)
+    cases: list[tuple[str | bytes, str]] = [
+        ("{nope", "invalid_json"),
+        ('{"type": "chat.send", "message": 3}', "invalid_frame"),
+        ('{"type": "teleport"}', "unknown_type"),
+        ('{"type": "chat.send", "message": "  "}', "empty_message"),
+        ('{"type": "chat.send", "message": "' + "x" * 40_000 + '"}', "message_too_long"),
+        ('{"type": "ping", "pad": "' + "x" * 1_100_000 + '"}', "frame_too_large"),
+        (b"\x00\x01binary", "invalid_frame"),
+        ('{"type": "chat.cancel"}', "invalid_frame"),
+    ]
+    for data, code in cases:
+        await client.send(data)
+        error = await client.recv()
+        assert (error["type"], error["code"]) == ("error", code)
+    frames = await chat(client, "still fine")
+    assert reply_text(frames) == expected_reply("still fine")
+    await client.send({"type": "conversations.list"})
+    listed = (await client.until(of_type("conversations")))[-1]["conversations"]
+    assert [c["title"] for c in listed] == ["still fine"]  # nothing half-written
+    await client.close()
+
+
+async def test_unknown_and_unconfigured_models_get_errors_that_say_what_to_do(
+    make_settings: SettingsFactory,
+) -> None:
+    """No provider: model_not_found; no key: provider_not_configured naming the variable."""
+    async with run_server(make_settings(dashscope_api_key=None)) as server:
+        client = await connect(server)
+        error = await start(client, "hi", model="qwen3-max")
+        assert error["code"] == "provider_not_configured"
+        assert error["message"] == "qwen3-max needs DASHSCOPE_API_KEY on the server"
+        error = await start(client, "hi", model="gpt-17")
+        assert error["code"] == "model_not_found"
+        assert "gpt-17" in error["message"]
+        await client.send({"type": "models.list"})
+        models = {m["id"]: m for m in (await client.until(of_type("models")))[-1]["models"]}
+        assert models["qwen3-max"]["available"] is False
+        assert models["fake-chat"]["available"] is True
+        await client.close()
+
+
+async def test_provider_failures_end_the_reply_with_a_stable_code(server: RunningServer) -> None:
+    """429, 500, a dropped stream and an in-stream error each end as error with their code."""
+    client = await connect(server)
+    expectations = {
+        "[fault=429]": "provider_rate_limited",
+        "[fault=500]": "provider_unavailable",
+        "[fault=stream_error]": "provider_bad_request",
+        "[fault=drop_after=3] [tokens=10]": "provider_unavailable",
+    }
+    for prompt, code in expectations.items():
+        frames = await chat(client, prompt)
+        assert frames[-1]["status"] == "error", prompt
+        assert frames[-1]["error"]["code"] == code, prompt
+    stored = await server.services.store.reply_status("alice", frames[0]["message_id"])
+    assert stored is not None
+    assert stored.content == "t0 t1 t2 "  # the text before the drop is kept
+    await client.close()
+
+
+async def test_system_prompt_and_history_reach_the_model(
+    server: RunningServer, fake: FakeUpstream
+) -> None:
+    """The system prompt goes first, then the earlier turns, then the new message."""
+    client = await connect(server)
+    frames = await chat(client, "one", system_prompt="You are terse.")
+    await chat(client, "two", conversation_id=frames[0]["conversation_id"])
+    sent = fake.requests[-1].body["input"]["messages"]
+    assert [(m["role"], m["content"]) for m in sent] == [
+        ("system", "You are terse."),
+        ("user", "one"),
+        ("assistant", expected_reply("one")),
+        ("user", "two"),
+    ]
+    await client.close()
+
+
+async def test_history_window_keeps_the_last_messages(
+    make_settings: SettingsFactory, fake: FakeUpstream
+) -> None:
+    """With history_messages=2 only the last two stored messages go to the model."""
+    async with run_server(make_settings(history_messages=2)) as server:
+        client = await connect(server)
+        frames = await chat(client, "a")
+        conversation_id = frames[0]["conversation_id"]
+        await chat(client, "b", conversation_id=conversation_id)
+        await chat(client, "c", conversation_id=conversation_id)
+        sent = fake.requests[-1].body["input"]["messages"]
+        assert [m["content"] for m in sent] == ["b", expected_reply("b"), "c"]
+        await client.close()
+
+
+async def test_missing_client_id_is_refused_at_the_handshake(server: RunningServer) -> None:
+    """Without a client id the WebSocket is never accepted."""
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.ws_connect(server.ws_url):
+                raise AssertionError("handshake accepted")
+        except aiohttp.WSServerHandshakeError as error:
+            assert error.status == 403
+
+
+async def test_health_and_readiness(server: RunningServer) -> None:
+    """/healthz answers; /readyz reports the database and the providers."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{server.http_url}/healthz") as response:
+            assert response.status == 200
+        async with session.get(f"{server.http_url}/readyz") as response:
+            body = await response.json()
+            assert response.status == 200
+            assert body["checks"]["database"] == "ok"
+            assert set(body["checks"]["providers"]) >= {"dashscope", "openai"}
+
+
+async def test_page_is_served_with_a_strict_content_security_policy(server: RunningServer) -> None:
+    """/ serves the page; the CSP allows no inline script and no other origin."""
+    async with aiohttp.ClientSession() as session, session.get(f"{server.http_url}/") as response:
+        assert response.status == 200
+        policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy
+        assert "unsafe-inline" not in policy
+        scripts = re.findall(r"<script[^>]*>", await response.text())
+        assert scripts
+        assert all(" src=" in tag for tag in scripts)  # no inline script
+
+
+async def test_replies_left_streaming_by_a_crash_are_marked_interrupted(
+    make_settings: SettingsFactory,
+) -> None:
+    """A reply still 'streaming' in the database at start-up becomes interrupted, text kept."""
+    settings = make_settings()
+    async with run_server(settings) as server:
+        store = server.services.store
+        conversation = await store.create_conversation("alice", title="crash")
+        _, reply_id, _ = await store.add_exchange(conversation, user_text="q", model="qwen-plus")
+        await store.checkpoint([(reply_id, "partial text")])
+    # The first server stopped cleanly, but it never ran that reply: to it, the row is a
+    # leftover exactly like one a killed process leaves.
+    async with run_server(settings) as server:
+        info = await server.services.store.reply_status("alice", reply_id)
+        assert info is not None
+        assert (info.status, info.content) == (ReplyStatus.INTERRUPTED.value, "partial text")

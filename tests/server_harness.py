@@ -69,3 +69,12 @@ async def run_server(
         server.should_exit = True
         await task
         sock.close()
+
+
+async def reply_finished(running: RunningServer, owner: str, message_id: str) -> None:
+    """Wait (10 s at most) until the reply has ended; its outcome is then in the database."""
+    reply_log = running.services.engine.hub.get(owner, message_id)
+    assert reply_log is not None, "the reply is not known to this server"
+    async with asyncio.timeout(10):
+        async for _ in reply_log.follow():
+            pass

@@ -6,11 +6,12 @@ import asyncio
 import re
 
 import aiohttp
+import pytest
 
 from liaotian.events import ReplyStatus
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, expected_reply
-from tests.server_harness import RunningServer, run_server
+from tests.server_harness import RunningServer, reply_finished, run_server
 from tests.wsclient import Frame, RawClient, of_type, reply_text
 
 
@@ -47,15 +48,6 @@ async def until_done(client: RawClient, count: int) -> list[Frame]:
         frames.append(frame)
         finished += frame["type"] == "reply.done"
     return frames
-
-
-async def wait_status(server: RunningServer, owner: str, message_id: str, status: str) -> None:
-    store = server.services.store
-    async with asyncio.timeout(5):
-        while (
-            info := await store.reply_status(owner, message_id)
-        ) is None or info.status != status:
-            await asyncio.sleep(0.02)
 
 
 async def test_hello_names_owner_protocol_and_default_model(server: RunningServer) -> None:
@@ -160,7 +152,7 @@ async def test_disconnect_does_not_cancel_and_the_reply_is_saved(server: Running
     prompt = "keep going [tokens=30] [delay=10]"
     started = await start(client, prompt)
     await client.close()
-    await wait_status(server, "alice", started["message_id"], "completed")
+    await reply_finished(server, "alice", started["message_id"])
     stored = await server.services.store.reply_status("alice", started["message_id"])
     assert stored is not None
     assert stored.content == "".join(f"t{n} " for n in range(30))
@@ -434,11 +426,9 @@ async def test_history_window_keeps_the_last_messages(
 async def test_missing_client_id_is_refused_at_the_handshake(server: RunningServer) -> None:
     """Without a client id the WebSocket is never accepted."""
     async with aiohttp.ClientSession() as session:
-        try:
-            async with session.ws_connect(server.ws_url):
-                raise AssertionError("handshake accepted")
-        except aiohttp.WSServerHandshakeError as error:
-            assert error.status == 403
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(server.ws_url)
+        assert refused.value.status == 403
 
 
 async def test_health_and_readiness(server: RunningServer) -> None:

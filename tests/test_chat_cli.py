@@ -8,21 +8,19 @@ import signal
 import socket
 import stat
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from fake_upstream import FakeUpstream, expected_reply
 from liaotian.chat_cli import default_client_id
 from liaotian.client import Client
-from liaotian.settings import Settings
-from server_harness import RunningServer, run_server
+from tests.fake_upstream import expected_reply
+from tests.server_harness import RunningServer
 
 TIMEOUT = 30.0
 SCRIPT = Path(sys.executable).parent / "liaotian"
-PROVIDER_ENV = ("DASHSCOPE_API_KEY", "DASHSCOPE_HTTP_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL")
 
 
 @dataclass
@@ -30,31 +28,6 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
-
-
-@pytest.fixture(autouse=True)
-def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROVIDER_ENV:
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def server(tmp_path: Path, upstream: FakeUpstream) -> AsyncIterator[RunningServer]:
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/t.db",
-        local_enabled=False,
-        dashscope_api_key="test-key",
-        dashscope_base_url=upstream.dashscope_base_url,
-        checkpoint_interval=0.05,
-    )
-    async with run_server(settings) as running:
-        yield running
 
 
 @pytest.fixture
@@ -66,8 +39,8 @@ def refused_port() -> Iterator[int]:
 
 
 def cli_env(tmp_path: Path) -> dict[str, str]:
-    """The environment of the CLI: no provider keys, a private config dir, no colors."""
-    env = {key: value for key, value in os.environ.items() if key not in PROVIDER_ENV}
+    """The environment of the CLI (conftest removed provider keys): own config dir, no color."""
+    env = dict(os.environ)
     env.update({"XDG_CONFIG_HOME": str(tmp_path / "config"), "NO_COLOR": "1"})
     return env
 

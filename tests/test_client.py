@@ -11,7 +11,6 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from fake_upstream import FakeUpstream, count_input_tokens, expected_reply, reply_chunks
 from liaotian.client import Client, ClientConnectionError, Reply, error_from_frame
 from liaotian.errors import (
     ConversationBusy,
@@ -20,41 +19,11 @@ from liaotian.errors import (
     ProviderError,
     ProviderRateLimited,
 )
-from liaotian.settings import Settings
-from server_harness import RunningServer, run_server
+from tests.fake_upstream import count_input_tokens, expected_reply, reply_chunks
+from tests.server_harness import RunningServer
 
 TIMEOUT = 20.0
 SLOW = "[tokens=400][delay=20]"  # long enough to act on while it streams
-
-
-@pytest.fixture(autouse=True)
-def _no_provider_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "DASHSCOPE_API_KEY",
-        "DASHSCOPE_HTTP_BASE_URL",
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-async def upstream() -> AsyncIterator[FakeUpstream]:
-    async with FakeUpstream() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def server(tmp_path: Any, upstream: FakeUpstream) -> AsyncIterator[RunningServer]:
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/t.db",
-        local_enabled=False,
-        dashscope_api_key="test-key",
-        dashscope_base_url=upstream.dashscope_base_url,
-        checkpoint_interval=0.05,
-    )
-    async with run_server(settings) as running:
-        yield running
 
 
 @pytest.fixture
@@ -107,7 +76,7 @@ async def test_result_reports_status_and_usage(client: Client) -> None:
         "output_tokens": len(reply_chunks(prompt)),
     }
     assert (result.conversation_id, result.message_id) == (reply.conversation_id, reply.message_id)
-    assert result.model == "qwen3-max"
+    assert result.model == "qwen-plus"
     assert result.duration_ms is not None
     assert result.ttft_ms is not None
 
@@ -249,8 +218,8 @@ async def test_delete_then_history_raises_not_found(client: Client) -> None:
 async def test_models_lists_the_default_model(client: Client) -> None:
     """models() lists the configured DashScope models and names the default."""
     listing = await client.models()
-    assert listing["default"] == "qwen3-max"
-    assert {"id": "qwen3-max", "provider": "dashscope", "available": True, "reason": None} in (
+    assert listing["default"] == "qwen-plus"
+    assert {"id": "qwen-plus", "provider": "dashscope", "available": True, "reason": None} in (
         listing["models"]
     )
 

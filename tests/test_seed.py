@@ -6,10 +6,9 @@ import asyncio
 
 import orjson
 
-from liaotian.events import ReplyStatus
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, expected_reply
-from tests.server_harness import RunningServer, run_server
+from tests.server_harness import RunningServer, reply_finished, run_server
 from tests.wsclient import Frame, RawClient
 
 SEED_KEYS = {"session_id", "message_id", "message", "timestamp", "status"}
@@ -103,9 +102,7 @@ async def test_cancel_stops_the_upstream_and_keeps_the_partial_answer(
     frames = await client.until(lambda frame: frame["status"] == "cancelled")
     assert frames[-1]["message"] == "会话已取消"
     await fake.wait_for(lambda stats: stats.disconnects >= 1, within=1.0)
-    history, _ = await server.services.store.history("client_cancel", session_id, limit=10)
-    reply = history[-1]
-    await _wait_status(server, "client_cancel", session_id, ReplyStatus.CANCELLED)
+    await reply_finished(server, "client_cancel", first["message_id"])
     history, _ = await server.services.store.history("client_cancel", session_id, limit=10)
     reply = history[-1]
     assert reply.status == "cancelled"
@@ -116,17 +113,6 @@ async def test_cancel_stops_the_upstream_and_keeps_the_partial_answer(
     frames = await ask(client, "after cancel", session_id=session_id)
     assert running_text(frames) == expected_reply("after cancel")
     await client.close()
-
-
-async def _wait_status(
-    server: RunningServer, owner: str, session_id: str, status: ReplyStatus
-) -> None:
-    async with asyncio.timeout(5):
-        while True:
-            history, _ = await server.services.store.history(owner, session_id, limit=10)
-            if history and history[-1].status == status.value:
-                return
-            await asyncio.sleep(0.02)
 
 
 async def test_unknown_model_gets_an_error_that_names_it(server: RunningServer) -> None:
@@ -201,6 +187,6 @@ async def test_disconnect_does_not_cancel_the_answer(server: RunningServer) -> N
     await client.send({"message": prompt, "model": "qwen-plus"})
     first = await client.recv()
     await client.close()
-    await _wait_status(server, "client_leaves", first["session_id"], ReplyStatus.COMPLETED)
+    await reply_finished(server, "client_leaves", first["message_id"])
     history, _ = await server.services.store.history("client_leaves", first["session_id"], limit=5)
     assert history[-1].content == expected_reply(prompt)

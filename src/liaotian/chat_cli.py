@@ -110,7 +110,7 @@ def run_chat(args: argparse.Namespace) -> int:
         return EXIT_UNREACHABLE
     try:
         if args.question is not None:
-            question = sys.stdin.read() if args.question == "-" else args.question
+            question = sys.stdin.read().rstrip() if args.question == "-" else args.question
             return asyncio.run(ask(args, client_id, question))
         return asyncio.run(ChatSession(args, client_id).run())
     except ClientConnectionError as error:

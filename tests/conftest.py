@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -64,3 +65,15 @@ def make_settings(tmp_path: Path, fake: FakeUpstream) -> SettingsFactory:
 async def server(make_settings: SettingsFactory) -> AsyncIterator[RunningServer]:
     async with run_server(make_settings()) as running:
         yield running
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Close the /dev/null files llama_cpp opens at import and never closes.
+
+    Otherwise Python reports them as ResourceWarnings at exit, after pytest's summary.
+    """
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        handle = getattr(utils, name, None)
+        if handle is not None:
+            handle.close()

@@ -138,6 +138,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _unique_endpoint_names(self) -> Settings:
         names = [endpoint.name for endpoint in self.openai_endpoints]
+        if "openai" in names:
+            raise ValueError(
+                "openai_endpoints: the name 'openai' is reserved for OPENAI_BASE_URL; pick another"
+            )
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"openai_endpoints names must be unique, repeated: {duplicates}")

@@ -38,8 +38,9 @@ from liaotian.providers.base import (
     StreamItem,
 )
 from liaotian.providers.dashscope import dashscope_providers
+from liaotian.providers.http import parse_retry_after
 from liaotian.providers.openai_compat import openai_providers
-from liaotian.providers.sse import SseDecodeError, SseEvent, iter_sse, parse_retry_after
+from liaotian.providers.sse import SseDecodeError, SseEvent, iter_sse
 from liaotian.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, count_input_tokens, expected_reply, reply_chunks

@@ -25,14 +25,14 @@ from liaotian.providers.base import (
     Usage,
     register_provider,
 )
-from liaotian.providers.sse import (
-    SseEvent,
+from liaotian.providers.http import (
     Timeouts,
     error_fields,
     relay_sse,
     request_json,
     upstream_error,
 )
+from liaotian.providers.sse import SseEvent
 
 if TYPE_CHECKING:
     import aiohttp
@@ -85,7 +85,7 @@ class DashScopeProvider(Provider):
         return {**super().status(), "configured": self._headers is not None}
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
-        """Generate with DashScope; see :func:`~liaotian.providers.sse.relay_sse` for the
+        """Generate with DashScope; see :func:`~liaotian.providers.http.relay_sse` for the
         errors raised and what cancelling does. Without a key it raises ProviderAuthError."""
         if self._headers is None or self._sse_headers is None:
             return _raise(ProviderAuthError("DASHSCOPE_API_KEY is not set on the server"))

@@ -24,14 +24,14 @@ from liaotian.providers.base import (
     Usage,
     register_provider,
 )
-from liaotian.providers.sse import (
-    SseEvent,
+from liaotian.providers.http import (
     Timeouts,
     error_fields,
     relay_sse,
     request_json,
     upstream_error,
 )
+from liaotian.providers.sse import SseEvent
 
 if TYPE_CHECKING:
     import aiohttp
@@ -108,7 +108,7 @@ class OpenAICompatProvider(Provider):
         return list(self._models)
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
-        """Generate with the endpoint; see :func:`~liaotian.providers.sse.relay_sse` for the
+        """Generate with the endpoint; see :func:`~liaotian.providers.http.relay_sse` for the
         errors raised and what cancelling does."""
         body = _request_body(request)
         if request.stream:

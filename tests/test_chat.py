@@ -204,7 +204,7 @@ async def test_subscribe_after_a_seq_gets_exactly_the_rest(server: RunningServer
 async def test_subscribe_to_a_finished_reply_after_restart_rebuilds_it(
     make_settings: SettingsFactory,
 ) -> None:
-    """After a restart, subscribing from -1 gives the stored text and its outcome."""
+    """After a restart a reply is rebuilt from the database and sent whole, whatever after_seq."""
     settings = make_settings()
     async with run_server(settings) as first_server:
         client = await connect(first_server)
@@ -212,11 +212,32 @@ async def test_subscribe_to_a_finished_reply_after_restart_rebuilds_it(
         await client.close()
     async with run_server(settings) as second_server:
         client = await connect(second_server)
-        await client.send({"type": "chat.subscribe", "message_id": frames[0]["message_id"]})
+        await client.send(
+            {"type": "chat.subscribe", "message_id": frames[0]["message_id"], "after_seq": 3}
+        )
         replay = await client.until(of_type("reply.done"))
+        assert replay[0]["type"] == "reply.started"  # rebuilt: sent whole, from the start
         assert reply_text(replay) == expected_reply("durable")
         assert replay[-1]["status"] == "completed"
         await client.close()
+
+
+async def test_subscribe_after_the_last_seq_is_acknowledged(server: RunningServer) -> None:
+    """A client that saw the whole reply and subscribes again gets an ack, nothing more."""
+    client = await connect(server)
+    frames = await chat(client, "seen it all")
+    done = frames[-1]
+    await client.send(
+        {
+            "type": "chat.subscribe",
+            "id": "again",
+            "message_id": done["message_id"],
+            "after_seq": done["seq"],
+        }
+    )
+    ack = await client.recv()
+    assert (ack["type"], ack["id"], ack["last_seq"]) == ("ack", "again", done["seq"])
+    await client.close()
 
 
 async def test_two_connections_of_one_owner_both_see_a_reply(server: RunningServer) -> None:

@@ -66,3 +66,11 @@ def test_hub_hides_other_owners_replies() -> None:
     hub.create(KEY)
     assert hub.get("alice", "m") is not None
     assert hub.get("mallory", "m") is None
+
+
+async def test_following_a_finished_log_from_its_end_yields_nothing() -> None:
+    """A follower already past the done event gets no batch and returns at once."""
+    log = ReplyLog(KEY)
+    log.append(started())
+    log.append(Done(seq=1, status="completed"))
+    assert await asyncio.wait_for(collect(log, after_seq=1), timeout=1) == []

@@ -217,7 +217,21 @@ class Connection:
 
     async def _subscribe(self, command: SubscribeReply) -> None:
         reply_log = await self.services.engine.replay(self.owner, command.message_id)
-        self._start_forwarding(reply_log, after_seq=command.after_seq, request_id=command.id)
+        # A rebuilt log's seqs are not the ones the client saw: send it whole, from the
+        # reply.started that tells the client to start the text over.
+        after_seq = -1 if reply_log.rebuilt else command.after_seq
+        if reply_log.done and after_seq >= reply_log.next_seq - 1:
+            await self.sender.send(
+                protocol.build_result(
+                    "ack",
+                    command.id,
+                    request="chat.subscribe",
+                    message_id=command.message_id,
+                    last_seq=reply_log.next_seq - 1,
+                )
+            )
+            return
+        self._start_forwarding(reply_log, after_seq=after_seq, request_id=command.id)
 
     async def _list_conversations(self, command: ListConversations) -> None:
         conversations, has_more = await self.services.store.list_conversations(

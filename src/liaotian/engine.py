@@ -296,7 +296,7 @@ class ChatEngine:
         conversation_id = await self.store.conversation_of_message(owner, message_id)
         if message is None or conversation_id is None or message.role != "assistant":
             raise NotFound(f"reply {message_id} not found")
-        rebuilt = ReplyLog(ReplyKey(owner, conversation_id, message_id))
+        rebuilt = ReplyLog(ReplyKey(owner, conversation_id, message_id), rebuilt=True)
         rebuilt.append(
             Started(
                 seq=0,

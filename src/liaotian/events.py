@@ -78,6 +78,8 @@ class ReplyLog:
     key: ReplyKey
     events: list[ReplyEvent] = field(default_factory=list)
     finished_at: float | None = None
+    rebuilt: bool = False
+    """True for a log rebuilt from the database: its seqs are not the original ones."""
     _changed: asyncio.Future[None] | None = None
 
     @property
@@ -108,10 +110,13 @@ class ReplyLog:
         """Yield batches of events with ``seq > after_seq`` until ``done`` is yielded.
 
         Each batch holds every event appended since the last one, so a slow consumer gets
-        fewer, larger batches instead of falling behind event by event.
+        fewer, larger batches instead of falling behind event by event. Yields nothing
+        when the log is finished and ``after_seq`` is at or past its last event.
         """
         cursor = after_seq + 1
         while True:
+            if self.finished_at is not None and cursor >= len(self.events):
+                return
             if cursor < len(self.events):
                 batch = self.events[cursor:]
                 cursor += len(batch)

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from liaotian.settings import Settings
+from liaotian.settings import Settings, normalize_database_url
 from tests.fake_upstream import FakeUpstream
 from tests.server_harness import RunningServer, run_server
+
+# Which database the tests run on: "sqlite" (default) or "postgresql". scripts/test runs
+# the suite once on each. Read at import, before the environment is isolated.
+TEST_DATABASE = os.environ.get("LIAOTIAN_TEST_DATABASE", "sqlite")
+TEST_POSTGRES_URL = os.environ.get(
+    "LIAOTIAN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 PROVIDER_VARIABLES = (
     "DASHSCOPE_API_KEY",
@@ -41,12 +49,39 @@ async def fake() -> AsyncIterator[FakeUpstream]:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path, fake: FakeUpstream) -> SettingsFactory:
-    """Settings for a test server: SQLite in tmp_path, both HTTP providers on the fake."""
+async def database_url(tmp_path: Path) -> AsyncIterator[str]:
+    """A new, empty database for this test: a SQLite file, or a fresh PostgreSQL database.
+
+    PostgreSQL tests skip when the server is unreachable, except under CI=true.
+    """
+    if TEST_DATABASE == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/liaotian.db"
+        return
+    import asyncpg
+
+    try:
+        admin = await asyncpg.connect(TEST_POSTGRES_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as error:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"PostgreSQL unreachable at {TEST_POSTGRES_URL}: {error}")
+    name = f"liaotian_test_{uuid.uuid4().hex[:16]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = TEST_POSTGRES_URL.rpartition("/")
+    try:
+        yield normalize_database_url(f"{base}/{name}")
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+def make_settings(database_url: str, fake: FakeUpstream) -> SettingsFactory:
+    """Settings for a test server: the test's database, both HTTP providers on the fake."""
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "database_url": f"sqlite+aiosqlite:///{tmp_path}/liaotian.db",
+            "database_url": database_url,
             "local_enabled": False,
             "dashscope_api_key": "test-key",
             "dashscope_base_url": fake.dashscope_base_url,
@@ -65,6 +100,13 @@ def make_settings(tmp_path: Path, fake: FakeUpstream) -> SettingsFactory:
 async def server(make_settings: SettingsFactory) -> AsyncIterator[RunningServer]:
     async with run_server(make_settings()) as running:
         yield running
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that use a database, so they can be run again on another one."""
+    for item in items:
+        if "database_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.database)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -271,6 +271,21 @@ async def test_same_client_message_id_starts_one_reply(server: RunningServer) ->
     await client.close()
 
 
+async def test_retried_first_message_does_not_open_a_second_conversation(
+    server: RunningServer,
+) -> None:
+    """Retrying a new conversation's first send (same client_message_id) returns its reply."""
+    client = await connect(server)
+    first = await chat(client, "hello again", client_message_id="first-1")
+    again = await chat(client, "hello again", client_message_id="first-1")
+    assert again[0]["message_id"] == first[0]["message_id"]
+    assert again[0]["conversation_id"] == first[0]["conversation_id"]
+    await client.send({"type": "conversations.list"})
+    listed = (await client.until(of_type("conversations")))[-1]["conversations"]
+    assert len(listed) == 1
+    await client.close()
+
+
 async def test_history_lists_and_pages_messages(server: RunningServer) -> None:
     """History returns messages oldest first, newest page first, with outcomes."""
     client = await connect(server)

@@ -243,6 +243,13 @@ class ChatEngine:
     ) -> ConversationInfo:
         title = make_title(options.message)
         if options.conversation_id is None:
+            if options.client_message_id is not None:
+                # A retried first message of a new conversation: same conversation again.
+                earlier = await self.store.find_conversation_by_client_id(
+                    owner, options.client_message_id
+                )
+                if earlier is not None:
+                    return earlier
             return await self.store.create_conversation(
                 owner, title=title, system_prompt=options.system_prompt, model=model_id
             )

@@ -342,6 +342,22 @@ class Store:
             return None
         return rows[0][0], rows[1][0]
 
+    async def find_conversation_by_client_id(
+        self, owner: str, client_message_id: str
+    ) -> ConversationInfo | None:
+        """The owner's conversation holding a user message sent with ``client_message_id``."""
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(Conversation)
+                .join(Message, Conversation.pk == Message.conversation_pk)
+                .where(
+                    Conversation.owner_id == owner,
+                    Message.client_message_id == client_message_id,
+                )
+                .limit(1)
+            )
+            return None if row is None else _conversation_info(row)
+
     async def add_exchange(
         self,
         conversation: ConversationInfo,

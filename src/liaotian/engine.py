@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -33,7 +33,16 @@ from liaotian.errors import (
     ProviderError,
     ProviderTimeout,
 )
-from liaotian.events import Delta, Done, ReplyHub, ReplyKey, ReplyLog, ReplyStatus, Started
+from liaotian.events import (
+    Delta,
+    Done,
+    OwnerBus,
+    ReplyHub,
+    ReplyKey,
+    ReplyLog,
+    ReplyStatus,
+    Started,
+)
 from liaotian.providers import ChatMessage, ChatRequest, Finish, Provider, ProviderRegistry
 from liaotian.settings import Settings
 from liaotian.store import ConversationInfo, ReplyOutcome, Store
@@ -55,6 +64,10 @@ class SendOptions:
     temperature: float | None = None
     max_tokens: int | None = None
     client_message_id: str | None = None
+    truncate_from: str | None = None
+    """Edit: delete this user message and everything after it first."""
+    regenerate_of: str | None = None
+    """Regenerate: keep this user message (``message`` is its text), delete what follows."""
     create_missing_conversation: bool = False
     """Seed protocol: an unknown ``session_id`` names a new conversation instead of NotFound."""
 
@@ -145,7 +158,7 @@ class ChatEngine:
         self._running: dict[str, RunningReply] = {}
         self._busy: dict[tuple[str, str], str | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._listeners: dict[str, set[asyncio.Queue[ReplyLog]]] = {}
+        self.bus = OwnerBus()
         self._closing = False
 
     async def start(self) -> None:
@@ -189,10 +202,19 @@ class ChatEngine:
             ):
                 await self.store.set_system_prompt(conversation, options.system_prompt)
                 conversation = await self.store.get_conversation(owner, conversation.id)
+            replaces: tuple[str, ...] = ()
+            anchor = options.truncate_from or options.regenerate_of
+            if anchor is not None:
+                replaces = tuple(
+                    await self.store.truncate_from(
+                        conversation, anchor, keep=options.regenerate_of is not None
+                    )
+                )
             context = await self.store.context_messages(
                 conversation,
                 limit=self.settings.history_messages,
                 max_chars=self.settings.history_max_chars - len(options.message),
+                before=options.regenerate_of,
             )
             try:
                 user_id, reply_id, created = await self.store.add_exchange(
@@ -200,6 +222,7 @@ class ChatEngine:
                     user_text=options.message,
                     model=model_id,
                     client_message_id=options.client_message_id,
+                    existing_user_message=options.regenerate_of,
                 )
             except IntegrityError:
                 earlier = await self._earlier_reply(
@@ -221,6 +244,8 @@ class ChatEngine:
                 title=conversation.title,
                 created_at=created.timestamp(),
                 client_message_id=options.client_message_id,
+                user_text=options.message,
+                replaces=replaces,
             )
         )
         request = ChatRequest(
@@ -235,8 +260,24 @@ class ChatEngine:
         task = asyncio.create_task(self._run(reply, provider, request, busy_key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        self._announce(owner, reply_log)
+        self.bus.publish(owner, reply_log)
         return reply_log
+
+    async def regenerate(self, owner: str, options: SendOptions) -> ReplyLog:
+        """Answer the conversation's last user message again (it stays; the answers after
+        it are deleted).
+
+        Raises NotFound (no such conversation, or no user message in it) and what
+        :meth:`send` raises.
+        """
+        if options.conversation_id is None:
+            raise NotFound("chat.regenerate needs a conversation_id")
+        conversation = await self.store.get_conversation(owner, options.conversation_id)
+        last = await self.store.last_user_message(conversation)
+        if last is None:
+            raise NotFound("the conversation has no message to answer again")
+        message_id, text = last
+        return await self.send(owner, replace(options, message=text, regenerate_of=message_id))
 
     async def _conversation_for(
         self, owner: str, options: SendOptions, model_id: str
@@ -504,25 +545,6 @@ class ChatEngine:
             if reply.key.owner == owner and reply.key.conversation_id == conversation_id:
                 return reply.log
         return None
-
-    # -- owner notifications ---------------------------------------------------------------
-
-    def listen(self, owner: str) -> asyncio.Queue[ReplyLog]:
-        """A queue that receives the log of every reply this owner starts from now on."""
-        queue: asyncio.Queue[ReplyLog] = asyncio.Queue()
-        self._listeners.setdefault(owner, set()).add(queue)
-        return queue
-
-    def unlisten(self, owner: str, queue: asyncio.Queue[ReplyLog]) -> None:
-        listeners = self._listeners.get(owner)
-        if listeners is not None:
-            listeners.discard(queue)
-            if not listeners:
-                del self._listeners[owner]
-
-    def _announce(self, owner: str, reply_log: ReplyLog) -> None:
-        for queue in self._listeners.get(owner, ()):
-            queue.put_nowait(reply_log)
 
     # -- shutdown ------------------------------------------------------------------------
 

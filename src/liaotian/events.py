@@ -40,6 +40,9 @@ class Started:
     title: str
     created_at: float
     client_message_id: str | None = None
+    user_text: str = ""
+    replaces: tuple[str, ...] = ()
+    """Message ids deleted by the regenerate / edit that started this reply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,46 @@ class ReplyLog:
             if self._changed is None:
                 self._changed = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._changed)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationChange:
+    """A conversation was renamed (``conversation`` is its new wire form) or deleted."""
+
+    conversation_id: str
+    conversation: dict[str, Any] | None
+    origin: object = None
+    """Whoever caused it (a connection), so it is not told twice."""
+
+    @property
+    def deleted(self) -> bool:
+        return self.conversation is None
+
+
+Notice = ReplyLog | ConversationChange
+
+
+class OwnerBus:
+    """Fans out notices (new replies, conversation changes) to an owner's connections."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, set[asyncio.Queue[Notice]]] = {}
+
+    def subscribe(self, owner: str) -> asyncio.Queue[Notice]:
+        queue: asyncio.Queue[Notice] = asyncio.Queue()
+        self._queues.setdefault(owner, set()).add(queue)
+        return queue
+
+    def unsubscribe(self, owner: str, queue: asyncio.Queue[Notice]) -> None:
+        queues = self._queues.get(owner)
+        if queues is not None:
+            queues.discard(queue)
+            if not queues:
+                del self._queues[owner]
+
+    def publish(self, owner: str, notice: Notice) -> None:
+        for queue in self._queues.get(owner, ()):
+            queue.put_nowait(notice)
 
 
 class ReplyHub:

@@ -50,6 +50,30 @@ class SendMessage(_Frame):
     client_message_id: Identifier | None = None
 
 
+class _ReplyOptions(_Frame):
+    model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    stream: bool = True
+    system_prompt: Annotated[str, Field(max_length=32_000)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2, strict=False)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+
+
+class RegenerateReply(_ReplyOptions):
+    """Answer the conversation's last user message again (the answers after it go)."""
+
+    type: Literal["chat.regenerate"]
+    conversation_id: Identifier
+
+
+class EditMessage(_ReplyOptions):
+    """Replace a user message (and drop everything after it), then answer the new text."""
+
+    type: Literal["chat.edit"]
+    conversation_id: Identifier
+    message_id: Identifier
+    message: str
+
+
 class CancelReply(_Frame):
     """Cancel a streaming reply, by message id or by conversation."""
 
@@ -70,6 +94,7 @@ class ListConversations(_Frame):
     type: Literal["conversations.list"]
     limit: Annotated[int, Field(ge=1, le=200)] = 50
     before: Identifier | None = None
+    query: Annotated[str, Field(max_length=200)] | None = None
 
 
 class GetHistory(_Frame):
@@ -100,6 +125,8 @@ class Ping(_Frame):
 
 Command = Annotated[
     SendMessage
+    | RegenerateReply
+    | EditMessage
     | CancelReply
     | SubscribeReply
     | ListConversations
@@ -112,6 +139,8 @@ Command = Annotated[
 ]
 FRAME_TYPES = (
     "chat.send",
+    "chat.regenerate",
+    "chat.edit",
     "chat.cancel",
     "chat.subscribe",
     "conversations.list",
@@ -145,7 +174,7 @@ def parse_frame(data: str | bytes, *, max_bytes: int, max_message_chars: int) ->
         command = _COMMAND.validate_python(raw)
     except ValidationError as exc:
         raise InvalidFrame(describe_validation_error(exc)) from None
-    if isinstance(command, SendMessage):
+    if isinstance(command, SendMessage | EditMessage):
         check_message_text(command.message, max_message_chars)
     return command
 
@@ -241,6 +270,8 @@ def build_reply_event(
             "message_id": message_id,
             "seq": event.seq,
             "user_message_id": event.user_message_id,
+            "user_message": event.user_text,
+            "replaces": list(event.replaces),
             "model": event.model,
             "title": event.title,
             "created_at": event.created_at,

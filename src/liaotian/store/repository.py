@@ -219,11 +219,15 @@ class Store:
             return _conversation_info(row)
 
     async def list_conversations(
-        self, owner: str, *, limit: int, before: str | None = None
+        self, owner: str, *, limit: int, before: str | None = None, title_query: str | None = None
     ) -> tuple[list[ConversationInfo], bool]:
-        """Newest first; ``before`` is the id of the last conversation of the previous page."""
+        """Newest first; ``before`` is the id of the last conversation of the previous page;
+        ``title_query`` keeps the titles that contain it, in any case."""
         async with self._sessions() as session:
             query = select(Conversation).where(Conversation.owner_id == owner)
+            if title_query:
+                escaped = title_query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                query = query.where(Conversation.title.ilike(f"%{escaped}%", escape="\\"))
             if before is not None:
                 anchor = await self._conversation_row(session, owner, before)
                 query = query.where(
@@ -288,25 +292,27 @@ class Store:
             return page, len(rows) > limit
 
     async def context_messages(
-        self, conversation: ConversationInfo, *, limit: int, max_chars: int
+        self,
+        conversation: ConversationInfo,
+        *,
+        limit: int,
+        max_chars: int,
+        before: str | None = None,
     ) -> list[tuple[str, str]]:
         """(role, content) of the last ``limit`` messages that fit in ``max_chars``, oldest first.
 
-        Assistant messages with no text (failed before the first token) are skipped; a
-        cancelled, interrupted or failed answer counts with the text the user saw.
+        Only messages older than message ``before`` count, when given. Assistant messages
+        with no text (failed before the first token) are skipped; a cancelled, interrupted
+        or failed answer counts with the text the user saw.
         """
         async with self._sessions() as session:
-            rows = (
-                await session.execute(
-                    select(Message.role, Message.content)
-                    .where(
-                        Message.conversation_pk == conversation.pk,
-                        Message.content != "",
-                    )
-                    .order_by(Message.pk.desc())
-                    .limit(limit)
-                )
-            ).all()
+            query = select(Message.role, Message.content).where(
+                Message.conversation_pk == conversation.pk, Message.content != ""
+            )
+            if before is not None:
+                anchor = select(Message.pk).where(Message.id == before).scalar_subquery()
+                query = query.where(Message.pk < anchor)
+            rows = (await session.execute(query.order_by(Message.pk.desc()).limit(limit))).all()
         kept: list[tuple[str, str]] = []
         budget = max_chars
         for role, content in rows:
@@ -358,6 +364,52 @@ class Store:
             )
             return None if row is None else _conversation_info(row)
 
+    async def last_user_message(self, conversation: ConversationInfo) -> tuple[str, str] | None:
+        """(id, text) of the conversation's last user message, or None."""
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(Message.id, Message.content)
+                    .where(Message.conversation_pk == conversation.pk, Message.role == "user")
+                    .order_by(Message.pk.desc())
+                    .limit(1)
+                )
+            ).first()
+        return None if row is None else (row[0], row[1])
+
+    async def truncate_from(
+        self, conversation: ConversationInfo, message_id: str, *, keep: bool = False
+    ) -> list[str]:
+        """Delete user message ``message_id`` (unless ``keep``) and every later message.
+
+        Returns the deleted ids. Raises NotFound unless ``message_id`` is a user message of
+        this conversation.
+        """
+        async with self._sessions() as session, session.begin():
+            anchor = await session.scalar(
+                select(Message.pk).where(
+                    Message.conversation_pk == conversation.pk,
+                    Message.id == message_id,
+                    Message.role == "user",
+                )
+            )
+            if anchor is None:
+                raise NotFound(f"message {message_id} not found")
+            first = anchor + 1 if keep else anchor
+            doomed = (
+                await session.scalars(
+                    select(Message.id)
+                    .where(Message.conversation_pk == conversation.pk, Message.pk >= first)
+                    .order_by(Message.pk)
+                )
+            ).all()
+            await session.execute(
+                delete(Message).where(
+                    Message.conversation_pk == conversation.pk, Message.pk >= first
+                )
+            )
+            return list(doomed)
+
     async def add_exchange(
         self,
         conversation: ConversationInfo,
@@ -365,28 +417,31 @@ class Store:
         user_text: str,
         model: str,
         client_message_id: str | None = None,
+        existing_user_message: str | None = None,
     ) -> tuple[str, str, datetime]:
         """Store the user's message and an empty streaming reply in one transaction.
 
+        With ``existing_user_message`` (regenerate) only the reply is added, after it.
         Returns (user message id, reply message id, reply created_at). Raises IntegrityError
         when ``client_message_id`` was already used in this conversation.
         """
         now = utcnow()
-        user_id, reply_id = new_id(), new_id()
+        user_id, reply_id = existing_user_message or new_id(), new_id()
         async with self._sessions() as session, session.begin():
-            session.add(
-                Message(
-                    id=user_id,
-                    conversation_pk=conversation.pk,
-                    role="user",
-                    content=user_text,
-                    status=ReplyStatus.COMPLETED.value,
-                    client_message_id=client_message_id,
-                    created_at=now,
-                    updated_at=now,
+            if existing_user_message is None:
+                session.add(
+                    Message(
+                        id=user_id,
+                        conversation_pk=conversation.pk,
+                        role="user",
+                        content=user_text,
+                        status=ReplyStatus.COMPLETED.value,
+                        client_message_id=client_message_id,
+                        created_at=now,
+                        updated_at=now,
+                    )
                 )
-            )
-            await session.flush()
+                await session.flush()
             session.add(
                 Message(
                     id=reply_id,

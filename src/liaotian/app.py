@@ -89,6 +89,7 @@ def create_app(settings: Settings, *, grace: float = 0.0) -> FastAPI:
             ready = False
             checks["database"] = f"error: {type(exc).__name__}"
         checks["providers"] = services.providers.status()
+        checks["backplane"] = services.engine.backplane.status()
         checks["running_replies"] = services.engine.running_count
         return JSONResponse(
             {"status": "ready" if ready else "not ready", "checks": checks},

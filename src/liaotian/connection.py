@@ -212,7 +212,7 @@ class Connection:
     async def _cancel(self, command: CancelReply) -> None:
         if command.message_id is None and command.conversation_id is None:
             raise InvalidFrame("chat.cancel needs message_id or conversation_id")
-        cancelled = self.services.engine.cancel(
+        cancelled = await self.services.engine.cancel(
             self.owner, message_id=command.message_id, conversation_id=command.conversation_id
         )
         await self.sender.send(
@@ -220,7 +220,7 @@ class Connection:
                 "ack",
                 command.id,
                 request="chat.cancel",
-                message_ids=[reply_log.key.message_id for reply_log in cancelled],
+                message_ids=cancelled,
             )
         )
 
@@ -250,8 +250,7 @@ class Connection:
         items = []
         for conversation in conversations:
             wire = conversation.to_wire()
-            running = engine.running_in(self.owner, conversation.id)
-            wire["streaming_message_id"] = None if running is None else running.key.message_id
+            wire["streaming_message_id"] = await engine.streaming_in(self.owner, conversation.id)
             items.append(wire)
         await self.sender.send(
             protocol.build_result(
@@ -285,19 +284,21 @@ class Connection:
         change = ConversationChange(conversation.id, conversation.to_wire(), origin=self)
         await self.sender.send(_change_frame(change, command.id))
         self.services.engine.bus.publish(self.owner, change)
+        self.services.engine.backplane.publish_change(self.owner, change)
 
     async def _delete(self, command: DeleteConversation) -> None:
         engine = self.services.engine
         store = self.services.store
         await store.get_conversation(self.owner, command.conversation_id)
-        running = engine.running_in(self.owner, command.conversation_id)
-        if running is not None:
+        streaming = await engine.streaming_in(self.owner, command.conversation_id)
+        if streaming is not None:
             with contextlib.suppress(NotFound):
-                engine.cancel(self.owner, message_id=running.key.message_id)
+                await engine.cancel(self.owner, message_id=streaming)
         await store.delete_conversation(self.owner, command.conversation_id)
         change = ConversationChange(command.conversation_id, None, origin=self)
         await self.sender.send(_change_frame(change, command.id))
         self.services.engine.bus.publish(self.owner, change)
+        self.services.engine.backplane.publish_change(self.owner, change)
 
     async def _models(self, command: ListModels) -> None:
         await self.sender.send(

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from liaotian.backplane import NoBackplane
 from liaotian.errors import (
     ConversationBusy,
     LiaotianError,
@@ -123,13 +124,16 @@ class Checkpointer:
                 await self._task
 
     async def flush(self) -> None:
+        """Save changed texts; renew the lease of the others (a lease left to expire means
+        this process died, and another one marks the reply interrupted)."""
         dirty = [reply for reply in self._replies if reply_length(reply) != reply.chars_saved]
-        if not dirty:
-            return
-        batch = [(reply.key.message_id, reply.content()) for reply in dirty]
-        await self._store.checkpoint(batch)
-        for reply, (_, content) in zip(dirty, batch, strict=True):
-            reply.chars_saved = len(content)
+        idle = [reply.key.message_id for reply in self._replies if reply not in dirty]
+        if dirty:
+            batch = [(reply.key.message_id, reply.content()) for reply in dirty]
+            await self._store.checkpoint(batch)
+            for reply, (_, content) in zip(dirty, batch, strict=True):
+                reply.chars_saved = len(content)
+        await self._store.touch(idle)
 
     async def _loop(self) -> None:
         while True:
@@ -159,13 +163,18 @@ class ChatEngine:
         self._busy: dict[tuple[str, str], str | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.bus = OwnerBus()
+        self.backplane: NoBackplane = NoBackplane()
         self._closing = False
 
     async def start(self) -> None:
-        interrupted = await self.store.interrupt_streaming()
-        if interrupted:
-            log.warning("marked %d replies interrupted by an earlier stop", interrupted)
+        """Start checkpointing. Alone, first mark interrupted the replies an earlier stop
+        left streaming; with other processes, the backplane's reaper does it by lease."""
+        if not self.backplane.multiprocess:
+            interrupted = await self.store.interrupt_streaming()
+            if interrupted:
+                log.warning("marked %d replies interrupted by an earlier stop", interrupted)
         self.checkpointer.start()
+        await self.backplane.start()
 
     # -- starting ------------------------------------------------------------------------
 
@@ -225,12 +234,18 @@ class ChatEngine:
                     existing_user_message=options.regenerate_of,
                 )
             except IntegrityError:
-                earlier = await self._earlier_reply(
-                    owner, conversation, options.client_message_id or ""
-                )
-                if earlier is None:
-                    raise
-                return earlier
+                # Either this client_message_id was used (a retry: return that reply) or
+                # another process is streaming in this conversation.
+                if options.client_message_id is not None:
+                    earlier = await self._earlier_reply(
+                        owner, conversation, options.client_message_id
+                    )
+                    if earlier is not None:
+                        return earlier
+                raise ConversationBusy(
+                    f"a reply is already streaming in conversation {conversation.id}; "
+                    "wait for it to finish or cancel it"
+                ) from None
         except BaseException:
             del self._busy[busy_key]
             raise
@@ -261,6 +276,7 @@ class ChatEngine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self.bus.publish(owner, reply_log)
+        self.backplane.publish_reply(reply_log)
         return reply_log
 
     async def regenerate(self, owner: str, options: SendOptions) -> ReplyLog:
@@ -332,10 +348,10 @@ class ChatEngine:
         return await self.replay(owner, reply_id)
 
     async def replay(self, owner: str, message_id: str) -> ReplyLog:
-        """The log of a reply: live if known here, else rebuilt from the database.
+        """The log of a reply: live here, mirrored from the process that runs it, or rebuilt.
 
-        A rebuilt log holds ``started``, one delta with the stored text and ``done``.
-        Raises NotFound for another owner's or an unknown reply.
+        A rebuilt log (from the database) holds ``started``, one delta with the stored text
+        and ``done``. Raises NotFound for another owner's or an unknown reply.
         """
         live = self.hub.get(owner, message_id)
         if live is not None:
@@ -344,7 +360,11 @@ class ChatEngine:
         conversation_id = await self.store.conversation_of_message(owner, message_id)
         if message is None or conversation_id is None or message.role != "assistant":
             raise NotFound(f"reply {message_id} not found")
-        rebuilt = ReplyLog(ReplyKey(owner, conversation_id, message_id), rebuilt=True)
+        key = ReplyKey(owner, conversation_id, message_id)
+        mirrored = await self.backplane.replica(key, streaming=message.status == "streaming")
+        if mirrored is not None:
+            return mirrored
+        rebuilt = ReplyLog(key, rebuilt=True)
         rebuilt.append(
             Started(
                 seq=0,
@@ -517,34 +537,58 @@ class ChatEngine:
 
     # -- cancelling ----------------------------------------------------------------------
 
-    def cancel(
+    async def cancel(
         self, owner: str, *, message_id: str | None = None, conversation_id: str | None = None
-    ) -> list[ReplyLog]:
-        """Cancel the owner's running reply (by message or conversation id).
+    ) -> list[str]:
+        """Cancel the owner's streaming reply (by message or conversation id), in any process.
 
-        Returns the logs of the replies cancelled; each ends with a ``cancelled`` done event.
-        Raises NotFound when no running reply of this owner matches.
+        Returns the ids of the replies cancelled; each ends with a ``cancelled`` done event
+        (sent by the process that runs it). Raises NotFound when no streaming reply of this
+        owner matches.
         """
-        matched = [
-            reply
+        if message_id is None and conversation_id is None:
+            raise NotFound("no streaming reply matches")
+        local = [
+            reply.key.message_id
             for reply in self._running.values()
             if reply.key.owner == owner
             and (message_id is None or reply.key.message_id == message_id)
             and (conversation_id is None or reply.key.conversation_id == conversation_id)
         ]
-        if not matched or (message_id is None and conversation_id is None):
-            raise NotFound("no streaming reply matches")
-        for reply in matched:
+        if local:
+            self.cancel_local(owner, local)
+            return local
+        if self.backplane.multiprocess:
+            remote = await self.store.streaming_replies(
+                owner, message_id=message_id, conversation_id=conversation_id
+            )
+            if remote:
+                await self.backplane.request_cancel(owner, remote)
+                return remote
+        raise NotFound("no streaming reply matches")
+
+    def cancel_local(self, owner: str, message_ids: list[str]) -> list[ReplyLog]:
+        """Cancel the replies among ``message_ids`` that run here and belong to ``owner``."""
+        cancelled = []
+        for message_id in message_ids:
+            reply = self._running.get(message_id)
+            if reply is None or reply.key.owner != owner:
+                continue
             reply.cancel_requested = True
             if reply.pump is not None:
                 reply.pump.cancel()
-        return [reply.log for reply in matched]
+            cancelled.append(reply.log)
+        return cancelled
 
-    def running_in(self, owner: str, conversation_id: str) -> ReplyLog | None:
+    async def streaming_in(self, owner: str, conversation_id: str) -> str | None:
+        """The id of the reply streaming in the conversation (in any process), or None."""
         for reply in self._running.values():
             if reply.key.owner == owner and reply.key.conversation_id == conversation_id:
-                return reply.log
-        return None
+                return reply.key.message_id
+        if not self.backplane.multiprocess:
+            return None
+        found = await self.store.streaming_replies(owner, conversation_id=conversation_id)
+        return found[0] if found else None
 
     # -- shutdown ------------------------------------------------------------------------
 

@@ -195,8 +195,8 @@ class SeedConnection:
         )
         for session_id in sessions:
             with contextlib.suppress(NotFound):
-                for reply_log in engine.cancel(self.owner, conversation_id=session_id):
-                    forwarder = self._forwarders.pop(reply_log.key.message_id, None)
+                for message_id in await engine.cancel(self.owner, conversation_id=session_id):
+                    forwarder = self._forwarders.pop(message_id, None)
                     if forwarder is not None:
                         forwarder.cancel()
         # The seed confirms a cancel whether or not anything was running.

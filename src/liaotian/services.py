@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import aiohttp
 from starlette.requests import HTTPConnection
 
+from liaotian.backplane import RedisBackplane
 from liaotian.engine import ChatEngine
 from liaotian.events import ReplyHub
 from liaotian.providers import ProviderContext, ProviderRegistry, provider_factories
@@ -45,11 +46,23 @@ class Services:
         )
         await providers.start()
         engine = ChatEngine(settings, store, providers, ReplyHub(settings.reply_log_ttl))
+        if settings.redis_url:
+            engine.backplane = RedisBackplane(
+                settings.redis_url,
+                store=store,
+                hub=engine.hub,
+                bus=engine.bus,
+                log_ttl=settings.reply_log_ttl,
+                max_events=settings.reply_stream_max_events,
+                lease=settings.reply_lease,
+                cancel_local=engine.cancel_local,
+            )
         await engine.start()
         return cls(settings=settings, store=store, http=http, providers=providers, engine=engine)
 
     async def close(self, grace: float = 0.0) -> None:
         await self.engine.shutdown(grace)
+        await self.engine.backplane.close()
         await self.providers.close()
         await self.http.close()
         await self.store.close()

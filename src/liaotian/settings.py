@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     max_title_chars: int = Field(default=200, ge=1)
     reply_log_ttl: float = Field(default=300.0, ge=0)
 
+    redis_url: str | None = None
+    reply_lease: float = Field(default=15.0, gt=0)
+    reply_stream_max_events: int = Field(default=10_000, ge=100)
+
     local_enabled: bool = True
     local_model_path: Path | None = None
     local_context_tokens: int = Field(default=2048, ge=128)
@@ -129,6 +133,15 @@ class Settings(BaseSettings):
     @classmethod
     def _openai_url(cls, value: str | None) -> str | None:
         return None if not value else _check_http_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL such as redis://127.0.0.1:6379/0")
+        return value
 
     @field_validator("database_url")
     @classmethod

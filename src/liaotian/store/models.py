@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -64,6 +65,15 @@ class Message(Base):
     __table_args__ = (
         Index("ix_messages_conversation_pk", "conversation_pk", "pk"),
         Index("ix_messages_status", "status"),
+        # One streaming reply per conversation, enforced by the database so that it holds
+        # across server processes.
+        Index(
+            "uq_messages_one_streaming",
+            "conversation_pk",
+            unique=True,
+            sqlite_where=text("status = 'streaming'"),
+            postgresql_where=text("status = 'streaming'"),
+        ),
         UniqueConstraint(
             "conversation_pk", "client_message_id", name="uq_messages_client_message_id"
         ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, event, func, select, text, update
@@ -26,6 +26,8 @@ from sqlalchemy.ext.asyncio import (
 from liaotian.errors import NotFound
 from liaotian.events import ReplyStatus
 from liaotian.store.models import Conversation, Message, Owner, utcnow
+
+INTERRUPTED_MESSAGE = "the server stopped while this answer was streaming"
 
 
 def new_id() -> str:
@@ -89,6 +91,16 @@ class MessageInfo:
             "error": error,
             "created_at": self.created_at.timestamp(),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class StaleReply:
+    """A streaming reply whose process died, now marked interrupted."""
+
+    owner: str
+    conversation_id: str
+    message_id: str
+    content: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,12 +491,68 @@ class Store:
                 statement, [{"b_id": mid, "b_content": content} for mid, content in partials]
             )
 
-    async def finish_reply(self, message_id: str, outcome: ReplyOutcome) -> None:
-        """Write a reply's final text, status, usage and timings (once, at the end)."""
+    async def touch(self, message_ids: Sequence[str]) -> None:
+        """Renew the lease of streaming replies this process runs (their ``updated_at``)."""
+        if not message_ids:
+            return
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                update(Message.__table__)  # type: ignore[arg-type]
+                .where(
+                    Message.__table__.c.id.in_(list(message_ids)),
+                    Message.__table__.c.status == ReplyStatus.STREAMING.value,
+                )
+                .values(updated_at=utcnow())
+            )
+
+    async def reap_stale(self, older_than: float) -> list[StaleReply]:
+        """Mark interrupted the streaming replies whose lease is older than ``older_than`` s.
+
+        Their process died (a live process renews every lease each checkpoint interval).
+        Returns what was reaped, with the text saved at the last checkpoint.
+        """
+        cutoff = utcnow() - timedelta(seconds=older_than)
         async with self._sessions() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(Message.id, Message.content, Conversation.owner_id, Conversation.id)
+                    .join(Conversation, Conversation.pk == Message.conversation_pk)
+                    .where(
+                        Message.status == ReplyStatus.STREAMING.value,
+                        Message.updated_at < cutoff,
+                    )
+                    .with_for_update(of=Message, skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return []
             await session.execute(
                 update(Message)
-                .where(Message.id == message_id)
+                .where(
+                    Message.id.in_([row[0] for row in rows]),
+                    Message.status == ReplyStatus.STREAMING.value,
+                )
+                .values(
+                    status=ReplyStatus.INTERRUPTED.value,
+                    error_code="interrupted",
+                    error_message=INTERRUPTED_MESSAGE,
+                    updated_at=utcnow(),
+                )
+            )
+        return [
+            StaleReply(owner, conversation_id, message_id, content)
+            for message_id, content, owner, conversation_id in rows
+        ]
+
+    async def finish_reply(self, message_id: str, outcome: ReplyOutcome) -> bool:
+        """Write a reply's final text, status, usage and timings (once, at the end).
+
+        Returns False if the reply was no longer streaming (another process reaped it).
+        """
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.status == ReplyStatus.STREAMING.value)
                 .values(
                     content=outcome.content,
                     status=outcome.status.value,
@@ -498,6 +566,7 @@ class Store:
                     updated_at=utcnow(),
                 )
             )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def reply_status(self, owner: str, message_id: str) -> MessageInfo | None:
         """The owner's assistant message ``message_id``, or None."""
@@ -508,6 +577,22 @@ class Store:
                 .where(Message.id == message_id, Conversation.owner_id == owner)
             )
             return None if row is None else _message_info(row)
+
+    async def streaming_replies(
+        self, owner: str, *, message_id: str | None = None, conversation_id: str | None = None
+    ) -> list[str]:
+        """Ids of the owner's streaming replies, by message and/or conversation id."""
+        query = (
+            select(Message.id)
+            .join(Conversation, Conversation.pk == Message.conversation_pk)
+            .where(Conversation.owner_id == owner, Message.status == ReplyStatus.STREAMING.value)
+        )
+        if message_id is not None:
+            query = query.where(Message.id == message_id)
+        if conversation_id is not None:
+            query = query.where(Conversation.id == conversation_id)
+        async with self._sessions() as session:
+            return list((await session.scalars(query)).all())
 
     async def conversation_of_message(self, owner: str, message_id: str) -> str | None:
         async with self._sessions() as session:
@@ -528,7 +613,7 @@ class Store:
             .values(
                 status=ReplyStatus.INTERRUPTED.value,
                 error_code="interrupted",
-                error_message="the server stopped while this answer was streaming",
+                error_message=INTERRUPTED_MESSAGE,
                 updated_at=utcnow(),
             )
         )

@@ -1,0 +1,415 @@
+"""What server processes share through Redis: reply event logs, owner notices, cancels.
+
+With one process nothing here runs (:class:`NoBackplane`). With ``redis_url`` set, every
+process runs a :class:`RedisBackplane`:
+
+* **Reply logs** — the events of each reply a process generates are copied, in batches, to
+  the Redis stream ``liaotian:reply:{message_id}``; entry ids are ``0-{last seq + 1}``, so
+  a reader resumes after any seq exactly, and a retried XADD of the same batch is refused
+  as a duplicate instead of stored twice. Streams are capped at ``reply_stream_max_events``
+  entries and expire ``reply_log_ttl`` seconds after the reply ends.
+* **Replicas** — a process asked to follow a reply it does not run mirrors that stream
+  into a local :class:`~liaotian.events.ReplyLog`, which its connections follow like any
+  other. If Redis loses the stream, the mirror finishes the reply from the database.
+* **Notices** — a new reply and a renamed or deleted conversation are published on
+  ``liaotian:notices`` so every process can tell the owner's connections.
+* **Cancels** — published on ``liaotian:cancel``; the process running the reply stops it.
+* **Leases** — every process renews the lease of the replies it runs (in the database) and
+  reaps the replies whose lease expired: their process died, so they are marked
+  interrupted and a terminal event is added to their stream.
+
+Redis being down never stops a process from serving its own connections: copies to Redis
+retry with backoff (the local log is the buffer), and the database stays the source of
+truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from liaotian.events import (
+    ConversationChange,
+    Delta,
+    Done,
+    OwnerBus,
+    ReplyEvent,
+    ReplyHub,
+    ReplyKey,
+    ReplyLog,
+    Started,
+    event_from_wire,
+    event_to_wire,
+)
+from liaotian.store import Store
+from liaotian.store.repository import INTERRUPTED_MESSAGE
+
+log = logging.getLogger(__name__)
+
+NOTICES = "liaotian:notices"
+CANCELS = "liaotian:cancel"
+RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+def stream_key(message_id: str) -> str:
+    return f"liaotian:reply:{message_id}"
+
+
+def entry_id(seq: int) -> str:
+    return f"0-{seq + 1}"
+
+
+def seq_of(entry: bytes | str) -> int:
+    text = entry.decode() if isinstance(entry, bytes) else entry
+    return int(text.partition("-")[2]) - 1
+
+
+class NoBackplane:
+    """One process alone: nothing is shared."""
+
+    multiprocess = False
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def publish_reply(self, reply_log: ReplyLog) -> None:
+        return None
+
+    def publish_change(self, owner: str, change: ConversationChange) -> None:
+        return None
+
+    async def replica(self, key: ReplyKey, *, streaming: bool) -> ReplyLog | None:
+        return None
+
+    async def request_cancel(self, owner: str, message_ids: list[str]) -> None:
+        return None
+
+    def status(self) -> dict[str, object]:
+        return {"kind": "none"}
+
+
+class RedisBackplane(NoBackplane):
+    """The Redis-backed backplane of one process (see the module docstring)."""
+
+    multiprocess = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        store: Store,
+        hub: ReplyHub,
+        bus: OwnerBus,
+        log_ttl: float,
+        max_events: int,
+        lease: float,
+        cancel_local: Callable[[str, list[str]], list[ReplyLog]],
+    ) -> None:
+        self.instance = uuid.uuid4().hex[:12]
+        self._redis = aioredis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_keepalive=True, health_check_interval=10
+        )
+        self._store = store
+        self._hub = hub
+        self._bus = bus
+        self._log_ttl = max(1, int(log_ttl))
+        self._max_events = max_events
+        self._lease = lease
+        self._cancel_local = cancel_local
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._copies: set[asyncio.Task[None]] = set()
+        self._mirrors: dict[str, ReplyLog] = {}
+        self._state = "starting"
+        self._last_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._spawn(self._listen(), "liaotian-notices")
+        self._spawn(self._reap(), "liaotian-reaper")
+
+    async def close(self, flush_timeout: float = 2.0) -> None:
+        """Stop; first give the copies of finished replies a moment to reach Redis."""
+        if self._copies:
+            await asyncio.wait(set(self._copies), timeout=flush_timeout)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._redis.aclose()
+
+    def status(self) -> dict[str, object]:
+        report: dict[str, object] = {"kind": "redis", "state": self._state}
+        if self._last_error is not None and self._state != "ok":
+            report["error"] = self._last_error
+        report["instance"] = self.instance
+        return report
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _ok(self) -> None:
+        self._state = "ok"
+
+    def _failed(self, error: BaseException) -> None:
+        if self._state != "unreachable":
+            log.warning("redis unreachable: %s", error)
+        self._state = "unreachable"
+        self._last_error = f"{type(error).__name__}: {error}"
+
+    # -- copying local replies to Redis ------------------------------------------------------
+
+    def publish_reply(self, reply_log: ReplyLog) -> None:
+        """Copy ``reply_log`` to its Redis stream as it grows, and announce it."""
+        task = asyncio.create_task(self._copy(reply_log))
+        self._tasks.add(task)
+        self._copies.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._copies.discard)
+
+    async def _copy(self, reply_log: ReplyLog) -> None:
+        key = reply_log.key
+        announced = False
+        async for batch in reply_log.follow():
+            await self._retry(partial(self._append, key.message_id, batch))
+            if not announced:
+                announced = True
+                await self._publish_notice(
+                    {
+                        "kind": "reply",
+                        "owner": key.owner,
+                        "conversation_id": key.conversation_id,
+                        "message_id": key.message_id,
+                    }
+                )
+
+    async def _append(self, message_id: str, batch: list[ReplyEvent]) -> None:
+        body = orjson.dumps([event_to_wire(event) for event in batch])
+        stream = stream_key(message_id)
+        try:
+            await self._redis.xadd(
+                stream,
+                {"b": body},
+                id=entry_id(batch[-1].seq),
+                maxlen=self._max_events,
+                approximate=True,
+            )
+        except ResponseError as error:
+            if "equal or smaller" not in str(error):
+                raise
+            # A retry of a batch that did arrive: it is there already, exactly once.
+        if isinstance(batch[-1], Done):
+            await self._redis.expire(stream, self._log_ttl)
+
+    async def _retry(self, operation: Callable[[], Awaitable[Any]]) -> None:
+        """Run a Redis operation until it succeeds, backing off (the caller's data waits)."""
+        attempt = 0
+        while True:
+            try:
+                await operation()
+                self._ok()
+                return
+            except (RedisError, OSError) as error:
+                self._failed(error)
+                await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+                attempt += 1
+
+    # -- following replies of other processes ----------------------------------------------
+
+    async def replica(self, key: ReplyKey, *, streaming: bool) -> ReplyLog | None:
+        """A local log mirroring the reply's Redis stream, or None if there is none.
+
+        ``streaming`` (from the database) means the reply is live somewhere: its stream may
+        not exist yet, and the mirror waits for it.
+        """
+        existing = self._mirrors.get(key.message_id)
+        if existing is not None:
+            return existing
+        if not streaming:
+            try:
+                if not await self._redis.exists(stream_key(key.message_id)):
+                    return None
+            except (RedisError, OSError) as error:
+                self._failed(error)
+                return None
+        mirror = self._hub.create(key)
+        self._mirrors[key.message_id] = mirror
+        self._spawn(self._mirror(mirror), f"liaotian-mirror-{key.message_id}")
+        return mirror
+
+    async def _mirror(self, mirror: ReplyLog) -> None:
+        key = mirror.key
+        stream = stream_key(key.message_id)
+        last = "0-0"
+        gap = False
+        try:
+            while not mirror.done:
+                try:
+                    answer: Any = await self._redis.xread({stream: last}, block=1000, count=1000)
+                    self._ok()
+                except (RedisError, OSError) as error:
+                    self._failed(error)
+                    answer = []
+                    await asyncio.sleep(0.5)
+                if gap or not answer:
+                    # Quiet (or the stream lost events): maybe the reply ended and Redis
+                    # does not have it all; the database does.
+                    await self._finish_from_database(mirror)
+                if not answer:
+                    continue
+                for entry, fields in answer[0][1]:
+                    last = entry.decode()
+                    for wire in orjson.loads(fields[b"b"]):
+                        event = event_from_wire(wire)
+                        if gap or event.seq < mirror.next_seq:
+                            continue
+                        if event.seq > mirror.next_seq:
+                            gap = True  # trimmed or lost: finish from the database
+                            continue
+                        mirror.append(event)
+        finally:
+            self._mirrors.pop(key.message_id, None)
+
+    async def _finish_from_database(self, mirror: ReplyLog) -> None:
+        """End a mirror from the database once the reply has ended there.
+
+        Adds the text Redis did not deliver and the outcome. A mirror that received nothing
+        becomes a rebuilt log (started, the whole text, done), as after a restart.
+        """
+        info = await self._store.reply_status(mirror.key.owner, mirror.key.message_id)
+        if info is None or info.status == "streaming" or mirror.done:
+            return
+        if not mirror.events:
+            mirror.rebuilt = True
+            mirror.append(
+                Started(
+                    seq=0,
+                    user_message_id="",
+                    model=info.model or "",
+                    title="",
+                    created_at=info.created_at.timestamp(),
+                )
+            )
+        have = "".join(event.text for event in mirror.events if isinstance(event, Delta))
+        if info.content.startswith(have) and len(info.content) > len(have):
+            mirror.append(Delta(seq=mirror.next_seq, text=info.content[len(have) :]))
+        wire = info.to_wire()
+        mirror.append(
+            Done(
+                seq=mirror.next_seq,
+                status=info.status,
+                finish_reason=info.finish_reason,
+                usage=wire["usage"],
+                ttft_ms=info.ttft_ms,
+                duration_ms=info.duration_ms,
+                error=wire["error"],
+            )
+        )
+
+    # -- notices and cancels ---------------------------------------------------------------
+
+    def publish_change(self, owner: str, change: ConversationChange) -> None:
+        notice = {
+            "kind": "change",
+            "owner": owner,
+            "conversation_id": change.conversation_id,
+            "conversation": change.conversation,
+        }
+        self._spawn(self._publish_notice(notice), "liaotian-notice")
+
+    async def request_cancel(self, owner: str, message_ids: list[str]) -> None:
+        payload = orjson.dumps({"owner": owner, "message_ids": message_ids, "from": self.instance})
+        await self._retry(lambda: self._redis.publish(CANCELS, payload))
+
+    async def _publish_notice(self, notice: dict[str, Any]) -> None:
+        payload = orjson.dumps({**notice, "from": self.instance})
+        await self._retry(lambda: self._redis.publish(NOTICES, payload))
+
+    async def _listen(self) -> None:
+        attempt = 0
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(NOTICES, CANCELS)
+                self._ok()
+                attempt = 0
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None:
+                        await self._on_message(message["channel"], message["data"])
+            except (RedisError, OSError) as error:
+                self._failed(error)
+                await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+                attempt += 1
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _on_message(self, channel: bytes, data: bytes) -> None:
+        try:
+            message = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if message.get("from") == self.instance:
+            return
+        owner = message.get("owner")
+        if not isinstance(owner, str):
+            return
+        if channel == CANCELS.encode():
+            self._cancel_local(owner, [str(mid) for mid in message.get("message_ids", [])])
+        elif not self._bus.has_listeners(owner):
+            return
+        elif message.get("kind") == "reply":
+            key = ReplyKey(owner, str(message["conversation_id"]), str(message["message_id"]))
+            if self._hub.get(owner, key.message_id) is None:
+                mirror = await self.replica(key, streaming=True)
+                if mirror is not None:
+                    self._bus.publish(owner, mirror)
+        elif message.get("kind") == "change":
+            self._bus.publish(
+                owner,
+                ConversationChange(str(message["conversation_id"]), message.get("conversation")),
+            )
+
+    # -- reaping the replies of dead processes -----------------------------------------------
+
+    async def _reap(self) -> None:
+        interval = max(1.0, self._lease / 5)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                stale = await self._store.reap_stale(self._lease)
+            except Exception:
+                log.exception("could not look for replies of dead processes")
+                continue
+            for reply in stale:
+                log.warning("reply %s lost its process; marked interrupted", reply.message_id)
+                await self._retry(partial(self._append_interrupted, reply.message_id))
+
+    async def _append_interrupted(self, message_id: str) -> None:
+        stream = stream_key(message_id)
+        newest: Any = await self._redis.xrevrange(stream, count=1)
+        next_seq = seq_of(newest[0][0]) + 1 if newest else 0
+        if newest:
+            batch = orjson.loads(newest[0][1][b"b"])
+            if batch and batch[-1].get("k") == "e":
+                return  # it did finish after all
+        event = Done(
+            seq=next_seq,
+            status="interrupted",
+            error={"code": "interrupted", "message": INTERRUPTED_MESSAGE},
+        )
+        await self._append(message_id, [event])

@@ -1,0 +1,200 @@
+/**
+ * The frames of liaotian's protocol v1 (docs/protocol.md is the specification).
+ * Types only: no behaviour lives here.
+ */
+
+export type RequestId = number | string;
+
+export type ReplyStatus = "streaming" | "completed" | "cancelled" | "error" | "interrupted";
+
+export interface Usage {
+  input_tokens?: number | null;
+  output_tokens?: number | null;
+}
+
+export interface ReplyError {
+  code: string;
+  message: string;
+}
+
+export interface WireConversation {
+  id: string;
+  title: string;
+  system_prompt: string | null;
+  model: string | null;
+  created_at: number;
+  updated_at: number;
+  streaming_message_id?: string | null;
+}
+
+export interface WireMessage {
+  id: string;
+  role: "user" | "assistant" | "system";
+  content: string;
+  status: ReplyStatus;
+  model: string | null;
+  finish_reason: string | null;
+  usage: Usage | null;
+  ttft_ms: number | null;
+  duration_ms: number | null;
+  error: ReplyError | null;
+  created_at: number;
+}
+
+export interface WireModel {
+  id: string;
+  provider: string;
+  available: boolean;
+  reason: string | null;
+}
+
+// -- server frames ------------------------------------------------------------------------
+
+export interface HelloFrame {
+  type: "hello";
+  protocol: number;
+  server: string;
+  owner: string;
+  default_model: string;
+}
+
+interface ReplyFrameBase {
+  id?: RequestId;
+  conversation_id: string;
+  message_id: string;
+  seq: number;
+}
+
+export interface ReplyStartedFrame extends ReplyFrameBase {
+  type: "reply.started";
+  user_message_id: string;
+  user_message?: string;
+  replaces?: string[];
+  model: string;
+  title: string;
+  created_at: number;
+  client_message_id?: string;
+}
+
+export interface ReplyDeltaFrame extends ReplyFrameBase {
+  type: "reply.delta";
+  text: string;
+}
+
+export interface ReplyDoneFrame extends ReplyFrameBase {
+  type: "reply.done";
+  status: Exclude<ReplyStatus, "streaming">;
+  finish_reason: string | null;
+  usage: Usage | null;
+  ttft_ms: number | null;
+  duration_ms: number | null;
+  error: ReplyError | null;
+}
+
+export interface ConversationsFrame {
+  type: "conversations";
+  id?: RequestId;
+  has_more: boolean;
+  conversations: WireConversation[];
+}
+
+export interface HistoryFrame {
+  type: "conversation.history";
+  id?: RequestId;
+  has_more: boolean;
+  conversation: WireConversation;
+  messages: WireMessage[];
+}
+
+export interface ConversationUpdatedFrame {
+  type: "conversation.updated";
+  id?: RequestId;
+  conversation: WireConversation;
+}
+
+export interface ConversationDeletedFrame {
+  type: "conversation.deleted";
+  id?: RequestId;
+  conversation_id: string;
+}
+
+export interface ModelsFrame {
+  type: "models";
+  id?: RequestId;
+  default: string;
+  models: WireModel[];
+}
+
+export interface AckFrame {
+  type: "ack";
+  id?: RequestId;
+  request: string;
+  message_id?: string;
+  message_ids?: string[];
+  last_seq?: number;
+}
+
+export interface PongFrame {
+  type: "pong";
+  id?: RequestId;
+}
+
+export interface ErrorFrame {
+  type: "error";
+  id?: RequestId;
+  code: string;
+  message: string;
+  retryable: boolean;
+}
+
+export type ReplyFrame = ReplyStartedFrame | ReplyDeltaFrame | ReplyDoneFrame;
+
+export type ServerFrame =
+  | HelloFrame
+  | ReplyFrame
+  | ConversationsFrame
+  | HistoryFrame
+  | ConversationUpdatedFrame
+  | ConversationDeletedFrame
+  | ModelsFrame
+  | AckFrame
+  | PongFrame
+  | ErrorFrame;
+
+// -- client frames ------------------------------------------------------------------------
+
+export interface ReplyOptions {
+  model?: string;
+  stream?: boolean;
+  system_prompt?: string;
+  temperature?: number;
+  max_tokens?: number;
+}
+
+export type ClientFrame =
+  | ({ type: "chat.send"; message: string; conversation_id?: string; client_message_id?: string } & ReplyOptions)
+  | ({ type: "chat.regenerate"; conversation_id: string } & ReplyOptions)
+  | ({ type: "chat.edit"; conversation_id: string; message_id: string; message: string } & ReplyOptions)
+  | { type: "chat.cancel"; message_id?: string; conversation_id?: string }
+  | { type: "chat.subscribe"; message_id: string; after_seq?: number }
+  | { type: "conversations.list"; limit?: number; before?: string; query?: string }
+  | { type: "conversation.history"; conversation_id: string; limit?: number; before?: string }
+  | { type: "conversation.rename"; conversation_id: string; title: string }
+  | { type: "conversation.delete"; conversation_id: string }
+  | { type: "models.list" }
+  | { type: "ping" };
+
+/** The frame that answers each request type (the first frame carrying the request's id). */
+export interface ResponseOf {
+  "chat.send": ReplyStartedFrame;
+  "chat.regenerate": ReplyStartedFrame;
+  "chat.edit": ReplyStartedFrame;
+  "chat.cancel": AckFrame;
+  "chat.subscribe": ReplyFrame | AckFrame;
+  "conversations.list": ConversationsFrame;
+  "conversation.history": HistoryFrame;
+  "conversation.rename": ConversationUpdatedFrame;
+  "conversation.delete": ConversationDeletedFrame;
+  "models.list": ModelsFrame;
+  ping: PongFrame;
+}

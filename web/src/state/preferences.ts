@@ -1,0 +1,90 @@
+/**
+ * What the page remembers in localStorage: the owner's client id and the user's choices.
+ * Reads never throw (storage can be disabled or full); a bad value falls back to the default.
+ */
+
+const PREFIX = "liaotian.";
+
+function read(key: string): string | null {
+  try {
+    return localStorage.getItem(PREFIX + key);
+  } catch {
+    return null;
+  }
+}
+
+function write(key: string, value: string | null): void {
+  try {
+    if (value === null) localStorage.removeItem(PREFIX + key);
+    else localStorage.setItem(PREFIX + key, value);
+  } catch {
+    // Private mode or a full disk: the choice lasts for this page only.
+  }
+}
+
+/** The owner id sent as `?client_id=`; generated once per browser (accounts come later). */
+export function clientId(): string {
+  const existing = read("client_id");
+  if (existing !== null && /^[A-Za-z0-9_.:-]{1,128}$/.test(existing)) return existing;
+  const fresh = "web_" + crypto.randomUUID().replaceAll("-", "");
+  write("client_id", fresh);
+  return fresh;
+}
+
+export type ThemeChoice = "system" | "light" | "dark";
+
+export interface ReplySettings {
+  /** The model picked last; null means the server's default. */
+  model: string | null;
+  stream: boolean;
+  /** null means the model's default. */
+  temperature: number | null;
+  maxTokens: number | null;
+}
+
+function numberOrNull(text: string | null, min: number, max: number): number | null {
+  if (text === null || text === "") return null;
+  const value = Number(text);
+  return Number.isFinite(value) && value >= min && value <= max ? value : null;
+}
+
+export function loadReplySettings(): ReplySettings {
+  return {
+    model: read("model"),
+    stream: read("stream") !== "false",
+    temperature: numberOrNull(read("temperature"), 0, 2),
+    maxTokens: numberOrNull(read("max_tokens"), 1, 1_000_000),
+  };
+}
+
+export function saveReplySettings(settings: ReplySettings): void {
+  write("model", settings.model);
+  write("stream", String(settings.stream));
+  write("temperature", settings.temperature === null ? null : String(settings.temperature));
+  write("max_tokens", settings.maxTokens === null ? null : String(settings.maxTokens));
+}
+
+export function loadTheme(): ThemeChoice {
+  const value = read("theme");
+  return value === "light" || value === "dark" ? value : "system";
+}
+
+export function saveTheme(theme: ThemeChoice): void {
+  write("theme", theme === "system" ? null : theme);
+}
+
+export function loadLocale(): string | null {
+  return read("locale");
+}
+
+export function saveLocale(locale: string): void {
+  write("locale", locale);
+}
+
+export function loadSidebarOpen(): boolean {
+  return read("sidebar") !== "closed";
+}
+
+export function saveSidebarOpen(open: boolean): void {
+  write("sidebar", open ? null : "closed");
+}

@@ -1,0 +1,289 @@
+/**
+ * How server frames change the state. Pure functions: (state, frame) → the changed parts.
+ * The rules for reply events come from docs/protocol.md ("Following and resuming a reply"):
+ * a `reply.started` always resets the message's text; deltas and the done event at or below
+ * the last seq seen are repeats and are dropped, so a resumed reply never doubles its text.
+ */
+import type {
+  ConversationsFrame,
+  HistoryFrame,
+  ReplyDeltaFrame,
+  ReplyDoneFrame,
+  ReplyStartedFrame,
+  WireConversation,
+  WireMessage,
+} from "../protocol/types";
+import {
+  type AppState,
+  type Conversation,
+  DRAFT,
+  emptyThread,
+  LOCAL_PREFIX,
+  type Message,
+  type ReplyProgress,
+  type Thread,
+  type View,
+} from "./types";
+
+type Patch = Partial<AppState>;
+
+export function messageFromWire(message: WireMessage): Message {
+  return {
+    id: message.id,
+    role: message.role === "user" ? "user" : "assistant",
+    content: message.content,
+    status: message.status,
+    model: message.model,
+    finishReason: message.finish_reason,
+    usage: message.usage,
+    ttftMs: message.ttft_ms,
+    durationMs: message.duration_ms,
+    error: message.error,
+    createdAt: message.created_at,
+  };
+}
+
+function nowSeconds(): number {
+  return Date.now() / 1000;
+}
+
+function matchesQuery(title: string, query: string): boolean {
+  return query === "" || title.toLowerCase().includes(query.toLowerCase());
+}
+
+/** Put `conversation` first (it just changed), or leave the list alone if a search hides it. */
+function upsertFirst(list: Conversation[], conversation: Conversation, query: string): Conversation[] {
+  const rest = list.filter((item) => item.id !== conversation.id);
+  if (!matchesQuery(conversation.title, query)) return rest.length === list.length ? list : rest;
+  return [conversation, ...rest];
+}
+
+function patchConversation(
+  list: Conversation[],
+  id: string,
+  change: (conversation: Conversation) => Conversation,
+): Conversation[] {
+  return list.map((item) => (item.id === id ? change(item) : item));
+}
+
+function withThread(state: AppState, id: string, change: (thread: Thread) => Thread): Patch {
+  const thread = state.threads[id];
+  if (thread === undefined) return {};
+  return { threads: { ...state.threads, [id]: change(thread) } };
+}
+
+function replaceMessage(thread: Thread, id: string, change: (message: Message) => Message): Thread {
+  const index = thread.messages.findIndex((message) => message.id === id);
+  if (index < 0) return thread;
+  const messages = thread.messages.slice();
+  messages[index] = change(messages[index]!);
+  return { ...thread, messages };
+}
+
+export function replyStarted(state: AppState, frame: ReplyStartedFrame): Patch {
+  const conversationId = frame.conversation_id;
+  const localId = frame.client_message_id ? LOCAL_PREFIX + frame.client_message_id : null;
+  const threads = { ...state.threads };
+  let view: View = state.view;
+  let thread = threads[conversationId];
+  const draft = threads[DRAFT];
+  // The first message of a new chat: the draft becomes the conversation.
+  if (thread === undefined && localId !== null && draft?.messages.some((m) => m.id === localId)) {
+    thread = draft;
+    delete threads[DRAFT];
+    if (view.kind === "new") view = { kind: "conversation", id: conversationId, loading: false };
+  }
+  if (thread !== undefined) {
+    const replaced = new Set(frame.replaces ?? []);
+    let messages = thread.messages.filter((message) => !replaced.has(message.id));
+    const assistantIndex = messages.findIndex((message) => message.id === frame.message_id);
+    const localIndex = localId === null ? -1 : messages.findIndex((message) => message.id === localId);
+    if (localIndex >= 0) {
+      messages[localIndex] = { ...messages[localIndex]!, id: frame.user_message_id, status: "completed" };
+    } else if (assistantIndex < 0 && !messages.some((message) => message.id === frame.user_message_id)) {
+      messages.push({
+        ...blankMessage(frame.user_message_id, "user", frame.created_at),
+        content: frame.user_message ?? "",
+        status: "completed",
+      });
+    }
+    const fresh: Message = { ...blankMessage(frame.message_id, "assistant", frame.created_at), model: frame.model };
+    if (assistantIndex >= 0) {
+      messages = messages.slice();
+      messages[assistantIndex] = fresh;
+    } else {
+      messages.push(fresh);
+    }
+    threads[conversationId] = { ...thread, messages, sending: false };
+  }
+  const known = state.conversations.find((item) => item.id === conversationId);
+  const summary: WireConversation = {
+    ...(known ?? { id: conversationId, system_prompt: null, created_at: frame.created_at }),
+    title: frame.title,
+    model: frame.model,
+    updated_at: nowSeconds(),
+    streaming_message_id: frame.message_id,
+  };
+  const progress: ReplyProgress = { conversationId, lastSeq: frame.seq };
+  return {
+    threads,
+    view,
+    replies: { ...state.replies, [frame.message_id]: progress },
+    conversations: upsertFirst(state.conversations, summary, state.query),
+  };
+}
+
+function blankMessage(id: string, role: Message["role"], createdAt: number): Message {
+  return {
+    id,
+    role,
+    content: "",
+    status: "streaming",
+    model: null,
+    finishReason: null,
+    usage: null,
+    ttftMs: null,
+    durationMs: null,
+    error: null,
+    createdAt,
+  };
+}
+
+export function replyDelta(state: AppState, frame: ReplyDeltaFrame): Patch {
+  const progress = state.replies[frame.message_id];
+  if (progress === undefined || frame.seq <= progress.lastSeq) return {};
+  return {
+    ...withThread(state, progress.conversationId, (thread) =>
+      replaceMessage(thread, frame.message_id, (message) => ({
+        ...message,
+        content: message.content + frame.text,
+      })),
+    ),
+    replies: { ...state.replies, [frame.message_id]: { ...progress, lastSeq: frame.seq } },
+  };
+}
+
+export function replyDone(state: AppState, frame: ReplyDoneFrame): Patch {
+  const progress = state.replies[frame.message_id];
+  if (progress !== undefined && frame.seq <= progress.lastSeq) return {};
+  const replies = { ...state.replies };
+  delete replies[frame.message_id];
+  return {
+    ...withThread(state, frame.conversation_id, (thread) =>
+      replaceMessage(thread, frame.message_id, (message) => ({
+        ...message,
+        status: frame.status,
+        finishReason: frame.finish_reason,
+        usage: frame.usage,
+        ttftMs: frame.ttft_ms,
+        durationMs: frame.duration_ms,
+        error: frame.error,
+      })),
+    ),
+    replies,
+    conversations: patchConversation(state.conversations, frame.conversation_id, (item) =>
+      item.streaming_message_id === frame.message_id ? { ...item, streaming_message_id: null } : item,
+    ),
+  };
+}
+
+/**
+ * A page of history. `earlier` pages go before what is loaded. Otherwise the page is the
+ * newest one: it replaces the thread, except for replies this page is following live (their
+ * text is newer than the database's checkpoint) and messages still being sent.
+ * Returns the ids of streaming replies to subscribe to from the start.
+ */
+export function historyLoaded(
+  state: AppState,
+  frame: HistoryFrame,
+  earlier: boolean,
+): { patch: Patch; subscribe: string[] } {
+  const id = frame.conversation.id;
+  const incoming = frame.messages.filter((m) => m.role !== "system").map(messageFromWire);
+  const old = state.threads[id] ?? emptyThread();
+  const replies = { ...state.replies };
+  const subscribe: string[] = [];
+  let thread: Thread;
+  if (earlier) {
+    const have = new Set(old.messages.map((message) => message.id));
+    thread = {
+      ...old,
+      messages: [...incoming.filter((message) => !have.has(message.id)), ...old.messages],
+      hasMore: frame.has_more,
+      loadingEarlier: false,
+    };
+  } else {
+    const live = new Map(old.messages.map((message) => [message.id, message]));
+    const merged = incoming.map((message) => {
+      const following = replies[message.id];
+      const local = live.get(message.id);
+      if (following !== undefined && following.lastSeq >= 0 && local !== undefined) return local;
+      if (message.status === "streaming" && following === undefined) {
+        replies[message.id] = { conversationId: id, lastSeq: -1 };
+        subscribe.push(message.id);
+      }
+      return message;
+    });
+    // Keep older pages already loaded when this page continues them.
+    const firstId = merged[0]?.id;
+    const overlap = firstId === undefined ? -1 : old.messages.findIndex((message) => message.id === firstId);
+    const older = overlap > 0 ? old.messages.slice(0, overlap) : [];
+    const unsent = old.sending ? old.messages.filter((message) => message.id.startsWith(LOCAL_PREFIX)) : [];
+    thread = {
+      ...old,
+      messages: [...older, ...merged, ...unsent],
+      hasMore: overlap > 0 ? old.hasMore : frame.has_more,
+      stale: false,
+    };
+  }
+  const view: View =
+    state.view.kind === "conversation" && state.view.id === id ? { ...state.view, loading: false } : state.view;
+  return {
+    patch: {
+      threads: { ...state.threads, [id]: thread },
+      replies,
+      view,
+      conversations: patchConversation(state.conversations, id, (item) => ({
+        ...item,
+        ...frame.conversation,
+        streaming_message_id: item.streaming_message_id,
+      })),
+    },
+    subscribe,
+  };
+}
+
+export function conversationsLoaded(state: AppState, frame: ConversationsFrame, append: boolean): Patch {
+  const list = append ? [...state.conversations] : [];
+  const have = new Set(list.map((item) => item.id));
+  for (const item of frame.conversations) if (!have.has(item.id)) list.push(item);
+  return { conversations: list, conversationsHasMore: frame.has_more, conversationsLoading: false };
+}
+
+export function conversationUpdated(state: AppState, conversation: WireConversation): Patch {
+  const present = state.conversations.some((item) => item.id === conversation.id);
+  if (!present) return {};
+  return {
+    conversations: patchConversation(state.conversations, conversation.id, (item) => ({
+      ...item,
+      ...conversation,
+      streaming_message_id: item.streaming_message_id,
+    })),
+  };
+}
+
+export function conversationDeleted(state: AppState, id: string): Patch {
+  const threads = { ...state.threads };
+  delete threads[id];
+  const replies: Record<string, ReplyProgress> = {};
+  for (const [messageId, progress] of Object.entries(state.replies)) {
+    if (progress.conversationId !== id) replies[messageId] = progress;
+  }
+  const view: View = state.view.kind === "conversation" && state.view.id === id ? { kind: "missing", id } : state.view;
+  return {
+    conversations: state.conversations.filter((item) => item.id !== id),
+    threads,
+    replies,
+    view,
+  };
+}

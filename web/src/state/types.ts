@@ -1,0 +1,89 @@
+/** The page's state: what is shown, independent of how it is drawn. */
+import type { ConnectionState } from "../protocol/client";
+import type { ReplyError, ReplyStatus, Usage, WireConversation, WireModel } from "../protocol/types";
+
+export type Role = "user" | "assistant";
+
+export interface Message {
+  /** The server's id; a local id (see `isLocalId`) until the server has stored it. */
+  id: string;
+  role: Role;
+  content: string;
+  status: ReplyStatus;
+  model: string | null;
+  finishReason: string | null;
+  usage: Usage | null;
+  ttftMs: number | null;
+  durationMs: number | null;
+  error: ReplyError | null;
+  createdAt: number;
+}
+
+/** The messages of one conversation that the page has loaded. */
+export interface Thread {
+  messages: Message[];
+  /** Older messages exist on the server (history is paged). */
+  hasMore: boolean;
+  loadingEarlier: boolean;
+  /** A request that will start a reply is on its way (between send and reply.started). */
+  sending: boolean;
+  /** Events may have been missed while disconnected: reload the history before showing it. */
+  stale: boolean;
+}
+
+export type Conversation = WireConversation;
+export type Model = WireModel;
+
+/** Something went wrong that the user should read: a code to translate, the server's words. */
+export interface Problem {
+  code: string;
+  message: string;
+  model?: string;
+}
+
+export interface Toast {
+  id: number;
+  problem: Problem;
+}
+
+/** Where the page is: the open conversation, a new chat, or a link to one that is gone. */
+export type View =
+  | { kind: "new" }
+  | { kind: "conversation"; id: string; loading: boolean }
+  | { kind: "missing"; id: string };
+
+export interface ReplyProgress {
+  conversationId: string;
+  /** The last seq applied to the message's text; -1 before reply.started. */
+  lastSeq: number;
+}
+
+export interface AppState {
+  connection: ConnectionState;
+  defaultModel: string | null;
+  models: Model[] | null;
+  conversations: Conversation[];
+  conversationsHasMore: boolean;
+  conversationsLoading: boolean;
+  query: string;
+  view: View;
+  /** Loaded conversations by id; the draft of a new chat is under DRAFT. */
+  threads: Record<string, Thread>;
+  /** Replies this page follows (streaming or resuming), by message id. */
+  replies: Record<string, ReplyProgress>;
+  /** A problem to show above the composer (a refused send, an unavailable model). */
+  composerProblem: Problem | null;
+  toasts: Toast[];
+}
+
+export const DRAFT = "__draft__";
+
+export const LOCAL_PREFIX = "local:";
+
+export function isLocalId(id: string): boolean {
+  return id.startsWith(LOCAL_PREFIX);
+}
+
+export function emptyThread(): Thread {
+  return { messages: [], hasMore: false, loadingEarlier: false, sending: false, stale: false };
+}

@@ -1,0 +1,40 @@
+// Builds the page into the Python package (src/liaotian/web/dist), which the server serves.
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vite";
+
+const outDir = fileURLToPath(new URL("../src/liaotian/web/dist", import.meta.url));
+
+/**
+ * highlight.js ships one stylesheet per theme, each written for the whole page. We bundle a
+ * light and a dark one and scope each to its theme, so switching themes is a class change and
+ * no stylesheet is ever injected at run time (the CSP has no 'unsafe-inline' for styles).
+ */
+const scopedHighlightThemes = {
+  postcssPlugin: "liaotian-scope-highlight-themes",
+  Once(root: { source?: { input: { file?: string } }; walkRules(cb: (rule: { selectors: string[] }) => void): void }) {
+    const file = root.source?.input.file ?? "";
+    const scope = file.endsWith("/highlight.js/styles/github-dark.css")
+      ? ':root[data-theme="dark"]'
+      : file.endsWith("/highlight.js/styles/github.css")
+        ? ':root:not([data-theme="dark"])'
+        : null;
+    if (scope === null) return;
+    root.walkRules((rule) => {
+      rule.selectors = rule.selectors.map((selector) => `${scope} ${selector}`);
+    });
+  },
+};
+
+export default defineConfig({
+  base: "/",
+  css: { postcss: { plugins: [scopedHighlightThemes] } },
+  build: {
+    outDir,
+    emptyOutDir: true,
+    assetsDir: "assets",
+    // Never turn assets into data: URLs: the CSP allows data: for images only.
+    assetsInlineLimit: 0,
+    sourcemap: false,
+    chunkSizeWarningLimit: 800,
+  },
+});

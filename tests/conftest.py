@@ -6,6 +6,7 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +49,12 @@ async def fake() -> AsyncIterator[FakeUpstream]:
         yield upstream
 
 
-@pytest.fixture
-async def database_url(tmp_path: Path) -> AsyncIterator[str]:
-    """A new, empty database for this test: a SQLite file, or a fresh PostgreSQL database.
+@asynccontextmanager
+async def fresh_postgres_database() -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards.
 
-    PostgreSQL tests skip when the server is unreachable, except under CI=true.
+    Skips the test when PostgreSQL is unreachable, except under CI=true (then it fails).
     """
-    if TEST_DATABASE == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/liaotian.db"
-        return
     import asyncpg
 
     try:
@@ -73,6 +71,16 @@ async def database_url(tmp_path: Path) -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture
+async def database_url(tmp_path: Path) -> AsyncIterator[str]:
+    """A new, empty database for this test: a SQLite file, or a fresh PostgreSQL database."""
+    if TEST_DATABASE == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/liaotian.db"
+        return
+    async with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ With one process nothing here runs (:class:`NoBackplane`). With ``redis_url`` se
 process runs a :class:`RedisBackplane`:
 
 * **Reply logs** — the events of each reply a process generates are copied, in batches, to
-  the Redis stream ``liaotian:reply:{message_id}``; entry ids are ``0-{last seq + 1}``, so
+  the Redis stream ``{prefix}:reply:{message_id}``; entry ids are ``0-{last seq + 1}``, so
   a reader resumes after any seq exactly, and a retried XADD of the same batch is refused
   as a duplicate instead of stored twice. Streams are capped at ``reply_stream_max_events``
   entries and expire ``reply_log_ttl`` seconds after the reply ends.
@@ -12,8 +12,8 @@ process runs a :class:`RedisBackplane`:
   into a local :class:`~liaotian.events.ReplyLog`, which its connections follow like any
   other. If Redis loses the stream, the mirror finishes the reply from the database.
 * **Notices** — a new reply and a renamed or deleted conversation are published on
-  ``liaotian:notices`` so every process can tell the owner's connections.
-* **Cancels** — published on ``liaotian:cancel``; the process running the reply stops it.
+  ``{prefix}:notices`` so every process can tell the owner's connections.
+* **Cancels** — published on ``{prefix}:cancel``; the process running the reply stops it.
 * **Leases** — every process renews the lease of the replies it runs (in the database) and
   reaps the replies whose lease expired: their process died, so they are marked
   interrupted and a terminal event is added to their stream.
@@ -55,13 +55,7 @@ from liaotian.store.repository import INTERRUPTED_MESSAGE
 
 log = logging.getLogger(__name__)
 
-NOTICES = "liaotian:notices"
-CANCELS = "liaotian:cancel"
 RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
-
-
-def stream_key(message_id: str) -> str:
-    return f"liaotian:reply:{message_id}"
 
 
 def entry_id(seq: int) -> str:
@@ -116,8 +110,12 @@ class RedisBackplane(NoBackplane):
         max_events: int,
         lease: float,
         cancel_local: Callable[[str, list[str]], list[ReplyLog]],
+        prefix: str = "liaotian",
     ) -> None:
         self.instance = uuid.uuid4().hex[:12]
+        self._prefix = prefix
+        self._notices = f"{prefix}:notices"
+        self._cancels = f"{prefix}:cancel"
         self._redis = aioredis.Redis.from_url(
             url, socket_connect_timeout=2, socket_keepalive=True, health_check_interval=10
         )
@@ -155,6 +153,9 @@ class RedisBackplane(NoBackplane):
             report["error"] = self._last_error
         report["instance"] = self.instance
         return report
+
+    def _stream(self, message_id: str) -> str:
+        return f"{self._prefix}:reply:{message_id}"
 
     def _spawn(self, coroutine: Any, name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)
@@ -198,7 +199,7 @@ class RedisBackplane(NoBackplane):
 
     async def _append(self, message_id: str, batch: list[ReplyEvent]) -> None:
         body = orjson.dumps([event_to_wire(event) for event in batch])
-        stream = stream_key(message_id)
+        stream = self._stream(message_id)
         try:
             await self._redis.xadd(
                 stream,
@@ -240,7 +241,7 @@ class RedisBackplane(NoBackplane):
             return existing
         if not streaming:
             try:
-                if not await self._redis.exists(stream_key(key.message_id)):
+                if not await self._redis.exists(self._stream(key.message_id)):
                     return None
             except (RedisError, OSError) as error:
                 self._failed(error)
@@ -252,7 +253,7 @@ class RedisBackplane(NoBackplane):
 
     async def _mirror(self, mirror: ReplyLog) -> None:
         key = mirror.key
-        stream = stream_key(key.message_id)
+        stream = self._stream(key.message_id)
         last = "0-0"
         gap = False
         try:
@@ -332,18 +333,18 @@ class RedisBackplane(NoBackplane):
 
     async def request_cancel(self, owner: str, message_ids: list[str]) -> None:
         payload = orjson.dumps({"owner": owner, "message_ids": message_ids, "from": self.instance})
-        await self._retry(lambda: self._redis.publish(CANCELS, payload))
+        await self._retry(lambda: self._redis.publish(self._cancels, payload))
 
     async def _publish_notice(self, notice: dict[str, Any]) -> None:
         payload = orjson.dumps({**notice, "from": self.instance})
-        await self._retry(lambda: self._redis.publish(NOTICES, payload))
+        await self._retry(lambda: self._redis.publish(self._notices, payload))
 
     async def _listen(self) -> None:
         attempt = 0
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(NOTICES, CANCELS)
+                await pubsub.subscribe(self._notices, self._cancels)
                 self._ok()
                 attempt = 0
                 while True:
@@ -368,7 +369,7 @@ class RedisBackplane(NoBackplane):
         owner = message.get("owner")
         if not isinstance(owner, str):
             return
-        if channel == CANCELS.encode():
+        if channel == self._cancels.encode():
             self._cancel_local(owner, [str(mid) for mid in message.get("message_ids", [])])
         elif not self._bus.has_listeners(owner):
             return
@@ -400,7 +401,7 @@ class RedisBackplane(NoBackplane):
                 await self._retry(partial(self._append_interrupted, reply.message_id))
 
     async def _append_interrupted(self, message_id: str) -> None:
-        stream = stream_key(message_id)
+        stream = self._stream(message_id)
         newest: Any = await self._redis.xrevrange(stream, count=1)
         next_seq = seq_of(newest[0][0]) + 1 if newest else 0
         if newest:

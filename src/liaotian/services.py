@@ -56,6 +56,7 @@ class Services:
                 max_events=settings.reply_stream_max_events,
                 lease=settings.reply_lease,
                 cancel_local=engine.cancel_local,
+                prefix=settings.redis_prefix,
             )
         await engine.start()
         return cls(settings=settings, store=store, http=http, providers=providers, engine=engine)

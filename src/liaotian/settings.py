@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     reply_log_ttl: float = Field(default=300.0, ge=0)
 
     redis_url: str | None = None
+    redis_prefix: str = Field(default="liaotian", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
     reply_lease: float = Field(default=15.0, gt=0)
     reply_stream_max_events: int = Field(default=10_000, ge=100)
 

@@ -1,6 +1,7 @@
 /** The page's state: what is shown, independent of how it is drawn. */
 import type { ConnectionState } from "../protocol/client";
 import type { ReplyError, ReplyStatus, Usage, WireConversation, WireModel } from "../protocol/types";
+import type { ReplySettings } from "./preferences";
 
 export type Role = "user" | "assistant";
 
@@ -71,6 +72,11 @@ export interface AppState {
   threads: Record<string, Thread>;
   /** Replies this page follows (streaming or resuming), by message id. */
   replies: Record<string, ReplyProgress>;
+  /** The model the next message goes to; null until the server's default is known. */
+  selectedModel: string | null;
+  settings: ReplySettings;
+  /** System prompts typed but not sent yet, by conversation id (or DRAFT). */
+  systemPrompts: Record<string, string>;
   /** A problem to show above the composer (a refused send, an unavailable model). */
   composerProblem: Problem | null;
   toasts: Toast[];

@@ -1,0 +1,33 @@
+/** Inline SVG icons (stroke icons in the style of Lucide, drawn for this page). */
+import { svg, type SVGTemplateResult } from "lit";
+
+function icon(body: SVGTemplateResult, size = 18): SVGTemplateResult {
+  return svg`<svg class="icon" width=${size} height=${size} viewBox="0 0 24 24" fill="none" stroke="currentColor"
+    stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false">${body}</svg>`;
+}
+
+export const icons = {
+  plus: () => icon(svg`<path d="M12 5v14M5 12h14"/>`),
+  search: () => icon(svg`<circle cx="11" cy="11" r="7"/><path d="m20 20-3.5-3.5"/>`, 16),
+  x: () => icon(svg`<path d="M18 6 6 18M6 6l12 12"/>`, 16),
+  menu: () => icon(svg`<path d="M4 6h16M4 12h16M4 18h16"/>`),
+  sidebar: () => icon(svg`<rect x="3" y="4" width="18" height="16" rx="2"/><path d="M9 4v16"/>`),
+  more: () => icon(svg`<circle cx="5" cy="12" r="1.5"/><circle cx="12" cy="12" r="1.5"/><circle cx="19" cy="12" r="1.5"/>`, 16),
+  send: () => icon(svg`<path d="M12 19V5M5 12l7-7 7 7"/>`),
+  stop: () => svg`<svg class="icon" width="14" height="14" viewBox="0 0 24 24" aria-hidden="true" focusable="false"><rect x="4" y="4" width="16" height="16" rx="3" fill="currentColor"/></svg>`,
+  copy: () => icon(svg`<rect x="9" y="9" width="12" height="12" rx="2"/><path d="M5 15H4a1 1 0 0 1-1-1V4a1 1 0 0 1 1-1h10a1 1 0 0 1 1 1v1"/>`, 16),
+  check: () => icon(svg`<path d="M20 6 9 17l-5-5"/>`, 16),
+  edit: () => icon(svg`<path d="M12 20h9"/><path d="M16.5 3.5a2.1 2.1 0 0 1 3 3L7 19l-4 1 1-4Z"/>`, 16),
+  regenerate: () => icon(svg`<path d="M21 12a9 9 0 1 1-3-6.7L21 8"/><path d="M21 3v5h-5"/>`, 16),
+  settings: () => icon(svg`<path d="M4 21v-7M4 10V3M12 21v-9M12 8V3M20 21v-5M20 12V3M1 14h6M9 8h6M17 16h6"/>`),
+  download: () => icon(svg`<path d="M12 3v12M7 10l5 5 5-5M5 21h14"/>`),
+  trash: () => icon(svg`<path d="M3 6h18M8 6V4h8v2M19 6l-1 14H6L5 6"/>`, 16),
+  rename: () => icon(svg`<path d="M4 20h4L19 9l-4-4L4 16z"/>`, 16),
+  alert: () => icon(svg`<path d="M12 9v4M12 17h.01"/><path d="M10.3 3.9 1.8 18a2 2 0 0 0 1.7 3h17a2 2 0 0 0 1.7-3L13.7 3.9a2 2 0 0 0-3.4 0Z"/>`),
+  arrowDown: () => icon(svg`<path d="M12 5v14M19 12l-7 7-7-7"/>`),
+  sun: () => icon(svg`<circle cx="12" cy="12" r="4"/><path d="M12 2v2M12 20v2M4.9 4.9l1.4 1.4M17.7 17.7l1.4 1.4M2 12h2M20 12h2M4.9 19.1l1.4-1.4M17.7 6.3l1.4-1.4"/>`, 16),
+  moon: () => icon(svg`<path d="M21 12.8A9 9 0 1 1 11.2 3a7 7 0 0 0 9.8 9.8Z"/>`, 16),
+  monitor: () => icon(svg`<rect x="2" y="3" width="20" height="14" rx="2"/><path d="M8 21h8M12 17v4"/>`, 16),
+  globe: () => icon(svg`<circle cx="12" cy="12" r="10"/><path d="M2 12h20M12 2a15 15 0 0 1 0 20M12 2a15 15 0 0 0 0 20"/>`, 16),
+  chat: () => icon(svg`<path d="M21 15a2 2 0 0 1-2 2H7l-4 4V5a2 2 0 0 1 2-2h14a2 2 0 0 1 2 2z"/>`, 16),
+};

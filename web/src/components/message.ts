@@ -1,0 +1,220 @@
+/**
+ * <lt-message>: one message. A user's message is plain text (never HTML) with copy and edit;
+ * an answer is markdown with its status, timings, usage and actions.
+ */
+import { html, nothing, type TemplateResult } from "lit";
+import { describeProblem, formatDateTime, formatDuration, formatNumber, type MessageKey, t } from "../i18n";
+import type { ChatController } from "../state/chat";
+import { isLocalId, type Message } from "../state/types";
+import { LightElement } from "./base";
+import { autosize, copyText } from "./dom";
+import { icons } from "./icons";
+import "./markdown-view";
+
+export class MessageView extends LightElement {
+  static override properties = {
+    message: { attribute: false },
+    controller: { attribute: false },
+    last: { type: Boolean },
+    busy: { type: Boolean },
+    editing: { state: true },
+    copied: { state: true },
+  };
+
+  declare message: Message;
+  declare controller: ChatController;
+  /** The conversation's last answer: the one Regenerate replaces. */
+  declare last: boolean;
+  /** The conversation is answering: no regenerate or edit meanwhile. */
+  declare busy: boolean;
+  declare editing: boolean;
+  declare copied: boolean;
+
+  constructor() {
+    super();
+    this.last = false;
+    this.busy = false;
+    this.editing = false;
+    this.copied = false;
+  }
+
+  protected override render(): TemplateResult {
+    return this.message.role === "user" ? this.#user() : this.#assistant();
+  }
+
+  #user(): TemplateResult {
+    const message = this.message;
+    if (this.editing) {
+      return html`<article class="msg msg-user editing" data-role="user" data-message-id=${message.id}>
+        <form class="edit-form" @submit=${this.#submitEdit}>
+          <textarea
+            class="edit-input"
+            aria-label=${t("message.editLabel")}
+            .value=${message.content}
+            @input=${(event: Event) => autosize(event.target as HTMLTextAreaElement, 320)}
+            @keydown=${this.#editKeys}
+          ></textarea>
+          <div class="edit-actions">
+            <button type="button" class="btn btn-ghost" @click=${() => (this.editing = false)}>${t("common.cancel")}</button>
+            <button type="submit" class="btn btn-primary">${t("message.editSend")}</button>
+          </div>
+        </form>
+      </article>`;
+    }
+    const pending = isLocalId(message.id);
+    return html`<article
+      class="msg msg-user ${pending ? "pending" : ""}"
+      data-role="user"
+      data-message-id=${message.id}
+      aria-label=${t("message.you")}
+    >
+      <div class="bubble" title=${formatDateTime(message.createdAt)}>${message.content}</div>
+      <div class="msg-actions">
+        ${this.#copyButton(t("message.copyMessage"))}
+        ${pending
+          ? nothing
+          : html`<button
+              type="button"
+              class="icon-btn"
+              data-action="edit"
+              title=${t("message.edit")}
+              aria-label=${t("message.edit")}
+              ?disabled=${this.busy}
+              @click=${this.#startEdit}
+            >
+              ${icons.edit()}
+            </button>`}
+      </div>
+    </article>`;
+  }
+
+  #assistant(): TemplateResult {
+    const message = this.message;
+    const streaming = message.status === "streaming";
+    return html`<article
+      class="msg msg-assistant"
+      data-role="assistant"
+      data-status=${message.status}
+      data-message-id=${message.id}
+      aria-label=${t("message.assistant")}
+      aria-busy=${streaming ? "true" : "false"}
+    >
+      <div class="avatar" aria-hidden="true">聊</div>
+      <div class="msg-body">
+        ${message.content === "" && streaming
+          ? html`<div class="typing" aria-label=${t("message.status.streaming")}><span></span><span></span><span></span></div>`
+          : html`<lt-markdown class="markdown ${streaming ? "streaming" : ""}" .text=${message.content}></lt-markdown>`}
+        ${this.#problem()}
+        ${message.finishReason === "length" ? html`<p class="note">${t("message.lengthLimit")}</p>` : nothing}
+        ${streaming ? nothing : this.#footer()}
+      </div>
+    </article>`;
+  }
+
+  #problem(): TemplateResult | typeof nothing {
+    const message = this.message;
+    if (message.status !== "error" && message.status !== "interrupted") return nothing;
+    const problem =
+      message.status === "interrupted"
+        ? { code: "interrupted", message: "" }
+        : { code: message.error?.code ?? "provider_error", message: message.error?.message ?? "" };
+    const { text, hint } = describeProblem(problem);
+    return html`<div class="problem-card ${message.status}" role="note">
+      ${icons.alert()}
+      <div>
+        <p class="problem-text">${text}</p>
+        <p class="problem-hint">${hint}</p>
+        ${problem.message
+          ? html`<details class="problem-details"><summary>${t("message.details")}</summary><code>${problem.message}</code></details>`
+          : nothing}
+      </div>
+    </div>`;
+  }
+
+  #footer(): TemplateResult {
+    const message = this.message;
+    const parts: string[] = [];
+    if (message.model) parts.push(message.model);
+    if (message.ttftMs !== null) parts.push(t("message.ttft", { value: formatDuration(message.ttftMs) }));
+    if (message.durationMs !== null) parts.push(t("message.duration", { value: formatDuration(message.durationMs) }));
+    const usage = message.usage;
+    if (usage?.output_tokens != null && usage.input_tokens != null) {
+      parts.push(t("message.tokens", { input: formatNumber(usage.input_tokens), output: formatNumber(usage.output_tokens) }));
+    } else if (usage?.output_tokens != null) {
+      parts.push(t("message.outputTokens", { output: formatNumber(usage.output_tokens) }));
+    }
+    return html`<footer class="msg-meta">
+      <span class="chip status-${message.status}" data-status=${message.status}>${t(`message.status.${message.status}` as MessageKey)}</span>
+      ${parts.map((part) => html`<span class="meta-part">${part}</span>`)}
+      <span class="msg-actions">
+        ${message.content ? this.#copyButton(t("message.copyAnswer")) : nothing}
+        ${this.last
+          ? html`<button
+              type="button"
+              class="icon-btn"
+              data-action="regenerate"
+              title=${t("message.regenerate")}
+              aria-label=${t("message.regenerate")}
+              ?disabled=${this.busy}
+              @click=${() => void this.controller.regenerate()}
+            >
+              ${icons.regenerate()}
+            </button>`
+          : nothing}
+      </span>
+    </footer>`;
+  }
+
+  #copyButton(label: string): TemplateResult {
+    return html`<button
+      type="button"
+      class="icon-btn ${this.copied ? "done" : ""}"
+      data-action="copy"
+      title=${this.copied ? t("message.copied") : label}
+      aria-label=${label}
+      @click=${this.#copy}
+    >
+      ${this.copied ? icons.check() : icons.copy()}
+    </button>`;
+  }
+
+  #copy = async (): Promise<void> => {
+    if (await copyText(this.message.content)) {
+      this.copied = true;
+      setTimeout(() => (this.copied = false), 1500);
+    }
+  };
+
+  #startEdit = async (): Promise<void> => {
+    this.editing = true;
+    await this.updateComplete;
+    const area = this.querySelector<HTMLTextAreaElement>(".edit-input");
+    if (area) {
+      autosize(area, 320);
+      area.focus();
+      area.setSelectionRange(area.value.length, area.value.length);
+    }
+  };
+
+  #editKeys = (event: KeyboardEvent): void => {
+    if (event.key === "Escape") {
+      event.stopPropagation();
+      this.editing = false;
+    } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      (event.target as HTMLTextAreaElement).form?.requestSubmit();
+    }
+  };
+
+  #submitEdit = async (event: SubmitEvent): Promise<void> => {
+    event.preventDefault();
+    const area = this.querySelector<HTMLTextAreaElement>(".edit-input");
+    const text = area?.value ?? "";
+    if (text.trim() === "") return;
+    // Stay in the editor until the server takes the edit: the reply that follows replaces
+    // this message (and this element) anyway, and a refused edit keeps the text.
+    if (await this.controller.edit(this.message.id, text)) this.editing = false;
+  };
+}
+
+customElements.define("lt-message", MessageView);

@@ -1,0 +1,103 @@
+/**
+ * Translation: `t(key, params)` in the current locale, chosen from the saved choice or the
+ * browser's languages. Components re-render on `onLocaleChange`.
+ */
+import { loadLocale, saveLocale } from "../state/preferences";
+import type { Problem } from "../state/types";
+import { en, type MessageKey, type Messages } from "./en";
+import { zhCN } from "./zh-CN";
+
+export type Locale = "en" | "zh-CN";
+export type { MessageKey };
+
+export const LOCALES: readonly { id: Locale; name: string }[] = [
+  { id: "en", name: "English" },
+  { id: "zh-CN", name: "简体中文" },
+];
+
+const CATALOGS: Record<Locale, Messages> = { en, "zh-CN": zhCN };
+
+function isLocale(value: string | null): value is Locale {
+  return value === "en" || value === "zh-CN";
+}
+
+/** The saved choice, else the first browser language we speak, else English. */
+export function detectLocale(languages: readonly string[] = navigator.languages): Locale {
+  const saved = loadLocale();
+  if (isLocale(saved)) return saved;
+  for (const language of languages) {
+    const lower = language.toLowerCase();
+    if (lower.startsWith("zh")) return "zh-CN";
+    if (lower.startsWith("en")) return "en";
+  }
+  return "en";
+}
+
+let current: Locale = "en";
+const listeners = new Set<() => void>();
+
+export function getLocale(): Locale {
+  return current;
+}
+
+export function setLocale(locale: Locale, remember = false): void {
+  if (remember) saveLocale(locale);
+  current = locale;
+  document.documentElement.lang = locale;
+  for (const listener of listeners) listener();
+}
+
+export function onLocaleChange(listener: () => void): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+export function t(key: MessageKey, params: Record<string, string | number> = {}): string {
+  const template = CATALOGS[current][key];
+  return template.replace(/\{(\w+)\}/g, (whole, name: string) =>
+    name in params ? String(params[name]) : whole,
+  );
+}
+
+export function hasKey(key: string): key is MessageKey {
+  return key in en;
+}
+
+/** A problem in plain words: what happened and what to do. */
+export function describeProblem(problem: Problem, reason?: string | null): { text: string; hint: string } {
+  const key = `problem.${problem.code}`;
+  if (problem.code === "provider_not_configured" && problem.model && reason) {
+    return {
+      text: t("problem.provider_not_configured", { model: problem.model, reason }),
+      hint: t("problem.provider_not_configured.hint"),
+    };
+  }
+  if (problem.code === "provider_not_configured") {
+    // The server's own sentence ("qwen3-max needs DASHSCOPE_API_KEY on the server") is the
+    // most precise we have when the model list does not say why.
+    return { text: problem.message, hint: t("problem.provider_not_configured.hint") };
+  }
+  if (hasKey(key) && hasKey(`${key}.hint`)) {
+    return {
+      text: t(key, { model: problem.model ?? "", code: problem.code }),
+      hint: t(`${key}.hint` as MessageKey),
+    };
+  }
+  return { text: t("problem.generic", { code: problem.code }), hint: t("problem.generic.hint") };
+}
+
+/** The same number in the current locale's format. */
+export function formatNumber(value: number, options?: Intl.NumberFormatOptions): string {
+  return new Intl.NumberFormat(current, options).format(value);
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${formatNumber(Math.round(ms))} ms`;
+  return `${formatNumber(ms / 1000, { maximumFractionDigits: ms < 10_000 ? 1 : 0 })} s`;
+}
+
+export function formatDateTime(epochSeconds: number): string {
+  return new Intl.DateTimeFormat(current, { dateStyle: "medium", timeStyle: "short" }).format(
+    new Date(epochSeconds * 1000),
+  );
+}

@@ -1,0 +1,607 @@
+/**
+ * The chat controller: every user action (send, stop, regenerate, open a conversation…) and
+ * every server frame goes through here, into the store. It talks to the server only through
+ * the protocol client and never touches the DOM; components read the store and call these
+ * methods.
+ */
+import { ConnectionLost, type ProtocolClient, RequestError, RequestTimeout } from "../protocol/client";
+import type { ClientFrame, ReplyOptions, ReplyStartedFrame, ServerFrame } from "../protocol/types";
+import { fileName, toJson, toMarkdown, type ExportLabels } from "./export";
+import { loadReplySettings, saveReplySettings, type ReplySettings } from "./preferences";
+import {
+  conversationDeleted,
+  conversationsLoaded,
+  conversationUpdated,
+  historyLoaded,
+  messageFromWire,
+  replyDelta,
+  replyDone,
+  replyStarted,
+} from "./reducers";
+import { conversationInUrl, onUrlChange, showInUrl } from "./router";
+import { Store } from "./store";
+import {
+  type AppState,
+  type Conversation,
+  DRAFT,
+  emptyThread,
+  LOCAL_PREFIX,
+  type Message,
+  type Model,
+  type Problem,
+  type Thread,
+} from "./types";
+
+const HISTORY_PAGE = 100;
+const CONVERSATION_PAGE = 50;
+const SEND_ATTEMPTS = 5;
+const TOAST_MS = 7000;
+
+export function problemOf(error: unknown, model?: string | null): Problem {
+  const withModel = model ? { model } : {};
+  if (error instanceof RequestError) return { code: error.code, message: error.message, ...withModel };
+  if (error instanceof ConnectionLost) return { code: "connection", message: error.message };
+  if (error instanceof RequestTimeout) return { code: "timeout", message: error.message };
+  return { code: "internal_error", message: String(error) };
+}
+
+export function isBusy(thread: Thread | undefined): boolean {
+  return thread !== undefined && (thread.sending || thread.messages.some((m) => m.status === "streaming"));
+}
+
+export class ChatController {
+  readonly store: Store<AppState>;
+  #searchToken = 0;
+  #nextToast = 1;
+
+  constructor(readonly client: ProtocolClient) {
+    const id = conversationInUrl();
+    this.store = new Store<AppState>({
+      connection: client.state,
+      defaultModel: null,
+      models: null,
+      conversations: [],
+      conversationsHasMore: false,
+      conversationsLoading: true,
+      query: "",
+      view: id === null ? { kind: "new" } : { kind: "conversation", id, loading: true },
+      threads: { [DRAFT]: emptyThread() },
+      replies: {},
+      selectedModel: null,
+      settings: loadReplySettings(),
+      systemPrompts: {},
+      composerProblem: null,
+      toasts: [],
+    });
+  }
+
+  get state(): AppState {
+    return this.store.state;
+  }
+
+  start(): void {
+    this.client.onFrame((frame) => this.#onFrame(frame));
+    this.client.onState((connection) => {
+      this.store.update(() => ({ connection }));
+      if (connection.status === "open") void this.#onOpen();
+    });
+    onUrlChange((id) => (id === null ? this.newChat(false) : this.openConversation(id, false)));
+    this.client.start();
+  }
+
+  // -- what the page shows ------------------------------------------------------------------
+
+  /** The key of the shown thread in `threads`. */
+  get threadKey(): string {
+    const view = this.state.view;
+    return view.kind === "conversation" ? view.id : DRAFT;
+  }
+
+  get activeThread(): Thread | undefined {
+    return this.state.threads[this.threadKey];
+  }
+
+  get activeConversation(): Conversation | undefined {
+    const view = this.state.view;
+    return view.kind === "conversation" ? this.state.conversations.find((c) => c.id === view.id) : undefined;
+  }
+
+  /** The model the next message goes to. */
+  get model(): string | null {
+    return this.state.selectedModel ?? this.state.defaultModel;
+  }
+
+  modelInfo(id: string | null): Model | undefined {
+    return id === null ? undefined : this.state.models?.find((model) => model.id === id);
+  }
+
+  /** Why the chosen model cannot answer, if the server said so. */
+  get modelProblem(): Problem | null {
+    const info = this.modelInfo(this.model);
+    if (info === undefined || info.available) return null;
+    return {
+      code: "provider_not_configured",
+      message: `${info.id} needs ${info.reason ?? "configuration"}`,
+      model: info.id,
+    };
+  }
+
+  systemPrompt(key: string = this.threadKey): string {
+    const draft = this.state.systemPrompts[key];
+    if (draft !== undefined) return draft;
+    return this.state.conversations.find((c) => c.id === key)?.system_prompt ?? "";
+  }
+
+  // -- navigation -----------------------------------------------------------------------------
+
+  openConversation(id: string, push = true): void {
+    showInUrl(id, push ? "push" : "replace");
+    const thread = this.state.threads[id];
+    const loading = thread === undefined || thread.stale;
+    const summary = this.state.conversations.find((c) => c.id === id);
+    this.store.update((state) => ({
+      view: { kind: "conversation", id, loading },
+      composerProblem: null,
+      selectedModel: summary?.model && this.modelInfo(summary.model) ? summary.model : state.selectedModel,
+    }));
+    if (loading && this.client.state.status === "open") void this.#loadHistory(id);
+  }
+
+  newChat(push = true): void {
+    showInUrl(null, push ? "push" : "replace");
+    this.store.update((state) => {
+      const draft = state.threads[DRAFT];
+      return {
+        view: { kind: "new" },
+        composerProblem: null,
+        selectedModel: this.#preferredModel(state),
+        threads: draft?.sending ? state.threads : { ...state.threads, [DRAFT]: emptyThread() },
+      };
+    });
+  }
+
+  // -- messages -------------------------------------------------------------------------------
+
+  /** Send `text` in the shown conversation (or start one). False if it was not sent. */
+  async send(text: string): Promise<boolean> {
+    if (text.trim() === "") return false;
+    if (this.state.view.kind === "missing") this.newChat(false);
+    const key = this.threadKey;
+    if (isBusy(this.state.threads[key])) {
+      this.#setProblem({ code: "conversation_busy", message: "busy" });
+      return false;
+    }
+    const modelProblem = this.modelProblem;
+    if (modelProblem !== null) {
+      this.#setProblem(modelProblem);
+      return false;
+    }
+    const clientMessageId = crypto.randomUUID().replaceAll("-", "");
+    const localId = LOCAL_PREFIX + clientMessageId;
+    const options = this.#replyOptions(key);
+    this.store.update((state) => {
+      const thread = state.threads[key] ?? emptyThread();
+      const message: Message = {
+        id: localId,
+        role: "user",
+        content: text,
+        status: "completed",
+        model: null,
+        finishReason: null,
+        usage: null,
+        ttftMs: null,
+        durationMs: null,
+        error: null,
+        createdAt: Date.now() / 1000,
+      };
+      return {
+        threads: { ...state.threads, [key]: { ...thread, messages: [...thread.messages, message], sending: true } },
+        composerProblem: null,
+      };
+    });
+    const frame: ClientFrame = {
+      type: "chat.send",
+      message: text,
+      client_message_id: clientMessageId,
+      ...(key === DRAFT ? {} : { conversation_id: key }),
+      ...options,
+    };
+    try {
+      const started = await this.#sendWithRetries(frame);
+      this.#afterStart(key, started, options);
+      return true;
+    } catch (error) {
+      this.store.update((state) => {
+        // The reply may have started after all (a retry that raced a late answer).
+        const thread = state.threads[key];
+        if (thread === undefined) return {};
+        return {
+          threads: {
+            ...state.threads,
+            [key]: { ...thread, sending: false, messages: thread.messages.filter((m) => m.id !== localId) },
+          },
+        };
+      });
+      this.#setProblem(problemOf(error, options.model ?? this.model));
+      return false;
+    }
+  }
+
+  /** Stop the answer being written in the shown conversation. */
+  stop(): void {
+    const view = this.state.view;
+    if (view.kind !== "conversation") return;
+    const streaming = this.activeThread?.messages.find((m) => m.role === "assistant" && m.status === "streaming");
+    const frame: ClientFrame = streaming
+      ? { type: "chat.cancel", message_id: streaming.id }
+      : { type: "chat.cancel", conversation_id: view.id };
+    this.client.request(frame).catch(() => {
+      // not_found: it ended meanwhile; disconnected: nothing to stop from here. Either way
+      // the reply's own done event (or the history after reconnecting) tells the outcome.
+    });
+  }
+
+  async regenerate(): Promise<void> {
+    const view = this.state.view;
+    if (view.kind !== "conversation" || isBusy(this.activeThread)) return;
+    const options = this.#replyOptions(view.id);
+    await this.#startReply(view.id, { type: "chat.regenerate", conversation_id: view.id, ...options }, options);
+  }
+
+  /** Replace a sent message with `text` and answer it again. False if it was not sent. */
+  async edit(messageId: string, text: string): Promise<boolean> {
+    const view = this.state.view;
+    if (view.kind !== "conversation" || isBusy(this.activeThread) || text.trim() === "") return false;
+    const options = this.#replyOptions(view.id);
+    return this.#startReply(
+      view.id,
+      { type: "chat.edit", conversation_id: view.id, message_id: messageId, message: text, ...options },
+      options,
+    );
+  }
+
+  async loadEarlier(): Promise<void> {
+    const view = this.state.view;
+    if (view.kind !== "conversation") return;
+    const thread = this.state.threads[view.id];
+    const first = thread?.messages.find((m) => !m.id.startsWith(LOCAL_PREFIX));
+    if (thread === undefined || !thread.hasMore || thread.loadingEarlier || first === undefined) return;
+    this.#patchThread(view.id, { loadingEarlier: true });
+    try {
+      const frame = await this.client.request({
+        type: "conversation.history",
+        conversation_id: view.id,
+        limit: HISTORY_PAGE,
+        before: first.id,
+      });
+      this.store.update((state) => historyLoaded(state, frame, true).patch);
+    } catch (error) {
+      this.#patchThread(view.id, { loadingEarlier: false });
+      this.#toast(problemOf(error));
+    }
+  }
+
+  // -- conversations --------------------------------------------------------------------------
+
+  async search(query: string): Promise<void> {
+    const token = ++this.#searchToken;
+    this.store.update(() => ({ query, conversationsLoading: true }));
+    try {
+      const frame = await this.client.request({
+        type: "conversations.list",
+        limit: CONVERSATION_PAGE,
+        ...(query === "" ? {} : { query }),
+      });
+      if (token === this.#searchToken) this.store.update((state) => conversationsLoaded(state, frame, false));
+    } catch (error) {
+      if (token !== this.#searchToken) return;
+      this.store.update(() => ({ conversationsLoading: false }));
+      if (!(error instanceof ConnectionLost)) this.#toast(problemOf(error));
+    }
+  }
+
+  async loadMoreConversations(): Promise<void> {
+    const { conversations, conversationsHasMore, conversationsLoading, query } = this.state;
+    const last = conversations.at(-1);
+    if (!conversationsHasMore || conversationsLoading || last === undefined) return;
+    const token = this.#searchToken;
+    this.store.update(() => ({ conversationsLoading: true }));
+    try {
+      const frame = await this.client.request({
+        type: "conversations.list",
+        limit: CONVERSATION_PAGE,
+        before: last.id,
+        ...(query === "" ? {} : { query }),
+      });
+      if (token === this.#searchToken) this.store.update((state) => conversationsLoaded(state, frame, true));
+    } catch (error) {
+      this.store.update(() => ({ conversationsLoading: false }));
+      this.#toast(problemOf(error));
+    }
+  }
+
+  async rename(id: string, title: string): Promise<void> {
+    const clean = title.trim();
+    if (clean === "") return;
+    try {
+      await this.client.request({ type: "conversation.rename", conversation_id: id, title: clean.slice(0, 200) });
+    } catch (error) {
+      this.#toast(problemOf(error));
+    }
+  }
+
+  async delete(id: string): Promise<void> {
+    try {
+      await this.client.request({ type: "conversation.delete", conversation_id: id });
+      const view = this.state.view;
+      if ((view.kind === "conversation" || view.kind === "missing") && view.id === id) this.newChat(false);
+    } catch (error) {
+      this.#toast(problemOf(error));
+    }
+  }
+
+  /** The whole conversation as a file (every page of its history is fetched). */
+  async export(format: "markdown" | "json", labels: ExportLabels): Promise<{ name: string; type: string; text: string } | null> {
+    const conversation = this.activeConversation;
+    if (conversation === undefined) return null;
+    try {
+      const messages = await this.#allMessages(conversation.id);
+      return format === "markdown"
+        ? { name: fileName(conversation, "md"), type: "text/markdown", text: toMarkdown(conversation, messages, labels) }
+        : { name: fileName(conversation, "json"), type: "application/json", text: toJson(conversation, messages) };
+    } catch (error) {
+      this.#toast(problemOf(error));
+      return null;
+    }
+  }
+
+  // -- settings -------------------------------------------------------------------------------
+
+  selectModel(id: string): void {
+    this.updateSettings({ model: id });
+    this.store.update((state) => ({
+      selectedModel: id,
+      composerProblem: state.composerProblem?.code === "provider_not_configured" ? null : state.composerProblem,
+    }));
+  }
+
+  updateSettings(change: Partial<ReplySettings>): void {
+    this.store.update((state) => ({ settings: { ...state.settings, ...change } }));
+    saveReplySettings(this.state.settings);
+  }
+
+  setSystemPrompt(text: string): void {
+    const key = this.threadKey;
+    this.store.update((state) => ({ systemPrompts: { ...state.systemPrompts, [key]: text } }));
+  }
+
+  dismissProblem(): void {
+    this.store.update(() => ({ composerProblem: null }));
+  }
+
+  dismissToast(id: number): void {
+    this.store.update((state) => ({ toasts: state.toasts.filter((toast) => toast.id !== id) }));
+  }
+
+  reconnectNow(): void {
+    this.client.reconnectNow();
+  }
+
+  // -- the server's side ----------------------------------------------------------------------
+
+  #onFrame(frame: ServerFrame): void {
+    switch (frame.type) {
+      case "reply.started":
+        this.store.update((state) => replyStarted(state, frame));
+        break;
+      case "reply.delta":
+        this.store.update((state) => replyDelta(state, frame));
+        break;
+      case "reply.done":
+        this.store.update((state) => replyDone(state, frame));
+        break;
+      case "conversation.updated":
+        this.store.update((state) => conversationUpdated(state, frame.conversation));
+        break;
+      case "conversation.deleted":
+        this.store.update((state) => conversationDeleted(state, frame.conversation_id));
+        break;
+      case "hello":
+        this.store.update((state) => ({
+          defaultModel: frame.default_model,
+          selectedModel: state.selectedModel ?? this.#preferredModel({ ...state, defaultModel: frame.default_model }),
+        }));
+        break;
+      default:
+        // Answers to requests (lists, history, models, acks) are handled where they were asked.
+        break;
+    }
+  }
+
+  /** After every (re)connection: refresh what may have changed, resume what was streaming. */
+  async #onOpen(): Promise<void> {
+    const view = this.state.view;
+    const activeId = view.kind === "conversation" ? view.id : null;
+    this.store.update((state) => {
+      const threads: Record<string, Thread> = {};
+      for (const [id, thread] of Object.entries(state.threads)) {
+        threads[id] = id === DRAFT || id === activeId ? thread : { ...thread, stale: true };
+      }
+      return { threads };
+    });
+    for (const [messageId, progress] of Object.entries(this.state.replies)) {
+      this.#subscribe(messageId, progress.lastSeq, progress.conversationId);
+    }
+    const tasks: Promise<unknown>[] = [this.#loadModels(), this.search(this.state.query)];
+    if (activeId !== null) tasks.push(this.#loadHistory(activeId));
+    await Promise.allSettled(tasks);
+  }
+
+  async #loadModels(): Promise<void> {
+    try {
+      const frame = await this.client.request({ type: "models.list" });
+      this.store.update((state) => {
+        const next = { ...state, models: frame.models, defaultModel: frame.default };
+        const known = state.selectedModel !== null && frame.models.some((m) => m.id === state.selectedModel);
+        return { models: frame.models, defaultModel: frame.default, selectedModel: known ? state.selectedModel : this.#preferredModel(next) };
+      });
+    } catch {
+      // Retried on the next connection; the picker says it is loading meanwhile.
+    }
+  }
+
+  async #loadHistory(id: string): Promise<void> {
+    try {
+      const frame = await this.client.request({ type: "conversation.history", conversation_id: id, limit: HISTORY_PAGE });
+      const { patch, subscribe } = historyLoaded(this.state, frame, false);
+      this.store.update(() => patch);
+      for (const messageId of subscribe) this.#subscribe(messageId, -1, id);
+      const view = this.state.view;
+      if (view.kind === "conversation" && view.id === id && frame.conversation.model && this.modelInfo(frame.conversation.model)) {
+        this.store.update(() => ({ selectedModel: frame.conversation.model }));
+      }
+    } catch (error) {
+      if (error instanceof RequestError && error.code === "not_found") {
+        this.store.update((state) => {
+          const threads = { ...state.threads };
+          delete threads[id];
+          const view = state.view;
+          return { threads, view: view.kind === "conversation" && view.id === id ? { kind: "missing", id } : view };
+        });
+      } else if (!(error instanceof ConnectionLost)) {
+        this.#toast(problemOf(error));
+      }
+    }
+  }
+
+  #subscribe(messageId: string, afterSeq: number, conversationId: string): void {
+    this.client.request({ type: "chat.subscribe", message_id: messageId, after_seq: afterSeq }).then(
+      (frame) => {
+        if (frame.type === "ack") this.#forget(messageId, conversationId);
+      },
+      (error: unknown) => {
+        if (error instanceof RequestError) this.#forget(messageId, conversationId);
+        // ConnectionLost: the next connection subscribes again from the last seq seen.
+      },
+    );
+  }
+
+  /** Stop following a reply the server has no more events for; the history has its outcome. */
+  #forget(messageId: string, conversationId: string): void {
+    this.store.update((state) => {
+      const replies = { ...state.replies };
+      delete replies[messageId];
+      return { replies };
+    });
+    if (this.state.threads[conversationId] !== undefined) void this.#loadHistory(conversationId);
+  }
+
+  async #sendWithRetries(frame: Extract<ClientFrame, { type: "chat.send" }>): Promise<ReplyStartedFrame> {
+    // client_message_id makes a repeated send return the first reply, so a send whose answer
+    // was lost with the connection is simply sent again once the page reconnects.
+    for (let attempt = 1; ; attempt++) {
+      await this.client.whenOpen();
+      try {
+        return await this.client.request(frame);
+      } catch (error) {
+        const transient = error instanceof ConnectionLost || error instanceof RequestTimeout;
+        if (!transient || attempt >= SEND_ATTEMPTS) throw error;
+      }
+    }
+  }
+
+  async #startReply(
+    id: string,
+    frame: Extract<ClientFrame, { type: "chat.regenerate" | "chat.edit" }>,
+    options: ReplyOptions,
+  ): Promise<boolean> {
+    this.#patchThread(id, { sending: true });
+    this.store.update(() => ({ composerProblem: null }));
+    try {
+      const started = await this.client.request(frame);
+      this.#afterStart(id, started, options);
+      return true;
+    } catch (error) {
+      this.#patchThread(id, { sending: false });
+      this.#setProblem(problemOf(error, options.model ?? this.model));
+      return false;
+    }
+  }
+
+  /** The reply started: the conversation now has the system prompt that was sent with it. */
+  #afterStart(key: string, started: ReplyStartedFrame, options: ReplyOptions): void {
+    this.store.update((state) => {
+      const systemPrompts = { ...state.systemPrompts };
+      delete systemPrompts[key];
+      const conversations =
+        options.system_prompt === undefined
+          ? state.conversations
+          : state.conversations.map((c) =>
+              c.id === started.conversation_id ? { ...c, system_prompt: options.system_prompt ?? null } : c,
+            );
+      return { systemPrompts, conversations };
+    });
+    const view = this.state.view;
+    if (view.kind === "conversation" && view.id === started.conversation_id) showInUrl(view.id, key === DRAFT ? "push" : "replace");
+  }
+
+  #replyOptions(key: string): ReplyOptions {
+    const { settings } = this.state;
+    const options: ReplyOptions = { stream: settings.stream };
+    const model = this.model;
+    if (model !== null) options.model = model;
+    if (settings.temperature !== null) options.temperature = settings.temperature;
+    if (settings.maxTokens !== null) options.max_tokens = settings.maxTokens;
+    const draft = this.state.systemPrompts[key];
+    const current = this.state.conversations.find((c) => c.id === key)?.system_prompt ?? "";
+    if (draft !== undefined && draft !== current) options.system_prompt = draft;
+    return options;
+  }
+
+  #preferredModel(state: AppState): string | null {
+    const saved = state.settings.model;
+    if (saved !== null && (state.models === null || state.models.some((m) => m.id === saved && m.available))) {
+      return saved;
+    }
+    return state.defaultModel;
+  }
+
+  async #allMessages(id: string): Promise<Message[]> {
+    const thread = this.state.threads[id];
+    if (thread !== undefined && !thread.hasMore && !thread.stale) {
+      return thread.messages.filter((m) => !m.id.startsWith(LOCAL_PREFIX));
+    }
+    const pages: Message[][] = [];
+    let before: string | undefined;
+    for (;;) {
+      const frame = await this.client.request({
+        type: "conversation.history",
+        conversation_id: id,
+        limit: 500,
+        ...(before === undefined ? {} : { before }),
+      });
+      const page = frame.messages.filter((m) => m.role !== "system").map(messageFromWire);
+      pages.unshift(page);
+      before = page[0]?.id;
+      if (!frame.has_more || before === undefined) break;
+    }
+    return pages.flat();
+  }
+
+  #patchThread(id: string, change: Partial<Thread>): void {
+    this.store.update((state) => {
+      const thread = state.threads[id];
+      return thread === undefined ? {} : { threads: { ...state.threads, [id]: { ...thread, ...change } } };
+    });
+  }
+
+  #setProblem(problem: Problem): void {
+    this.store.update(() => ({ composerProblem: problem }));
+  }
+
+  #toast(problem: Problem): void {
+    const id = this.#nextToast++;
+    this.store.update((state) => ({ toasts: [...state.toasts, { id, problem }] }));
+    setTimeout(() => this.dismissToast(id), TOAST_MS);
+  }
+}

@@ -1,0 +1,63 @@
+/** A conversation as a file: Markdown to read, JSON to keep (pure functions, no DOM). */
+import type { Conversation, Message } from "./types";
+
+export interface ExportLabels {
+  you: string;
+  assistant: string;
+  status: (status: Message["status"]) => string;
+}
+
+export function toMarkdown(conversation: Conversation, messages: Message[], labels: ExportLabels): string {
+  const lines = [`# ${conversation.title}`, ""];
+  if (conversation.system_prompt) {
+    lines.push("> " + conversation.system_prompt.split("\n").join("\n> "), "");
+  }
+  for (const message of messages) {
+    const who = message.role === "user" ? labels.you : labels.assistant;
+    const model = message.role === "assistant" && message.model ? ` · ${message.model}` : "";
+    const status =
+      message.role === "assistant" && message.status !== "completed" ? ` · ${labels.status(message.status)}` : "";
+    lines.push(`## ${who}${model}${status}`, "", message.content, "");
+  }
+  return lines.join("\n");
+}
+
+export function toJson(conversation: Conversation, messages: Message[]): string {
+  const document = {
+    format: "liaotian.conversation",
+    version: 1,
+    exported_at: new Date().toISOString(),
+    conversation: {
+      id: conversation.id,
+      title: conversation.title,
+      system_prompt: conversation.system_prompt,
+      model: conversation.model,
+      created_at: conversation.created_at,
+      updated_at: conversation.updated_at,
+    },
+    messages: messages.map((message) => ({
+      id: message.id,
+      role: message.role,
+      content: message.content,
+      status: message.status,
+      model: message.model,
+      finish_reason: message.finishReason,
+      usage: message.usage,
+      ttft_ms: message.ttftMs,
+      duration_ms: message.durationMs,
+      error: message.error,
+      created_at: message.createdAt,
+    })),
+  };
+  return JSON.stringify(document, null, 2) + "\n";
+}
+
+/** A file name from the title: letters and digits of any script, the rest as dashes. */
+export function fileName(conversation: Conversation, extension: string): string {
+  const stem = conversation.title
+    .normalize("NFKC")
+    .replace(/[^\p{L}\p{N}]+/gu, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 60);
+  return `${stem || "conversation"}.${extension}`;
+}

@@ -620,3 +620,76 @@ async def test_renames_and_deletes_reach_the_owners_other_tabs(server: RunningSe
     assert deleted["conversation_id"] == conversation_id
     for tab in (tab_one, tab_two):
         await tab.close()
+
+
+@pytest.mark.parametrize("cut_after", [0, 1, 5, 19, 20, 21])
+async def test_resume_after_a_cut_at_any_point_is_exact(
+    server: RunningServer, cut_after: int
+) -> None:
+    """Cut after seq N (0 = started only … 21 = done seen): resuming gives exactly the rest."""
+    prompt = "[tokens=20] [delay=5]"
+    first = await connect(server)
+    started = await start(first, prompt)
+    seen = [started]
+    if cut_after > 0:
+        seen += await first.until(lambda f: f["seq"] >= cut_after)
+    await first.close()
+    second = await connect(server)
+    await second.send(
+        {
+            "type": "chat.subscribe",
+            "id": "r",
+            "message_id": started["message_id"],
+            "after_seq": seen[-1]["seq"],
+        }
+    )
+    rest = await second.until(lambda f: f.get("id") == "r" or f["type"] == "reply.done")
+    if rest[-1]["type"] == "ack":  # the done event had been seen already
+        assert seen[-1]["type"] == "reply.done"
+    elif rest[-1]["type"] != "reply.done":
+        rest += await second.until(of_type("reply.done"))
+    assert reply_text(seen) + reply_text(rest) == "".join(f"t{n} " for n in range(20))
+    seqs = [frame["seq"] for frame in seen + rest if "seq" in frame]
+    assert seqs == sorted(set(seqs))  # nothing twice
+    await second.close()
+
+
+async def test_resume_when_cut_before_the_first_event(server: RunningServer) -> None:
+    """A client that never saw reply.started resends with its client_message_id: same reply."""
+    first = await connect(server)
+    await first.send(
+        {"type": "chat.send", "message": "[tokens=10] [delay=5]", "client_message_id": "c-1"}
+    )
+    await first.close()  # before reading anything
+    second = await connect(server)
+    frames = await chat(second, "[tokens=10] [delay=5]", client_message_id="c-1")
+    assert reply_text(frames) == "".join(f"t{n} " for n in range(10))
+    await second.send({"type": "conversations.list"})
+    listed = (await second.until(of_type("conversations")))[-1]["conversations"]
+    assert len(listed) == 1  # one conversation, one reply
+    await second.close()
+
+
+async def test_resume_during_a_cancel_ends_cancelled_with_the_exact_text(
+    server: RunningServer,
+) -> None:
+    """Cancel then drop at once: resuming shows the text up to the cancel, then cancelled."""
+    first = await connect(server)
+    started = await start(first, "[tokens=300] [delay=10]")
+    seen = [started, *await first.until(lambda f: f["seq"] >= 3)]
+    await first.send({"type": "chat.cancel", "message_id": started["message_id"]})
+    await first.close()
+    second = await connect(server)
+    await second.send(
+        {
+            "type": "chat.subscribe",
+            "message_id": started["message_id"],
+            "after_seq": seen[-1]["seq"],
+        }
+    )
+    rest = await second.until(of_type("reply.done"))
+    assert rest[-1]["status"] == "cancelled"
+    stored = await server.services.store.reply_status("alice", started["message_id"])
+    assert stored is not None
+    assert reply_text(seen) + reply_text(rest) == stored.content
+    await second.close()

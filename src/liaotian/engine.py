@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -93,6 +94,11 @@ class RunningReply:
         return "".join(self.text)
 
 
+def derived_conversation_id(owner: str, client_message_id: str) -> str:
+    """The conversation id of a new conversation opened by ``client_message_id``."""
+    return hashlib.sha256(f"{owner}\0{client_message_id}".encode()).hexdigest()[:32]
+
+
 def make_title(message: str) -> str:
     """A conversation title from its first message: one line, at most TITLE_CHARS."""
     line = " ".join(message.split())
@@ -163,6 +169,7 @@ class ChatEngine:
         self._busy: dict[tuple[str, str], str | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.bus = OwnerBus()
+        self._sends_in_flight: dict[tuple[str, str], asyncio.Future[ReplyLog]] = {}
         self.backplane: NoBackplane = NoBackplane()
         self._closing = False
 
@@ -182,8 +189,29 @@ class ChatEngine:
         """Store the message and start the reply; returns its event log.
 
         Raises ModelNotFound / ProviderNotConfigured (before anything is stored), NotFound
-        (another owner's or unknown conversation) and ConversationBusy.
+        (another owner's or unknown conversation) and ConversationBusy. Concurrent sends
+        with the same ``client_message_id`` get the same reply.
         """
+        if options.client_message_id is None:
+            return await self._send(owner, options)
+        key = (owner, options.client_message_id)
+        in_flight = self._sends_in_flight.get(key)
+        if in_flight is not None:
+            return await asyncio.shield(in_flight)
+        future: asyncio.Future[ReplyLog] = asyncio.get_running_loop().create_future()
+        self._sends_in_flight[key] = future
+        try:
+            reply_log = await self._send(owner, options)
+            future.set_result(reply_log)
+            return reply_log
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        finally:
+            del self._sends_in_flight[key]
+
+    async def _send(self, owner: str, options: SendOptions) -> ReplyLog:
         if self._closing:
             raise ConversationBusy("the server is shutting down; retry on another server")
         model_id = options.model or self.settings.effective_default_model
@@ -301,12 +329,16 @@ class ChatEngine:
         title = make_title(options.message)
         if options.conversation_id is None:
             if options.client_message_id is not None:
-                # A retried first message of a new conversation: same conversation again.
-                earlier = await self.store.find_conversation_by_client_id(
-                    owner, options.client_message_id
+                # The first message of a new conversation, maybe retried, maybe through
+                # another process at the same moment: its conversation id is derived from
+                # the client message id, so every attempt lands in the same conversation.
+                return await self.store.create_conversation(
+                    owner,
+                    title=title,
+                    conversation_id=derived_conversation_id(owner, options.client_message_id),
+                    system_prompt=options.system_prompt,
+                    model=model_id,
                 )
-                if earlier is not None:
-                    return earlier
             return await self.store.create_conversation(
                 owner, title=title, system_prompt=options.system_prompt, model=model_id
             )

@@ -209,6 +209,24 @@ class Store:
 
         With an explicit ``conversation_id`` already taken by this owner, returns that one.
         """
+        try:
+            return await self._create_conversation(
+                owner, title, conversation_id, system_prompt, model
+            )
+        except IntegrityError:
+            if conversation_id is None:
+                raise
+            # Created at the same moment by another request: that one is ours too.
+            return await self.get_conversation(owner, conversation_id)
+
+    async def _create_conversation(
+        self,
+        owner: str,
+        title: str,
+        conversation_id: str | None,
+        system_prompt: str | None,
+        model: str | None,
+    ) -> ConversationInfo:
         async with self._sessions() as session, session.begin():
             await self._ensure_owner(session, owner)
             if conversation_id is not None:
@@ -359,22 +377,6 @@ class Store:
         if len(rows) < 2:
             return None
         return rows[0][0], rows[1][0]
-
-    async def find_conversation_by_client_id(
-        self, owner: str, client_message_id: str
-    ) -> ConversationInfo | None:
-        """The owner's conversation holding a user message sent with ``client_message_id``."""
-        async with self._sessions() as session:
-            row = await session.scalar(
-                select(Conversation)
-                .join(Message, Conversation.pk == Message.conversation_pk)
-                .where(
-                    Conversation.owner_id == owner,
-                    Message.client_message_id == client_message_id,
-                )
-                .limit(1)
-            )
-            return None if row is None else _conversation_info(row)
 
     async def last_user_message(self, conversation: ConversationInfo) -> tuple[str, str] | None:
         """(id, text) of the conversation's last user message, or None."""

@@ -1,0 +1,209 @@
+/**
+ * <lt-app>: the page's layout. It reads the store and hands each component its part of the
+ * state and the controller; components report user intent back as events or controller calls.
+ */
+import { html, nothing, type TemplateResult } from "lit";
+import { t } from "../i18n";
+import { type ChatController, isBusy } from "../state/chat";
+import { loadSidebarOpen, saveSidebarOpen } from "../state/preferences";
+import { type AppState, DRAFT } from "../state/types";
+import { LightElement } from "./base";
+import type { Composer } from "./composer";
+import type { ConfirmDialog } from "./confirm-dialog";
+import { download } from "./dom";
+import type { Header } from "./header";
+import "./composer";
+import "./confirm-dialog";
+import "./empty-state";
+import "./header";
+import "./settings-panel";
+import "./sidebar";
+import "./thread";
+import "./toasts";
+
+const NARROW = window.matchMedia("(max-width: 820px)");
+
+export class App extends LightElement {
+  static override properties = {
+    appState: { state: true },
+    sidebarOpen: { state: true },
+    settingsOpen: { state: true },
+  };
+
+  declare controller: ChatController;
+  declare appState: AppState;
+  declare sidebarOpen: boolean;
+  declare settingsOpen: boolean;
+  #unsubscribe: (() => void) | null = null;
+
+  constructor() {
+    super();
+    this.sidebarOpen = !NARROW.matches && loadSidebarOpen();
+    this.settingsOpen = false;
+  }
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    this.appState = this.controller.state;
+    this.#unsubscribe = this.controller.store.subscribe((state) => (this.appState = state));
+    document.addEventListener("keydown", this.#onKeydown);
+  }
+
+  override disconnectedCallback(): void {
+    super.disconnectedCallback();
+    this.#unsubscribe?.();
+    document.removeEventListener("keydown", this.#onKeydown);
+  }
+
+  protected override render(): TemplateResult {
+    const state = this.appState;
+    const controller = this.controller;
+    const view = state.view;
+    const key = controller.threadKey;
+    const thread = state.threads[key];
+    const conversation = controller.activeConversation;
+    const busy = isBusy(thread);
+    const title = view.kind === "conversation" ? (conversation?.title ?? "") : t("header.newChat");
+    const model = controller.model;
+    const problem = state.composerProblem ?? controller.modelProblem;
+    const reason = problem?.model ? (controller.modelInfo(problem.model)?.reason ?? null) : null;
+    return html`<div
+      class="app ${this.sidebarOpen ? "sidebar-open" : "sidebar-closed"}"
+      @toggle-sidebar=${this.#toggleSidebar}
+      @navigated=${this.#afterNavigate}
+      @toggle-settings=${() => (this.settingsOpen = !this.settingsOpen)}
+      @confirm-delete=${this.#confirmDelete}
+      @export=${this.#export}
+      @example=${this.#example}
+      @choose-model=${() => this.querySelector<Header>("lt-header")?.openModelPicker()}
+    >
+      <a class="skip-link" href="#composer-input">${t("app.skipToComposer")}</a>
+      <aside class="sidebar">
+        <lt-sidebar
+          .controller=${controller}
+          .conversations=${state.conversations}
+          .activeId=${view.kind === "conversation" ? view.id : null}
+          .query=${state.query}
+          ?hasMore=${state.conversationsHasMore}
+          ?loading=${state.conversationsLoading}
+          .connection=${state.connection}
+        ></lt-sidebar>
+      </aside>
+      <div class="scrim" @click=${this.#toggleSidebar}></div>
+      <main class="main">
+        <lt-header
+          .controller=${controller}
+          .title=${title}
+          .models=${state.models}
+          .model=${model}
+          .defaultModel=${state.defaultModel}
+          ?canExport=${view.kind === "conversation" && conversation !== undefined}
+          ?settingsOpen=${this.settingsOpen}
+        ></lt-header>
+        ${state.connection.status === "waiting"
+          ? html`<div class="banner" role="alert">${t("connection.banner")}</div>`
+          : nothing}
+        <div class="content">${this.#content(state, key)}</div>
+        <div class="composer-wrap">
+          <lt-composer
+            .controller=${controller}
+            ?busy=${busy}
+            ?connected=${state.connection.status === "open"}
+            .problem=${problem}
+            .reason=${reason}
+          ></lt-composer>
+        </div>
+      </main>
+      ${this.settingsOpen
+        ? html`<lt-settings-panel
+            .controller=${controller}
+            .settings=${state.settings}
+            .systemPrompt=${controller.systemPrompt()}
+          ></lt-settings-panel>`
+        : nothing}
+      <lt-toasts .toasts=${state.toasts} .controller=${controller}></lt-toasts>
+      <lt-confirm-dialog></lt-confirm-dialog>
+    </div>`;
+  }
+
+  #content(state: AppState, key: string): TemplateResult {
+    const view = state.view;
+    const thread = state.threads[key];
+    if (view.kind === "missing") {
+      return html`<div class="empty-state missing">
+        <h2 class="empty-title">${t("missing.title")}</h2>
+        <p class="empty-subtitle">${t("missing.body")}</p>
+        <button type="button" class="btn btn-primary" @click=${() => this.controller.newChat()}>${t("missing.action")}</button>
+      </div>`;
+    }
+    if (view.kind === "conversation" && (view.loading || thread === undefined)) {
+      return html`<div class="loading" role="status"><span class="spinner" aria-hidden="true"></span>${t("thread.loading")}</div>`;
+    }
+    if (thread === undefined || (key === DRAFT && thread.messages.length === 0)) {
+      return html`<lt-empty-state .model=${this.controller.model}></lt-empty-state>`;
+    }
+    return html`<lt-thread .thread=${thread} .conversationId=${key} .controller=${this.controller}></lt-thread>`;
+  }
+
+  protected override updated(): void {
+    const view = this.appState.view;
+    const title = view.kind === "conversation" ? this.controller.activeConversation?.title : undefined;
+    document.title = title ? `${title} · liaotian` : "liaotian 聊天";
+  }
+
+  #toggleSidebar = (): void => {
+    this.sidebarOpen = !this.sidebarOpen;
+    if (!NARROW.matches) saveSidebarOpen(this.sidebarOpen);
+  };
+
+  #afterNavigate = (): void => {
+    if (NARROW.matches) this.sidebarOpen = false;
+    this.querySelector<Composer>("lt-composer")?.focus();
+  };
+
+  #confirmDelete = async (event: CustomEvent<{ id: string; title: string }>): Promise<void> => {
+    const dialog = this.querySelector<ConfirmDialog>("lt-confirm-dialog");
+    if (!dialog) return;
+    const yes = await dialog.ask({
+      title: t("delete.title"),
+      body: t("delete.body", { title: event.detail.title }),
+      confirm: t("delete.confirm"),
+    });
+    if (yes) await this.controller.delete(event.detail.id);
+  };
+
+  #export = async (event: CustomEvent<"markdown" | "json">): Promise<void> => {
+    const file = await this.controller.export(event.detail, {
+      you: t("message.you"),
+      assistant: t("message.assistant"),
+      status: (status) => t(`message.status.${status}`),
+    });
+    if (file) download(file.name, file.type, file.text);
+  };
+
+  #example = async (event: CustomEvent<string>): Promise<void> => {
+    const sent = await this.controller.send(event.detail);
+    if (!sent) this.querySelector<Composer>("lt-composer")?.fill(event.detail);
+  };
+
+  /** Esc stops the answer being written (unless a dialog, menu or editor takes it first). */
+  #onKeydown = (event: KeyboardEvent): void => {
+    if (event.key !== "Escape" || event.defaultPrevented) return;
+    if (document.querySelector("dialog[open]")) return;
+    const menu = document.querySelector<HTMLDetailsElement>("details.menu[open]");
+    if (menu) {
+      menu.open = false;
+      return;
+    }
+    if (this.settingsOpen) {
+      this.settingsOpen = false;
+      return;
+    }
+    if (isBusy(this.controller.activeThread)) {
+      event.preventDefault();
+      this.controller.stop();
+    }
+  };
+}
+
+customElements.define("lt-app", App);

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from liaotian.errors import (
 )
 from tests.fake_upstream import count_input_tokens, expected_reply, reply_chunks
 from tests.server_harness import RunningServer
+from tests.tcp_proxy import TcpProxy
 
 TIMEOUT = 20.0
 SLOW = "[tokens=400][delay=20]"  # long enough to act on while it streams
@@ -262,14 +264,18 @@ async def fake_server(handle: Handler) -> Callable[[ServerConnection], Awaitable
 
 
 async def test_connection_drop_fails_a_pending_request() -> None:
-    """A pending request raises ClientConnectionError as soon as the connection drops."""
+    """Without reconnecting, a pending request raises ClientConnectionError at the drop."""
 
     async def drop(connection: ServerConnection, frame: dict[str, Any]) -> None:
         connection.transport.abort()
 
     async with (
         serve(await fake_server(drop), "127.0.0.1", 0) as ws_server,
-        Client(f"ws://127.0.0.1:{ws_server.sockets[0].getsockname()[1]}", client_id="a") as client,
+        Client(
+            f"ws://127.0.0.1:{ws_server.sockets[0].getsockname()[1]}",
+            client_id="a",
+            reconnect_for=0,
+        ) as client,
     ):
         with pytest.raises(ClientConnectionError, match="connection was lost"):
             async with asyncio.timeout(5):
@@ -279,7 +285,7 @@ async def test_connection_drop_fails_a_pending_request() -> None:
 
 
 async def test_connection_drop_fails_an_unfinished_reply() -> None:
-    """A reply streaming when the connection drops raises ClientConnectionError, not hangs."""
+    """Without reconnecting, a streaming reply raises ClientConnectionError, not hangs."""
 
     async def start_then_drop(connection: ServerConnection, frame: dict[str, Any]) -> None:
         event = {"conversation_id": "c1", "message_id": "m1"}
@@ -291,7 +297,11 @@ async def test_connection_drop_fails_an_unfinished_reply() -> None:
 
     async with (
         serve(await fake_server(start_then_drop), "127.0.0.1", 0) as ws_server,
-        Client(f"ws://127.0.0.1:{ws_server.sockets[0].getsockname()[1]}", client_id="a") as client,
+        Client(
+            f"ws://127.0.0.1:{ws_server.sockets[0].getsockname()[1]}",
+            client_id="a",
+            reconnect_for=0,
+        ) as client,
     ):
         reply = await client.send("hi")
         texts: list[str] = []
@@ -351,3 +361,60 @@ async def test_regenerate_and_edit_stream_new_answers(client: Client) -> None:
         "better question",
         expected_reply("better question"),
     ]
+
+
+async def test_reply_continues_exactly_across_a_dropped_connection(server: RunningServer) -> None:
+    """Cut the network mid-reply: the client reconnects and the text goes on, exact."""
+    async with (
+        TcpProxy(server.port) as proxy,
+        Client(f"ws://127.0.0.1:{proxy.port}", client_id="alice", request_timeout=TIMEOUT) as c,
+    ):
+        prompt = "[tokens=60][delay=10]"
+        reply = await c.send(prompt)
+        texts: list[str] = []
+        async with asyncio.timeout(TIMEOUT):
+            async for text in reply:
+                texts.append(text)
+                if len(texts) == 5:
+                    proxy.cut()
+        result = await reply.result()
+    assert result.status == "completed"
+    assert "".join(texts) == result.text == expected_reply(prompt)
+    assert c.reconnects >= 1
+    assert proxy.connections >= 2
+
+
+async def test_requests_work_again_after_a_reconnect(server: RunningServer) -> None:
+    """After a drop, the next request waits for the new connection and succeeds."""
+    async with (
+        TcpProxy(server.port) as proxy,
+        Client(f"ws://127.0.0.1:{proxy.port}", client_id="alice", request_timeout=TIMEOUT) as c,
+    ):
+        await c.ping()
+        proxy.cut()
+        async with asyncio.timeout(TIMEOUT):
+            while c.reconnects == 0:
+                with contextlib.suppress(ClientConnectionError):
+                    await c.ping()
+        assert (await c.models())["default"] == "qwen-plus"
+
+
+async def test_reconnecting_gives_up_after_reconnect_for(server: RunningServer) -> None:
+    """When the server stays unreachable, replies fail once reconnect_for has passed."""
+    proxy = TcpProxy(server.port)
+    async with (
+        proxy,
+        Client(f"ws://127.0.0.1:{proxy.port}", client_id="alice", reconnect_for=0.5) as c,
+    ):
+        reply = await c.send("[tokens=200][delay=20]")
+        proxy.target_port = free_port_nobody_listens_on()
+        proxy.cut()
+        with pytest.raises(ClientConnectionError):
+            await asyncio.wait_for(reply.result(), TIMEOUT)
+
+
+def free_port_nobody_listens_on() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

@@ -1,8 +1,8 @@
 // Builds the page into the Python package (src/liaotian/web/dist), which the server serves.
-import { fileURLToPath } from "node:url";
 import { defineConfig } from "vite";
 
-const outDir = fileURLToPath(new URL("../src/liaotian/web/dist", import.meta.url));
+// Relative to this folder (Vite's root); the Python package serves it.
+const outDir = "../src/liaotian/web/dist";
 
 /**
  * highlight.js ships one stylesheet per theme, each written for the whole page. We bundle a

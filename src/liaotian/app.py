@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from liaotian import __version__
 from liaotian.connection import Connection
@@ -21,7 +22,16 @@ from liaotian.settings import Settings
 
 log = logging.getLogger(__name__)
 
-STATIC = Path(__file__).parent / "web" / "static"
+# The page, built from web/ by `npm run build` (scripts/setup runs it); never committed.
+DIST = Path(__file__).parent / "web" / "dist"
+NOT_BUILT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>liaotian: page not built</title></head>
+<body><h1>liaotian</h1>
+<p>The page's assets are not built: run <code>scripts/setup</code> (it runs
+<code>npm ci</code> and <code>npm run build</code> in <code>web/</code>), then reload.</p>
+<p>页面资源尚未构建：请运行 <code>scripts/setup</code>，然后刷新。</p>
+</body></html>
+"""
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -30,6 +40,16 @@ CONTENT_SECURITY_POLICY = (
 )
 # WebSocket close code for a policy violation (RFC 6455), sent before accept.
 POLICY_VIOLATION = 1008
+
+
+class HashedAssets(StaticFiles):
+    """The build's assets: their names carry a content hash, so they can be cached forever."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code == 200:
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
 
 
 class SecurityHeaders(BaseHTTPMiddleware):
@@ -116,8 +136,13 @@ def create_app(settings: Settings, *, grace: float = 0.0) -> FastAPI:
         await SeedConnection(websocket, services_of(websocket), client_id).run()
 
     @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    @app.get("/c/{conversation_id}", include_in_schema=False)
+    async def index() -> Response:
+        """The page; /c/<id> opens a conversation (the page reads the id from its URL)."""
+        page = DIST / "index.html"
+        if not page.is_file():
+            return HTMLResponse(NOT_BUILT_PAGE, status_code=503)
+        return FileResponse(page, headers={"Cache-Control": "no-cache"})
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/assets", HashedAssets(directory=DIST / "assets", check_dir=False), name="assets")
     return app

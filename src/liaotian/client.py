@@ -39,8 +39,10 @@ import logging
 import re
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, Literal, TypedDict, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -386,6 +388,12 @@ class _Pending:
     future: asyncio.Future[Any]
     kind: Literal["request", "send", "subscribe"]
     reply: Reply | None = None
+    frame: dict[str, Any] | None = None
+    """What was sent; a send is sent again after a reconnect (its client_message_id makes
+    that safe)."""
+
+
+RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 
 def ws_url(server: str) -> str:
@@ -407,6 +415,13 @@ class Client:
     itself). ``client_id`` identifies the owner: every connection with the same id sees
     the same conversations. ``request_timeout`` bounds the wait for each answer
     (None: no bound); a reply's own stream has no timeout.
+
+    If the connection drops, the client reconnects by itself (backing off, for up to
+    ``reconnect_for`` seconds; 0 disables it) and resumes every unfinished reply from the
+    last seq it received: iterating a Reply just goes on, with no gap and no duplicate.
+    Sends in flight are sent again with their ``client_message_id`` (one is generated for
+    every send), so the server starts each reply once. Other requests in flight fail with
+    ClientConnectionError. If reconnecting fails, everything fails with it.
     """
 
     def __init__(
@@ -417,6 +432,7 @@ class Client:
         request_timeout: float | None = 30.0,
         open_timeout: float = 10.0,
         follow_other_replies: bool = False,
+        reconnect_for: float = 60.0,
     ) -> None:
         if not CLIENT_ID.match(client_id):
             raise ValueError("client_id must be 1-128 characters of A-Z a-z 0-9 _ . : -")
@@ -436,6 +452,12 @@ class Client:
         self._pending: dict[RequestId, _Pending] = {}
         self._replies: dict[str, Reply] = {}
         self._lost: ClientConnectionError | None = None
+        self.reconnect_for = reconnect_for
+        self.reconnects = 0
+        """How many times the connection was re-established."""
+        self._closing = False
+        self._connected = asyncio.Event()
+        self._reconnecting: asyncio.Task[None] | None = None
 
     # -- connecting ------------------------------------------------------------------------
 
@@ -455,6 +477,12 @@ class Client:
         """Open the connection and read ``hello``; raises ClientConnectionError."""
         if self._ws is not None:
             raise RuntimeError("the client is already connected")
+        await self._open()
+        assert self._ws is not None
+        self._connected.set()
+        self._reader = asyncio.create_task(self._read(self._ws), name="liaotian-client-reader")
+
+    async def _open(self) -> None:
         address = f"{self.url}?{urlencode({'client_id': self.client_id})}"
         try:
             async with asyncio.timeout(self.open_timeout):
@@ -484,13 +512,17 @@ class Client:
                 f"this client {PROTOCOL_VERSION}"
             )
         self.hello = hello
-        self._reader = asyncio.create_task(self._read(self._ws), name="liaotian-client-reader")
 
     async def close(self) -> None:
         """Close the connection. Unfinished calls and replies raise ClientConnectionError.
 
         Replies go on on the server (a disconnect is not a cancel).
         """
+        self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
         self._connection_lost(
             ClientConnectionError("the client closed the connection", url=self.server)
         )
@@ -545,7 +577,8 @@ class Client:
             "client_message_id": client_message_id,
         }
         frame.update({key: value for key, value in optional.items() if value is not None})
-        reply: Reply = await self._call(frame, _Pending(self._future(), "send"))
+        frame.setdefault("client_message_id", uuid.uuid4().hex)
+        reply: Reply = await self._call(frame, _Pending(self._future(), "send", frame=frame))
         return reply
 
     async def regenerate(
@@ -704,8 +737,14 @@ class Client:
     async def _call(self, frame: dict[str, Any], pending: _Pending) -> Any:
         if self._lost is not None:
             raise self._lost
-        if self._ws is None:
+        if self._ws is None and self._reconnecting is None:
             raise RuntimeError("the client is not connected: use 'async with Client(...)'")
+        if not self._connected.is_set():
+            async with asyncio.timeout(self.reconnect_for + self.open_timeout):
+                await self._connected.wait()
+            if self._lost is not None:
+                raise self._lost
+        assert self._ws is not None
         request_id = next(self._ids)
         frame["id"] = request_id
         self._pending[request_id] = pending
@@ -718,7 +757,9 @@ class Client:
             try:
                 await self._ws.send(orjson.dumps(frame), text=True)
             except ConnectionClosed as exc:
-                raise self._lost or self._closed_error(exc) from None
+                if pending.kind == "request" or not self._may_reconnect():
+                    raise self._lost or self._closed_error(exc) from None
+                # A send or subscribe is sent again once the connection is back.
             async with asyncio.timeout(self.request_timeout):
                 return await pending.future
         finally:
@@ -763,7 +804,80 @@ class Client:
             log.exception("the client's reader failed")
             reason = ClientConnectionError(f"the client's reader failed: {exc!r}", url=self.server)
         finally:
-            self._connection_lost(reason)
+            if self._may_reconnect() and self._lost is None:
+                self._start_reconnecting(reason)
+            else:
+                self._connection_lost(reason)
+
+    # -- reconnecting ------------------------------------------------------------------------
+
+    def _may_reconnect(self) -> bool:
+        return self.reconnect_for > 0 and not self._closing
+
+    def _start_reconnecting(self, reason: ClientConnectionError) -> None:
+        self._connected.clear()
+        self._ws = None
+        for request_id, pending in list(self._pending.items()):
+            if pending.kind == "request" and not pending.future.done():
+                pending.future.set_exception(reason)
+                del self._pending[request_id]
+        self._reconnecting = asyncio.create_task(
+            self._reconnect(reason), name="liaotian-client-reconnect"
+        )
+
+    async def _reconnect(self, reason: ClientConnectionError) -> None:
+        """Reconnect with backoff, then resume every unfinished reply and resend sends."""
+        deadline = time.monotonic() + self.reconnect_for
+        attempt = 0
+        while True:
+            delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+            await asyncio.sleep(delay)
+            attempt += 1
+            try:
+                await self._open()
+                break
+            except ClientConnectionError as error:
+                if time.monotonic() + delay > deadline:
+                    self._reconnecting = None
+                    self._connection_lost(error)
+                    return
+        ws = self._ws
+        assert ws is not None
+        self.reconnects += 1
+        log.info("reconnected to %s (attempt %d) after: %s", self.server, attempt, reason)
+        self._reader = asyncio.create_task(self._read(ws), name="liaotian-client-reader")
+        self._reconnecting = None
+        try:
+            await self._resume(ws)
+        except ConnectionClosed:
+            return  # the reader saw it too and reconnects again
+        self._connected.set()
+
+    def _resumed(self, request_id: RequestId, reply: Reply, future: asyncio.Future[Any]) -> None:
+        """A resuming subscription was answered: forget it; fail the reply if refused."""
+        self._pending.pop(request_id, None)
+        if not future.cancelled() and future.exception() is not None:
+            reply._fail(future.exception() or LiaotianError("resume failed"))
+
+    async def _resume(self, ws: ClientConnection) -> None:
+        for request_id, pending in list(self._pending.items()):
+            if pending.kind == "send" and pending.frame is not None and not pending.future.done():
+                await ws.send(orjson.dumps({**pending.frame, "id": request_id}), text=True)
+        for reply in list(self._replies.values()):
+            if reply.done:
+                continue
+            request_id = next(self._ids)
+            reply._wait_for_request_id = request_id
+            pending = _Pending(self._future(), "subscribe", reply)
+            self._pending[request_id] = pending
+            pending.future.add_done_callback(partial(self._resumed, request_id, reply))
+            frame = {
+                "type": "chat.subscribe",
+                "id": request_id,
+                "message_id": reply.message_id,
+                "after_seq": reply.last_seq,
+            }
+            await ws.send(orjson.dumps(frame), text=True)
 
     def _closed_error(self, exc: ConnectionClosed) -> ClientConnectionError:
         if exc.rcvd is not None:

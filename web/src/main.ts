@@ -1,4 +1,7 @@
 /** The page's entry point: theme and language first, then the connection, then the UI. */
+// highlight.js's light and dark themes, each scoped to its data-theme by vite.config.ts.
+import "highlight.js/styles/github.css";
+import "highlight.js/styles/github-dark.css";
 import "./styles/index.css";
 import { App } from "./components/app";
 import { detectLocale, setLocale } from "./i18n";

@@ -32,7 +32,7 @@ let imageLabel: (alt: string) => string = (alt) => alt;
 md.renderer.rules.image = (tokens, index, options, env, self) => {
   const token = tokens[index]!;
   const alt = self.renderInlineAsText(token.children ?? [], options, env);
-  const src = token.attrGet("src") ?? "";
+  const src = String(token.attrGet("src") ?? "");
   const text = md.utils.escapeHtml(imageLabel(alt || src));
   return `<a href="${md.utils.escapeHtml(src)}" class="md-image-link">${text}</a>`;
 };
@@ -42,7 +42,7 @@ md.renderer.rules.image = (tokens, index, options, env, self) => {
 md.core.ruler.push("align_with_classes", (state) => {
   for (const token of state.tokens) {
     const style = token.attrGet("style");
-    if (style === null) continue;
+    if (typeof style !== "string") continue;
     const match = /text-align:\s*(left|right|center)/.exec(style);
     token.attrs = (token.attrs ?? []).filter(([name]) => name !== "style");
     if (match) token.attrJoin("class", `align-${match[1]}`);

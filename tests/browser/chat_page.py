@@ -1,0 +1,104 @@
+"""A page object for the chat page: what a user does and sees, in the page's own terms."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from playwright.async_api import BrowserContext, ConsoleMessage, Locator, Page, expect
+
+from tests.server_harness import RunningServer
+
+
+@dataclass
+class ChatPage:
+    page: Page
+    server: RunningServer
+    errors: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+
+    @classmethod
+    async def open(
+        cls, context: BrowserContext, server: RunningServer, path: str = "/"
+    ) -> ChatPage:
+        page = await context.new_page()
+        chat = cls(page, server)
+        page.on("pageerror", lambda error: chat.errors.append(str(error)))
+        page.on("console", chat._on_console)
+        await page.goto(server.http_url + path)
+        await chat.wait_connected()
+        return chat
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            self.console.append(message.text)
+
+    async def wait_connected(self) -> None:
+        await expect(self.page.locator(".connection")).to_have_attribute("data-status", "open")
+
+    async def assert_healthy(self) -> None:
+        """No uncaught script error, no CSP violation, nothing about CSP on the console."""
+        assert self.errors == []
+        violations = await self.page.evaluate("window.__cspViolations ?? []")
+        assert violations == []
+        assert [line for line in self.console if "Content Security Policy" in line] == []
+
+    # -- parts of the page ---------------------------------------------------------------
+
+    @property
+    def input(self) -> Locator:
+        return self.page.locator("#composer-input")
+
+    @property
+    def send_button(self) -> Locator:
+        return self.page.locator('[data-action="send"]')
+
+    @property
+    def stop_button(self) -> Locator:
+        return self.page.locator('[data-action="stop"]')
+
+    @property
+    def answers(self) -> Locator:
+        return self.page.locator('article[data-role="assistant"][data-message-id]')
+
+    @property
+    def questions(self) -> Locator:
+        return self.page.locator('article[data-role="user"]')
+
+    @property
+    def conversations(self) -> Locator:
+        return self.page.locator(".conv-item")
+
+    @property
+    def last_answer(self) -> Locator:
+        return self.answers.last
+
+    @property
+    def last_answer_text(self) -> Locator:
+        return self.answers.last.locator("lt-markdown")
+
+    def conversation_id(self) -> str | None:
+        match = re.search(r"/c/([A-Za-z0-9_.:-]+)$", self.page.url)
+        return match.group(1) if match else None
+
+    # -- what a user does ----------------------------------------------------------------
+
+    async def type_and_send(self, text: str) -> None:
+        await self.input.fill(text)
+        await self.input.press("Enter")
+
+    async def send(self, text: str) -> None:
+        """Send ``text`` and wait until the page shows it and its answer has started."""
+        before = await self.answers.count()
+        await self.type_and_send(text)
+        await expect(self.answers).to_have_count(before + 1)
+
+    async def wait_answer(self, status: str = "completed") -> Locator:
+        """Wait for the last answer to end with ``status``; returns the answer."""
+        answer = self.last_answer
+        await expect(answer).to_have_attribute("data-status", status)
+        return answer
+
+    async def new_chat(self) -> None:
+        await self.page.locator('[data-action="new-chat"]').click()
+        await expect(self.page.locator("lt-empty-state")).to_be_visible()

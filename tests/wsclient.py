@@ -63,3 +63,19 @@ def reply_text(frames: list[Frame], message_id: str | None = None) -> str:
         if frame.get("type") == "reply.delta"
         and (message_id is None or frame["message_id"] == message_id)
     )
+
+
+def follow_text(frames: list[Frame], message_id: str, text: str = "", last_seq: int = -1) -> str:
+    """A reply's text as a client following docs/protocol.md builds it from ``frames``.
+
+    Starting from what it had (``text`` up to ``last_seq``): a ``reply.started`` starts the
+    text over, a delta whose seq was already seen is dropped, any other delta is appended.
+    """
+    for frame in frames:
+        if frame.get("message_id") != message_id:
+            continue
+        if frame["type"] == "reply.started":
+            text, last_seq = "", 0
+        elif frame["type"] == "reply.delta" and frame["seq"] > last_seq:
+            text, last_seq = text + frame["text"], frame["seq"]
+    return text

@@ -82,6 +82,8 @@ class Connection:
         self.owner = owner
         self.sender = Sender(websocket)
         self._forwarders: dict[str, asyncio.Task[None]] = {}
+        self._forwarded: set[str] = set()
+        """Replies of which this connection has sent at least one frame."""
         self._handlers: dict[type[Any], Callable[[Any], Awaitable[None]]] = {
             SendMessage: self._send_message,
             RegenerateReply: self._regenerate,
@@ -189,6 +191,7 @@ class Connection:
                         )
                     )
                     first = False
+                    self._forwarded.add(key.message_id)
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -226,9 +229,12 @@ class Connection:
 
     async def _subscribe(self, command: SubscribeReply) -> None:
         reply_log = await self.services.engine.replay(self.owner, command.message_id)
-        # A rebuilt log's seqs are not the ones the client saw: send it whole, from the
-        # reply.started that tells the client to start the text over.
-        after_seq = -1 if reply_log.rebuilt else command.after_seq
+        # Sent whole, from the reply.started that tells the client to start the text over,
+        # when seqs cannot be trusted to line up: a rebuilt log has other seqs, and frames
+        # this connection already sent of the reply (as a follower of its owner) may still
+        # be on their way, where merged deltas would overlap the ones answering here.
+        restart = reply_log.rebuilt or command.message_id in self._forwarded
+        after_seq = -1 if restart else command.after_seq
         if reply_log.done and after_seq >= reply_log.next_seq - 1:
             await self.sender.send(
                 protocol.build_result(

@@ -97,6 +97,7 @@ def make_settings(database_url: str, fake: FakeUpstream) -> SettingsFactory:
             "openai_base_url": fake.openai_base_url,
             "checkpoint_interval": 0.05,
             "default_model": "qwen-plus",
+            "shutdown_grace": 0,
         }
         values.update(overrides)
         return Settings(**values)

@@ -21,7 +21,10 @@ sent in chunks of ``chunk_chars`` characters; :func:`reply_chunks` and
 ``[fault=CODE]``
     Answer with HTTP status CODE (e.g. 400, 401, 429, 500, 503) and the dialect's error
     body, before any token; a 429 carries ``Retry-After: S`` from ``[retry_after=S]``
-    (default 2).
+    (default 2; fractions such as ``0.2`` are sent as they are).
+``[fault=CODE_then_ok=N]``
+    Answer the first N requests whose prompt is this one with HTTP status CODE (as
+    ``[fault=CODE]``), then answer normally.
 ``[fault=drop_after=K]``
     Close the TCP connection abruptly (no end of the chunked body) after K chunks.
 ``[fault=eof_after=K]``
@@ -34,6 +37,9 @@ sent in chunks of ``chunk_chars`` characters; :func:`reply_chunks` and
     "server_error"}}``), then end.
 ``[fault=hang]``
     Send the response headers (or, without streaming, nothing), then wait forever.
+``[fault=repeat]``
+    Stream the first chunk again and again, forever (``[delay=MS]`` between chunks), until
+    the client goes away.
 
 ``max_tokens`` in the request is honoured: the reply stops after that many chunks with
 finish reason ``"length"``. Input tokens are counted as whitespace-separated words of all
@@ -103,6 +109,14 @@ class Script:
         """The status of an up-front HTTP error fault, if that is the fault."""
         return int(self.fault) if self.fault and self.fault.isdigit() else None
 
+    @property
+    def fail_first(self) -> tuple[int, int] | None:
+        """``(status, N)`` of a ``[fault=CODE_then_ok=N]`` fault."""
+        code, then_ok, _ = (self.fault or "").partition("_then_ok")
+        if not then_ok or not code.isdigit() or self.fault_arg is None:
+            return None
+        return int(code), self.fault_arg
+
 
 def reply_chunks(prompt: str, chunk_chars: int = 4) -> list[str]:
     """The chunks the fake streams for ``prompt`` (before any ``max_tokens`` cut)."""
@@ -154,14 +168,16 @@ class FakeStats:
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request as received: method, path, headers, JSON body (None if none) and the
-    client's ``host:port`` (equal for requests sent over one kept-alive connection)."""
+    """One request as received: method, path, headers, JSON body (None if none), the
+    client's ``host:port`` (equal for requests sent over one kept-alive connection) and
+    when it arrived (``time.monotonic()``)."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: Any
     peer: str
+    received_at: float = 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,6 +337,7 @@ class FakeUpstream:
         self._stopping = False
         self._changed = asyncio.Event()
         self._sequence = 0
+        self._failed: dict[str, int] = {}  # prompt -> requests failed by CODE_then_ok
 
     # -- lifecycle
 
@@ -402,6 +419,7 @@ class FakeUpstream:
                 dict(request.headers),
                 body,
                 f"{peer[0]}:{peer[1]}" if peer else "",
+                time.monotonic(),
             )
         )
         return body, f"fake-{self._sequence}"
@@ -421,6 +439,20 @@ class FakeUpstream:
             content_type="application/json",
             headers=headers,
         )
+
+    def _scripted_status(self, script: Script) -> int | None:
+        """The HTTP error status this request gets up front, if any."""
+        if script.http_status is not None:
+            return script.http_status
+        fail_first = script.fail_first
+        if fail_first is None:
+            return None
+        status, times = fail_first
+        failed = self._failed.get(script.prompt, 0)
+        if failed >= times:
+            return None
+        self._failed[script.prompt] = failed + 1
+        return status
 
     def _count_disconnect(self) -> None:
         if not self._stopping:
@@ -448,8 +480,9 @@ class FakeUpstream:
         script = Script.parse(_last_user_text(messages))
         chunks, finish = self._plan(script, parameters.get("max_tokens"))
         input_tokens = count_input_tokens(messages)
-        if script.http_status is not None:
-            return self._error(_DashScope, script.http_status, script, rid)
+        status = self._scripted_status(script)
+        if status is not None:
+            return self._error(_DashScope, status, script, rid)
         if request.headers.get("X-DashScope-SSE", "").lower() != "enable":
             await self._before_json(script)
             result = _DashScope.result("".join(chunks), finish, (input_tokens, len(chunks)), rid)
@@ -487,8 +520,9 @@ class FakeUpstream:
         script = Script.parse(_last_user_text(messages))
         chunks, finish = self._plan(script, body.get("max_tokens"))
         usage = (count_input_tokens(messages), len(chunks))
-        if script.http_status is not None:
-            return self._error(_OpenAI, script.http_status, script, rid)
+        status = self._scripted_status(script)
+        if status is not None:
+            return self._error(_OpenAI, status, script, rid)
         if not body.get("stream"):
             await self._before_json(script)
             completion = {
@@ -571,6 +605,10 @@ class FakeUpstream:
             await asyncio.sleep(script.first_delay)
             if first:
                 await response.write(first)
+            while script.fault == "repeat":
+                await response.write(events[0])
+                # Also yields to the loop: a write to a fast reader never suspends.
+                await asyncio.sleep(script.delay)
             for index, data in enumerate(events):
                 if index and script.delay:
                     await asyncio.sleep(script.delay)

@@ -28,6 +28,8 @@ const scopedHighlightThemes = {
 export default defineConfig({
   base: "/",
   css: { postcss: { plugins: [scopedHighlightThemes] } },
+  // `npm run dev` serves the page with hot reload; the protocol goes to a running liaotian.
+  server: { proxy: { "/ws": { target: "ws://127.0.0.1:8011", ws: true } } },
   build: {
     outDir,
     emptyOutDir: true,

@@ -16,6 +16,7 @@ from starlette.types import Scope
 
 from liaotian import __version__
 from liaotian.connection import Connection
+from liaotian.gate import run_session
 from liaotian.seed import SeedConnection
 from liaotian.services import Services, services_of
 from liaotian.settings import Settings
@@ -64,7 +65,7 @@ class SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
-def create_app(settings: Settings, *, grace: float = 0.0) -> FastAPI:
+def create_app(settings: Settings) -> FastAPI:
     """The liaotian app for ``settings``; resources live from start-up to shutdown."""
 
     @asynccontextmanager
@@ -79,7 +80,7 @@ def create_app(settings: Settings, *, grace: float = 0.0) -> FastAPI:
         try:
             yield
         finally:
-            await services.close(grace)
+            await services.close(settings.shutdown_grace)
 
     app = FastAPI(
         title="liaotian",
@@ -116,6 +117,12 @@ def create_app(settings: Settings, *, grace: float = 0.0) -> FastAPI:
             status_code=200 if ready else 503,
         )
 
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics of this process."""
+        registry = services_of(request).metrics
+        return Response(registry.render(), media_type=registry.content_type)
+
     @app.websocket("/ws")
     async def websocket_v1(websocket: WebSocket) -> None:
         """Protocol v1 (docs/protocol.md). The owner is ``?client_id=`` until accounts exist."""
@@ -123,8 +130,8 @@ def create_app(settings: Settings, *, grace: float = 0.0) -> FastAPI:
         if not CLIENT_ID.match(client_id):
             await websocket.close(code=POLICY_VIOLATION, reason="client_id is required")
             return
-        await websocket.accept()
-        await Connection(websocket, services_of(websocket), client_id).run()
+        connection = Connection(websocket, services_of(websocket), client_id)
+        await run_session(websocket, client_id, "v1", connection.run)
 
     @app.websocket("/ws/chat/{client_id}")
     async def websocket_seed(websocket: WebSocket, client_id: str) -> None:
@@ -132,8 +139,8 @@ def create_app(settings: Settings, *, grace: float = 0.0) -> FastAPI:
         if not CLIENT_ID.match(client_id):
             await websocket.close(code=POLICY_VIOLATION, reason="invalid client id")
             return
-        await websocket.accept()
-        await SeedConnection(websocket, services_of(websocket), client_id).run()
+        connection = SeedConnection(websocket, services_of(websocket), client_id)
+        await run_session(websocket, client_id, "seed", connection.run)
 
     @app.get("/", include_in_schema=False)
     @app.get("/c/{conversation_id}", include_in_schema=False)

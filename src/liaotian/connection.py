@@ -34,6 +34,7 @@ from liaotian.protocol import (
     SubscribeReply,
 )
 from liaotian.services import Services
+from liaotian.transport import next_frame
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,6 @@ class Connection:
         self.owner = owner
         self.sender = Sender(websocket)
         self._forwarders: dict[str, asyncio.Task[None]] = {}
-        self._forwarded: set[str] = set()
-        """Replies of which this connection has sent at least one frame."""
         self._handlers: dict[type[Any], Callable[[Any], Awaitable[None]]] = {
             SendMessage: self._send_message,
             RegenerateReply: self._regenerate,
@@ -109,11 +108,12 @@ class Connection:
                 protocol.build_hello(self.owner, settings.effective_default_model, __version__)
             )
             while True:
-                message = await self.websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                data = message.get("text")
+                data = await next_frame(
+                    self.websocket, settings.idle_timeout, lambda: bool(self._forwarders)
+                )
                 if data is None:
+                    return
+                if isinstance(data, bytes):
                     await self.sender.send(
                         protocol.build_error(InvalidFrame("binary frames are not supported"))
                     )
@@ -191,22 +191,24 @@ class Connection:
                         )
                     )
                     first = False
-                    self._forwarded.add(key.message_id)
 
     # -- handlers ------------------------------------------------------------------------
 
     async def _send_message(self, command: SendMessage) -> None:
+        await self.services.guards.check_message(self.owner)
         options = _options(command, command.message, command.conversation_id)
         options = replace(options, client_message_id=command.client_message_id)
         reply_log = await self.services.engine.send(self.owner, options)
         self._start_forwarding(reply_log, after_seq=-1, request_id=command.id)
 
     async def _regenerate(self, command: RegenerateReply) -> None:
+        await self.services.guards.check_message(self.owner)
         options = _options(command, "", command.conversation_id)
         reply_log = await self.services.engine.regenerate(self.owner, options)
         self._start_forwarding(reply_log, after_seq=-1, request_id=command.id)
 
     async def _edit(self, command: EditMessage) -> None:
+        await self.services.guards.check_message(self.owner)
         options = _options(command, command.message, command.conversation_id)
         options = replace(options, truncate_from=command.message_id)
         reply_log = await self.services.engine.send(self.owner, options)
@@ -230,10 +232,10 @@ class Connection:
     async def _subscribe(self, command: SubscribeReply) -> None:
         reply_log = await self.services.engine.replay(self.owner, command.message_id)
         # Sent whole, from the reply.started that tells the client to start the text over,
-        # when seqs cannot be trusted to line up: a rebuilt log has other seqs, and frames
-        # this connection already sent of the reply (as a follower of its owner) may still
-        # be on their way, where merged deltas would overlap the ones answering here.
-        restart = reply_log.rebuilt or command.message_id in self._forwarded
+        # when seqs cannot be trusted to line up: a rebuilt log has other seqs, and while
+        # this connection is already forwarding the reply (as a follower of its owner),
+        # frames on their way could overlap the merged deltas answering here.
+        restart = reply_log.rebuilt or command.message_id in self._forwarders
         after_seq = -1 if restart else command.after_seq
         if reply_log.done and after_seq >= reply_log.next_seq - 1:
             await self.sender.send(

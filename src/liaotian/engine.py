@@ -34,6 +34,7 @@ from liaotian.errors import (
     NotFound,
     ProviderError,
     ProviderTimeout,
+    TooManyReplies,
 )
 from liaotian.events import (
     Delta,
@@ -45,6 +46,7 @@ from liaotian.events import (
     ReplyStatus,
     Started,
 )
+from liaotian.metrics import Metrics
 from liaotian.providers import ChatMessage, ChatRequest, Finish, Provider, ProviderRegistry
 from liaotian.settings import Settings
 from liaotian.store import ConversationInfo, ReplyOutcome, Store
@@ -171,6 +173,7 @@ class ChatEngine:
         self.bus = OwnerBus()
         self._sends_in_flight: dict[tuple[str, str], asyncio.Future[ReplyLog]] = {}
         self.backplane: NoBackplane = NoBackplane()
+        self.metrics = Metrics()
         self._closing = False
 
     async def start(self) -> None:
@@ -216,6 +219,7 @@ class ChatEngine:
             raise ConversationBusy("the server is shutting down; retry on another server")
         model_id = options.model or self.settings.effective_default_model
         provider, model = self.providers.resolve(model_id)
+        await self._check_reply_quota(owner)
         conversation = await self._conversation_for(owner, options, model_id)
 
         busy_key = (owner, conversation.id)
@@ -306,6 +310,19 @@ class ChatEngine:
         self.bus.publish(owner, reply_log)
         self.backplane.publish_reply(reply_log)
         return reply_log
+
+    async def _check_reply_quota(self, owner: str) -> None:
+        """Raise TooManyReplies when the owner already streams its maximum of replies."""
+        limit = self.settings.max_replies_per_owner
+        local = sum(1 for reply in self._running.values() if reply.key.owner == owner)
+        if local < limit and self.backplane.multiprocess:
+            local = len(await self.store.streaming_replies(owner))
+        if local >= limit:
+            self.metrics.rejections.labels("replies_per_owner").inc()
+            raise TooManyReplies(
+                f"at most {limit} answers can stream at once; wait for one to finish or cancel one",
+                retry_after=1,
+            )
 
     async def regenerate(self, owner: str, options: SendOptions) -> ReplyLog:
         """Answer the conversation's last user message again (it stays; the answers after
@@ -468,6 +485,13 @@ class ChatEngine:
             reply.log.append(self._done_event(reply, outcome))
             self._running.pop(reply.key.message_id, None)
             self._busy.pop(busy_key, None)
+            self.metrics.reply_ended(
+                outcome.status.value,
+                deltas=len(reply.text),
+                ttft_ms=outcome.ttft_ms,
+                duration_ms=outcome.duration_ms,
+                error_code=outcome.error_code,
+            )
 
     async def _pump(
         self, reply: RunningReply, provider: Provider, request: ChatRequest
@@ -478,7 +502,9 @@ class ChatEngine:
         text = reply.text
         try:
             async with asyncio.timeout(timeout):
-                async for item in provider.stream(request):
+                # Through the registry, not provider.stream(): retries before the first
+                # token, the provider's circuit breaker, the repetition guard (issue 5).
+                async for item in self.providers.stream(provider, request):
                     if isinstance(item, Finish):
                         return item
                     if not item:

@@ -19,14 +19,19 @@ protocol), an HTTP status, or a CLI message.
     │   ├── NotFound                       no such conversation / reply for this owner
     │   ├── ConversationBusy               a reply is already streaming in that conversation
     │   ├── ModelNotFound                  no provider serves the model
-    │   └── ProviderNotConfigured          the provider exists but lacks its key / URL
+    │   ├── ProviderNotConfigured          the provider exists but lacks its key / URL
+    │   └── LimitExceeded                  a configured limit was reached
+    │       ├── TooManyConnections             connections per owner / in total
+    │       ├── RateLimited                    messages per minute per owner
+    │       └── TooManyReplies                 concurrent replies per owner
     └── ProviderError                  the model provider failed
         ├── ProviderAuthError              key rejected (401/403)
         ├── ProviderRateLimited            429 / throttled
         ├── ProviderUnavailable            5xx, connection refused or reset, bad stream
         ├── ProviderBadRequest             the provider rejected the request (4xx)
         ├── ProviderTimeout                connect, first token, silence or total timeout
-        └── ProviderInterrupted            the stream ended without a finish
+        ├── ProviderInterrupted            the stream ended without a finish
+        └── ProviderRepetition             the answer looped on one short text; it was stopped
 """
 
 from __future__ import annotations
@@ -104,6 +109,29 @@ class ProviderNotConfigured(RequestError):
     code = "provider_not_configured"
 
 
+class LimitExceeded(RequestError):
+    """A configured limit was reached; ``retry_after`` (seconds) says when to try again."""
+
+    code = "limit_exceeded"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TooManyConnections(LimitExceeded):
+    code = "too_many_connections"
+
+
+class RateLimited(LimitExceeded):
+    code = "rate_limited"
+
+
+class TooManyReplies(LimitExceeded):
+    code = "too_many_replies"
+
+
 class ProviderError(LiaotianError):
     """The upstream model provider failed."""
 
@@ -139,4 +167,12 @@ class ProviderTimeout(ProviderError):
 
 class ProviderInterrupted(ProviderError):
     code = "provider_interrupted"
+    retryable = True
+
+
+class ProviderRepetition(ProviderError):
+    """The answer degenerated into the same short text repeated many times; it was stopped,
+    its text kept. Asking again (sampling differs) may succeed."""
+
+    code = "provider_repetition"
     retryable = True

@@ -325,6 +325,9 @@ def build_error(error: LiaotianError, request_id: str | int | None = None, **ext
         "message": error.message,
         "retryable": error.retryable,
     }
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        frame["retry_after"] = retry_after
     if request_id is not None:
         frame["id"] = request_id
     frame.update({key: value for key, value in extra.items() if value is not None})

@@ -35,6 +35,7 @@ from liaotian.events import Delta, Done, ReplyLog, ReplyStatus
 from liaotian.protocol import check_message_text, load_json
 from liaotian.services import Services
 from liaotian.store.repository import new_id
+from liaotian.transport import next_frame
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +129,14 @@ class SeedConnection:
         """Serve until the client disconnects. Replies started here go on afterwards."""
         try:
             while True:
-                message = await self.websocket.receive()
-                if message["type"] == "websocket.disconnect":
-                    return
-                data = message.get("text")
+                data = await next_frame(
+                    self.websocket,
+                    self.services.settings.idle_timeout,
+                    lambda: bool(self._forwarders),
+                )
                 if data is None:
+                    return
+                if isinstance(data, bytes):
                     await self.send(
                         seed_frame(
                             None,
@@ -170,6 +174,7 @@ class SeedConnection:
             await self.send(seed_frame(None, new_id(), "处理消息时出错 (internal error)", "error"))
 
     async def _chat(self, request: SeedChat) -> None:
+        await self.services.guards.check_message(self.owner)
         session_id = request.session_id or new_id()
         reply_log = await self.services.engine.send(
             self.owner,

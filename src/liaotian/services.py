@@ -12,6 +12,8 @@ from starlette.requests import HTTPConnection
 from liaotian.backplane import RedisBackplane
 from liaotian.engine import ChatEngine
 from liaotian.events import ReplyHub
+from liaotian.guards import Guards
+from liaotian.metrics import Metrics
 from liaotian.providers import ProviderContext, ProviderRegistry, provider_factories
 from liaotian.settings import Settings
 from liaotian.store import Store, create_engine
@@ -29,6 +31,7 @@ class Services:
     http: aiohttp.ClientSession
     providers: ProviderRegistry
     engine: ChatEngine
+    guards: Guards
 
     @classmethod
     async def start(cls, settings: Settings, *, migrate: bool = True) -> Services:
@@ -42,7 +45,8 @@ class Services:
         )
         context = ProviderContext(settings=settings, http=http)
         providers = ProviderRegistry(
-            [provider for factory in provider_factories().values() for provider in factory(context)]
+            [provider for factory in provider_factories().values() for provider in factory(context)],
+            settings,
         )
         await providers.start()
         engine = ChatEngine(settings, store, providers, ReplyHub(settings.reply_log_ttl))
@@ -59,7 +63,18 @@ class Services:
                 prefix=settings.redis_prefix,
             )
         await engine.start()
-        return cls(settings=settings, store=store, http=http, providers=providers, engine=engine)
+        return cls(
+            settings=settings,
+            store=store,
+            http=http,
+            providers=providers,
+            engine=engine,
+            guards=Guards(settings, engine.metrics),
+        )
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.engine.metrics
 
     async def close(self, grace: float = 0.0) -> None:
         await self.engine.shutdown(grace)

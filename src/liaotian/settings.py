@@ -93,6 +93,15 @@ class Settings(BaseSettings):
     max_title_chars: int = Field(default=200, ge=1)
     reply_log_ttl: float = Field(default=300.0, ge=0)
 
+    max_connections: int = Field(default=10_000, ge=1)
+    max_connections_per_owner: int = Field(default=32, ge=1)
+    messages_per_minute: int = Field(default=30, ge=1)
+    max_replies_per_owner: int = Field(default=8, ge=1)
+    idle_timeout: float = Field(default=900.0, ge=0)
+    ping_interval: float = Field(default=20.0, gt=0)
+    ping_timeout: float = Field(default=20.0, gt=0)
+    shutdown_grace: float = Field(default=10.0, ge=0)
+
     redis_url: str | None = None
     redis_prefix: str = Field(default="liaotian", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
     reply_lease: float = Field(default=15.0, gt=0)
@@ -124,6 +133,14 @@ class Settings(BaseSettings):
     provider_first_token_timeout: float = Field(default=60.0, gt=0)
     provider_idle_timeout: float = Field(default=60.0, gt=0)
     provider_total_timeout: float = Field(default=600.0, gt=0)
+    # Failing providers (liaotian.providers.resilience).
+    provider_retries: int = Field(default=2, ge=0, le=10)
+    provider_retry_backoff: float = Field(default=0.5, gt=0, le=60)
+    provider_retry_max_wait: float = Field(default=10.0, ge=0)
+    breaker_failures: int = Field(default=5, ge=0)
+    breaker_cooldown: float = Field(default=30.0, gt=0)
+    repetition_limit: int = Field(default=50, ge=0)
+    repetition_max_unit: int = Field(default=64, ge=1, le=1024)
 
     @field_validator("dashscope_base_url")
     @classmethod

@@ -21,7 +21,11 @@ class ChatPage:
     async def open(
         cls, context: BrowserContext, server: RunningServer, path: str = "/"
     ) -> ChatPage:
-        page = await context.new_page()
+        return await cls.load(await context.new_page(), server, path)
+
+    @classmethod
+    async def load(cls, page: Page, server: RunningServer, path: str = "/") -> ChatPage:
+        """Load the page in ``page`` (set up routes before) and wait until it is connected."""
         chat = cls(page, server)
         page.on("pageerror", lambda error: chat.errors.append(str(error)))
         page.on("console", chat._on_console)

@@ -60,7 +60,7 @@ A few tips:
 
 - Retry only errors that can pass (timeouts, `503`), never a `400`.
 - Cap the total time, not just the attempts.
-- See [the AWS note on backoff](https://aws.amazon.com/builders-library/timeouts-retries-and-backoff-with-jitter/) for why jitter matters.
+- See [the AWS Builders' Library](https://aws.amazon.com/builders-library/) on jitter.
 """
 
 ZH_QUESTION = "用表格比较 SQLite 和 PostgreSQL：适用场景、并发和运维。"
@@ -97,7 +97,10 @@ ANSWERS = {
     ZH_QUESTION: (ZH_ANSWER, 0.0),
     SLOW_QUESTION: (SLOW_ANSWER, 0.12),
     "What is a context window?": ("The number of tokens a model reads at once.", 0.0),
-    "Write a haiku about the sea": ("Waves fold into foam —\nthe tide keeps its own hours,\nsalt on the window.", 0.0),
+    "Write a haiku about the sea": (
+        "Waves fold into foam —\nthe tide keeps its own hours,\nsalt on the window.",
+        0.0,
+    ),
 }
 
 

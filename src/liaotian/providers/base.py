@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from liaotian.errors import ModelNotFound, ProviderNotConfigured
+from liaotian.providers.resilience import CircuitBreaker, ResiliencePolicy, resilient_stream
 
 if TYPE_CHECKING:
     import aiohttp
@@ -139,14 +140,38 @@ def provider_factories() -> dict[str, ProviderFactory]:
 
 
 class ProviderRegistry:
-    """Every provider of this process, and which one serves which model id.
+    """Every provider of this process, which one serves which model id, and how each is
+    called: through :meth:`stream`, with retries and one circuit breaker per provider.
 
     Providers are asked in registration order; the first that lists a model serves it.
+    ``settings`` gives the resilience policy (the defaults without).
     """
 
-    def __init__(self, providers: list[Provider]) -> None:
+    def __init__(self, providers: list[Provider], settings: Settings | None = None) -> None:
         self.providers = providers
         self._failed: dict[str, str] = {}
+        self.policy = (
+            ResiliencePolicy() if settings is None else ResiliencePolicy.from_settings(settings)
+        )
+        self.breakers = {provider.name: self._breaker(provider.name) for provider in providers}
+
+    def _breaker(self, name: str) -> CircuitBreaker:
+        policy = self.policy
+        return CircuitBreaker(
+            name,
+            failures=policy.breaker_failures,
+            cooldown=policy.breaker_cooldown,
+            clock=policy.clock,
+        )
+
+    def stream(self, provider: Provider, request: ChatRequest) -> AsyncIterator[StreamItem]:
+        """``provider.stream(request)`` made resilient: retried before the first token,
+        failing fast while the provider's breaker is open, stopped when it loops. See
+        :func:`~liaotian.providers.resilience.resilient_stream` for what it raises."""
+        breaker = self.breakers.get(provider.name)
+        if breaker is None:
+            breaker = self.breakers[provider.name] = self._breaker(provider.name)
+        return resilient_stream(provider, request, breaker, self.policy)
 
     async def start(self) -> None:
         for provider in self.providers:
@@ -193,5 +218,8 @@ class ProviderRegistry:
             entry = provider.status()
             if provider.name in self._failed:
                 entry = {**entry, "error": self._failed[provider.name]}
+            breaker = self.breakers.get(provider.name)
+            if breaker is not None:
+                entry = {**entry, "breaker": breaker.status()}
             report[provider.name] = entry
         return report

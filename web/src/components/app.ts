@@ -111,6 +111,7 @@ export class App extends LightElement {
             ?connected=${state.connection.status === "open"}
             .problem=${problem}
             .reason=${reason}
+            ?dismissible=${state.composerProblem !== null}
           ></lt-composer>
         </div>
       </main>
@@ -140,7 +141,8 @@ export class App extends LightElement {
       return html`<div class="loading" role="status"><span class="spinner" aria-hidden="true"></span>${t("thread.loading")}</div>`;
     }
     if (thread === undefined || (key === DRAFT && thread.messages.length === 0)) {
-      return html`<lt-empty-state .model=${this.controller.model}></lt-empty-state>`;
+      const model = this.controller.modelProblem === null ? this.controller.model : null;
+      return html`<lt-empty-state .model=${model}></lt-empty-state>`;
     }
     return html`<lt-thread .thread=${thread} .conversationId=${key} .controller=${this.controller}></lt-thread>`;
   }

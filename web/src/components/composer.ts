@@ -20,6 +20,7 @@ export class Composer extends LightElement {
     connected: { type: Boolean },
     problem: { attribute: false },
     reason: { attribute: false },
+    dismissible: { type: Boolean },
     empty: { state: true },
   };
 
@@ -29,6 +30,8 @@ export class Composer extends LightElement {
   declare problem: Problem | null;
   /** Why the problem's model is unavailable, from the model list. */
   declare reason: string | null;
+  /** A refused send can be dismissed; an unavailable model stays until another is chosen. */
+  declare dismissible: boolean;
   declare empty: boolean;
 
   constructor() {
@@ -37,6 +40,7 @@ export class Composer extends LightElement {
     this.connected = false;
     this.problem = null;
     this.reason = null;
+    this.dismissible = true;
     this.empty = true;
   }
 
@@ -96,9 +100,11 @@ export class Composer extends LightElement {
         ${aboutModel
           ? html`<button type="button" class="btn btn-small" @click=${this.#chooseModel}>${t("composer.chooseModel")}</button>`
           : nothing}
-        <button type="button" class="icon-btn" aria-label=${t("common.dismiss")} title=${t("common.dismiss")} @click=${() => this.controller.dismissProblem()}>
-          ${icons.x()}
-        </button>
+        ${this.dismissible
+          ? html`<button type="button" class="icon-btn" aria-label=${t("common.dismiss")} title=${t("common.dismiss")} @click=${() => this.controller.dismissProblem()}>
+              ${icons.x()}
+            </button>`
+          : nothing}
       </div>
     </div>`;
   }

@@ -73,7 +73,6 @@ export class MarkdownView extends HTMLElement {
     this.#rendered = this.#text;
     this.#lastRenderAt = performance.now();
     this.#lastCostMs = this.#lastRenderAt - started;
-    this.dispatchEvent(new Event("rendered", { bubbles: true }));
   }
 
   #onClick = (event: Event): void => {

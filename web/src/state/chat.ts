@@ -61,6 +61,7 @@ export class ChatController {
       defaultModel: null,
       models: null,
       conversations: [],
+      opened: null,
       conversationsHasMore: false,
       conversationsLoading: true,
       query: "",
@@ -102,8 +103,9 @@ export class ChatController {
   }
 
   get activeConversation(): Conversation | undefined {
-    const view = this.state.view;
-    return view.kind === "conversation" ? this.state.conversations.find((c) => c.id === view.id) : undefined;
+    const { view, conversations, opened } = this.state;
+    if (view.kind !== "conversation") return undefined;
+    return conversations.find((c) => c.id === view.id) ?? (opened?.id === view.id ? opened : undefined);
   }
 
   /** The model the next message goes to. */
@@ -126,10 +128,12 @@ export class ChatController {
     };
   }
 
-  systemPrompt(key: string = this.threadKey): string {
+  /** The system prompt shown in the settings: the one being typed, else the conversation's. */
+  systemPrompt(): string {
+    const key = this.threadKey;
     const draft = this.state.systemPrompts[key];
     if (draft !== undefined) return draft;
-    return this.state.conversations.find((c) => c.id === key)?.system_prompt ?? "";
+    return key === DRAFT ? "" : (this.activeConversation?.system_prompt ?? "");
   }
 
   // -- navigation -----------------------------------------------------------------------------
@@ -533,13 +537,15 @@ export class ChatController {
     this.store.update((state) => {
       const systemPrompts = { ...state.systemPrompts };
       delete systemPrompts[key];
-      const conversations =
-        options.system_prompt === undefined
-          ? state.conversations
-          : state.conversations.map((c) =>
-              c.id === started.conversation_id ? { ...c, system_prompt: options.system_prompt ?? null } : c,
-            );
-      return { systemPrompts, conversations };
+      if (options.system_prompt === undefined) return { systemPrompts };
+      const prompt = options.system_prompt;
+      const withPrompt = (c: Conversation): Conversation =>
+        c.id === started.conversation_id ? { ...c, system_prompt: prompt } : c;
+      return {
+        systemPrompts,
+        conversations: state.conversations.map(withPrompt),
+        opened: state.opened === null ? null : withPrompt(state.opened),
+      };
     });
     const view = this.state.view;
     if (view.kind === "conversation" && view.id === started.conversation_id) showInUrl(view.id, key === DRAFT ? "push" : "replace");
@@ -553,7 +559,7 @@ export class ChatController {
     if (settings.temperature !== null) options.temperature = settings.temperature;
     if (settings.maxTokens !== null) options.max_tokens = settings.maxTokens;
     const draft = this.state.systemPrompts[key];
-    const current = this.state.conversations.find((c) => c.id === key)?.system_prompt ?? "";
+    const current = key === DRAFT ? "" : (this.activeConversation?.system_prompt ?? "");
     if (draft !== undefined && draft !== current) options.system_prompt = draft;
     return options;
   }

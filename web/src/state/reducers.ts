@@ -243,6 +243,7 @@ export function historyLoaded(
       threads: { ...state.threads, [id]: thread },
       replies,
       view,
+      opened: frame.conversation,
       conversations: patchConversation(state.conversations, id, (item) => ({
         ...item,
         ...frame.conversation,
@@ -261,9 +262,11 @@ export function conversationsLoaded(state: AppState, frame: ConversationsFrame, 
 }
 
 export function conversationUpdated(state: AppState, conversation: WireConversation): Patch {
+  const opened = state.opened?.id === conversation.id ? { ...state.opened, ...conversation } : state.opened;
   const present = state.conversations.some((item) => item.id === conversation.id);
-  if (!present) return {};
+  if (!present) return { opened };
   return {
+    opened,
     conversations: patchConversation(state.conversations, conversation.id, (item) => ({
       ...item,
       ...conversation,

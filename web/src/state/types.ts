@@ -64,6 +64,8 @@ export interface AppState {
   defaultModel: string | null;
   models: Model[] | null;
   conversations: Conversation[];
+  /** The open conversation as its history last described it (it may be past the list's pages). */
+  opened: Conversation | null;
   conversationsHasMore: boolean;
   conversationsLoading: boolean;
   query: string;

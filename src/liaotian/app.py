@@ -14,7 +14,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from liaotian import __version__
+from liaotian import __version__, auth_routes
 from liaotian.connection import Connection
 from liaotian.gate import run_session
 from liaotian.seed import SeedConnection
@@ -91,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_url=None,
     )
     app.add_middleware(SecurityHeaders)
+    app.include_router(auth_routes.router)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -127,20 +128,22 @@ def create_app(settings: Settings) -> FastAPI:
     async def websocket_v1(websocket: WebSocket) -> None:
         """Protocol v1 (docs/protocol.md). The owner is ``?client_id=`` until accounts exist."""
         client_id = websocket.query_params.get("client_id", "")
-        if not CLIENT_ID.match(client_id):
-            await websocket.close(code=POLICY_VIOLATION, reason="client_id is required")
-            return
-        connection = Connection(websocket, services_of(websocket), client_id)
-        await run_session(websocket, client_id, "v1", connection.run)
+        services = services_of(websocket)
+
+        async def session(owner: str) -> None:
+            await Connection(websocket, services, owner).run()
+
+        await run_session(websocket, client_id, "v1", session)
 
     @app.websocket("/ws/chat/{client_id}")
     async def websocket_seed(websocket: WebSocket, client_id: str) -> None:
         """The seed's protocol, unchanged, for the seed's page and clients."""
-        if not CLIENT_ID.match(client_id):
-            await websocket.close(code=POLICY_VIOLATION, reason="invalid client id")
-            return
-        connection = SeedConnection(websocket, services_of(websocket), client_id)
-        await run_session(websocket, client_id, "seed", connection.run)
+        services = services_of(websocket)
+
+        async def session(owner: str) -> None:
+            await SeedConnection(websocket, services, owner).run()
+
+        await run_session(websocket, client_id, "seed", session)
 
     @app.get("/", include_in_schema=False)
     @app.get("/c/{conversation_id}", include_in_schema=False)

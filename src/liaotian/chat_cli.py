@@ -83,6 +83,11 @@ def add_chat_parser(
         "--server", default=DEFAULT_SERVER, help=f"server URL (default {DEFAULT_SERVER})"
     )
     parser.add_argument(
+        "--token",
+        default=os.environ.get("LIAOTIAN_TOKEN"),
+        help="API token, for a server that requires accounts (default $LIAOTIAN_TOKEN)",
+    )
+    parser.add_argument(
         "--client-id",
         help="owner id (default: one created on first use, kept in the user config dir)",
     )
@@ -197,7 +202,7 @@ def on_interrupt(callback: Callable[[], None]) -> Iterator[bool]:
 async def ask(args: argparse.Namespace, client_id: str, question: str) -> int:
     """Send ``question``, print the answer to stdout, errors to stderr (one line)."""
     out = sys.stdout
-    async with Client(args.server, client_id=client_id) as client:
+    async with Client(args.server, client_id=client_id, token=args.token) as client:
         try:
             reply = await client.send(
                 question,
@@ -355,7 +360,9 @@ class ChatSession:
             else:
                 main.cancel()
 
-        async with Client(self.args.server, client_id=self.client_id) as client:
+        async with Client(
+            self.args.server, client_id=self.client_id, token=self.args.token
+        ) as client:
             self._client = client
             with on_interrupt(interrupt):
                 return await self._loop(reader)

@@ -33,6 +33,33 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument("--config", help="TOML settings file")
 
+    user = commands.add_parser("user", help="manage user accounts")
+    user.add_argument("--config", help="TOML settings file")
+    user_actions = user.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("add", "create a user (asks for the password)"),
+        ("passwd", "change a user's password (ends its sessions)"),
+        ("remove", "delete a user and its sessions and tokens"),
+    ):
+        sub = user_actions.add_parser(action, help=text)
+        sub.add_argument("name")
+        if action != "remove":
+            sub.add_argument(
+                "--password-stdin", action="store_true", help="read the password from stdin"
+            )
+    user_actions.add_parser("list", help="list the users")
+
+    token = commands.add_parser("token", help="manage API tokens (for scripts and the CLI)")
+    token.add_argument("--config", help="TOML settings file")
+    token_actions = token.add_subparsers(dest="action", required=True)
+    create = token_actions.add_parser("create", help="create a token for a user (shown once)")
+    create.add_argument("name", help="the user")
+    create.add_argument("--label", default="", help="what the token is for")
+    listing = token_actions.add_parser("list", help="list tokens")
+    listing.add_argument("name", nargs="?", help="only this user's")
+    revoke = token_actions.add_parser("revoke", help="revoke a token (closes its sockets)")
+    revoke.add_argument("id", type=int)
+
     from liaotian.chat_cli import add_chat_parser
 
     add_chat_parser(commands)
@@ -46,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args)
         if args.command == "migrate":
             return migrate(args)
+        if args.command in ("user", "token"):
+            from liaotian.accounts_cli import run_accounts
+
+            return run_accounts(args, _settings(args))
         from liaotian.chat_cli import run_chat
 
         return run_chat(args)

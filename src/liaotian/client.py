@@ -416,6 +416,9 @@ class Client:
     the same conversations. ``request_timeout`` bounds the wait for each answer
     (None: no bound); a reply's own stream has no timeout.
 
+    ``token`` (from ``liaotian token create``) signs in on a server that requires accounts;
+    the owner is then its user, and ``client_id`` is ignored by the server.
+
     If the connection drops, the client reconnects by itself (backing off, for up to
     ``reconnect_for`` seconds; 0 disables it) and resumes every unfinished reply from the
     last seq it received: iterating a Reply just goes on, with no gap and no duplicate.
@@ -433,6 +436,7 @@ class Client:
         open_timeout: float = 10.0,
         follow_other_replies: bool = False,
         reconnect_for: float = 60.0,
+        token: str | None = None,
     ) -> None:
         if not CLIENT_ID.match(client_id):
             raise ValueError("client_id must be 1-128 characters of A-Z a-z 0-9 _ . : -")
@@ -453,6 +457,7 @@ class Client:
         self._replies: dict[str, Reply] = {}
         self._lost: ClientConnectionError | None = None
         self.reconnect_for = reconnect_for
+        self._headers = {"Authorization": f"Bearer {token}"} if token else None
         self.reconnects = 0
         """How many times the connection was re-established."""
         self._closing = False
@@ -488,6 +493,7 @@ class Client:
             async with asyncio.timeout(self.open_timeout):
                 self._ws = await connect(
                     address,
+                    additional_headers=self._headers,
                     open_timeout=None,
                     compression=None,
                     max_size=MAX_FRAME_BYTES,

@@ -1,13 +1,16 @@
 """The WebSocket gate: who may open a connection, and the bookkeeping around it.
 
-Before a session runs, the gate checks the handshake (the owner's identity) and the
-connection caps; refusals before ``accept`` close with 1008 (policy), refusals after it
-send the protocol's error frame and close with 1013 (try again later). Once a connection
-is admitted, it is counted in the metrics and released whatever way the session ends.
+Before a session runs, the gate checks the handshake — its ``Origin``, then the owner's
+identity (a credential when accounts are required, else the client id) — and the
+connection caps. Refusals before ``accept`` close with 1008 (policy; the client sees HTTP
+403), refusals after it send the protocol's error frame and close with 1013 (try again
+later). An admitted connection is counted in the metrics and registered under its
+credential (so a sign-out closes it), and released whatever way the session ends.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
@@ -20,17 +23,35 @@ from liaotian.services import services_of
 from liaotian.store.repository import new_id
 
 TRY_AGAIN_LATER = 1013
+POLICY_VIOLATION = 1008
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 Protocol = Literal["v1", "seed"]
 
 
 async def run_session(
     websocket: WebSocket,
-    owner: str,
+    client_id: str,
     kind: Protocol,
-    session: Callable[[], Awaitable[None]],
+    session: Callable[[str], Awaitable[None]],
 ) -> None:
-    """Accept, admit ``owner`` under the caps, run ``session``, then release the slot."""
+    """Check the handshake, accept, admit the owner, run ``session(owner)``, release."""
     services = services_of(websocket)
+    auth = services.auth
+    if not auth.origin_allowed(websocket):
+        await websocket.close(code=POLICY_VIOLATION, reason="origin not allowed")
+        return
+    identity = None
+    if await auth.required():
+        identity = await auth.identify(websocket)
+        if identity is None:
+            await websocket.close(code=POLICY_VIOLATION, reason="authentication required")
+            return
+        owner = identity.owner
+    elif CLIENT_ID.match(client_id):
+        owner = client_id
+    else:
+        await websocket.close(code=POLICY_VIOLATION, reason="client_id is required")
+        return
     await websocket.accept()
     try:
         services.guards.admit(owner)
@@ -45,8 +66,12 @@ async def run_session(
         return
     gauge = services.metrics.connections.labels(kind)
     gauge.inc()
+    if identity is not None:
+        auth.register(identity.credential_id, websocket)
     try:
-        await session()
+        await session(owner)
     finally:
         gauge.dec()
         services.guards.release(owner)
+        if identity is not None:
+            auth.unregister(identity.credential_id, websocket)

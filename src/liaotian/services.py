@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import aiohttp
 from starlette.requests import HTTPConnection
 
+from liaotian.auth import Authenticator
 from liaotian.backplane import RedisBackplane
 from liaotian.engine import ChatEngine
 from liaotian.events import ReplyHub
@@ -17,6 +18,7 @@ from liaotian.metrics import Metrics
 from liaotian.providers import ProviderContext, ProviderRegistry, provider_factories
 from liaotian.settings import Settings
 from liaotian.store import Store, create_engine
+from liaotian.store.accounts import Accounts
 from liaotian.store.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ class Services:
     providers: ProviderRegistry
     engine: ChatEngine
     guards: Guards
+    auth: Authenticator
 
     @classmethod
     async def start(cls, settings: Settings, *, migrate: bool = True) -> Services:
@@ -39,13 +42,23 @@ class Services:
         if migrate:
             await asyncio.to_thread(upgrade, settings.database_url)
         store = Store(create_engine(settings.database_url))
+        auth = Authenticator(settings, Accounts(store.engine))
+        try:
+            await auth.start()
+        except BaseException:
+            await store.close()
+            raise
         http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300),
             json_serialize=None,  # type: ignore[arg-type]  # bodies are pre-encoded with orjson
         )
         context = ProviderContext(settings=settings, http=http)
         providers = ProviderRegistry(
-            [provider for factory in provider_factories().values() for provider in factory(context)],
+            [
+                provider
+                for factory in provider_factories().values()
+                for provider in factory(context)
+            ],
             settings,
         )
         await providers.start()
@@ -70,6 +83,7 @@ class Services:
             providers=providers,
             engine=engine,
             guards=Guards(settings, engine.metrics),
+            auth=auth,
         )
 
     @property
@@ -77,6 +91,7 @@ class Services:
         return self.engine.metrics
 
     async def close(self, grace: float = 0.0) -> None:
+        await self.auth.close()
         await self.engine.shutdown(grace)
         await self.engine.backplane.close()
         await self.providers.close()

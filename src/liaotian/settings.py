@@ -11,6 +11,7 @@ each wrong setting and how to fix it; nothing starts with invalid settings.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -92,6 +93,12 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(default=32_000, ge=1)
     max_title_chars: int = Field(default=200, ge=1)
     reply_log_ttl: float = Field(default=300.0, ge=0)
+
+    auth: Literal["auto", "required"] = "auto"
+    allowed_origins: list[str] = Field(default_factory=list)
+    session_lifetime: float = Field(default=30 * 24 * 3600.0, gt=0)
+    login_attempts_per_minute: int = Field(default=10, ge=1)
+    credential_check_interval: float = Field(default=10.0, gt=0)
 
     max_connections: int = Field(default=10_000, ge=1)
     max_connections_per_owner: int = Field(default=32, ge=1)
@@ -177,6 +184,16 @@ class Settings(BaseSettings):
         if duplicates:
             raise ValueError(f"openai_endpoints names must be unique, repeated: {duplicates}")
         return self
+
+    @property
+    def loopback(self) -> bool:
+        """True when the server listens on a loopback address only."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def dashscope_enabled(self) -> bool:

@@ -1,0 +1,272 @@
+"""Accounts: users with argon2 passwords, sign-in sessions and API tokens.
+
+Secrets (session cookies, API tokens) are random, shown once, and stored only as their
+SHA-256; passwords only as argon2 hashes. A user's conversations belong to the owner
+``user:{name}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from liaotian.errors import InvalidFrame, NotFound
+from liaotian.store.models import Credential, User, utcnow
+
+USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+MIN_PASSWORD = 8
+SESSION = "session"
+TOKEN = "token"
+TOKEN_PREFIX = "lt_"
+
+_hasher = PasswordHasher()
+# Verifying an unknown user costs the same as a wrong password: no user enumeration.
+_DUMMY_HASH = _hasher.hash("not a password of anybody")
+
+
+def owner_of(user_name: str) -> str:
+    return f"user:{user_name}"
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a request is: the user, and the credential it came with (for revocation)."""
+
+    user: str
+    credential_id: int
+
+    @property
+    def owner(self) -> str:
+        return owner_of(self.user)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialInfo:
+    id: int
+    user: str
+    kind: str
+    name: str
+    created_at: datetime
+    revoked: bool
+
+
+def check_user_name(name: str) -> str:
+    """The name, or InvalidFrame saying what a name may be."""
+    if not USER_NAME.match(name):
+        raise InvalidFrame(
+            "a user name is 1-64 characters: lowercase letters, digits, '_', '.', '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidFrame(f"a password needs at least {MIN_PASSWORD} characters")
+    return password
+
+
+class Accounts:
+    """Users and credentials in the database. Hashing runs off the event loop."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    # -- users -----------------------------------------------------------------------------
+
+    async def has_users(self) -> bool:
+        async with self._sessions() as session:
+            return bool(await session.scalar(select(func.count()).select_from(User)))
+
+    async def add_user(self, name: str, password: str) -> None:
+        """Create a user; raises InvalidFrame for a bad name/password or a taken name."""
+        check_user_name(name)
+        password_hash = await asyncio.to_thread(_hasher.hash, check_password(password))
+        try:
+            async with self._sessions() as session, session.begin():
+                session.add(User(name=name, password_hash=password_hash))
+        except IntegrityError:
+            raise InvalidFrame(f"the user {name} already exists") from None
+
+    async def list_users(self) -> list[tuple[str, datetime]]:
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(select(User.name, User.created_at).order_by(User.name))
+            ).all()
+        return [(name, created) for name, created in rows]
+
+    async def set_password(self, name: str, password: str) -> None:
+        """Change the password and end every session of the user (tokens stay)."""
+        password_hash = await asyncio.to_thread(_hasher.hash, check_password(password))
+        async with self._sessions() as session, session.begin():
+            user_id = await self._user_id(session, name)
+            await session.execute(
+                update(User).where(User.id == user_id).values(password_hash=password_hash)
+            )
+            await session.execute(
+                update(Credential)
+                .where(
+                    Credential.user_id == user_id,
+                    Credential.kind == SESSION,
+                    Credential.revoked_at.is_(None),
+                )
+                .values(revoked_at=utcnow())
+            )
+
+    async def remove_user(self, name: str) -> None:
+        """Delete the user and its credentials (its conversations stay, unreachable)."""
+        async with self._sessions() as session, session.begin():
+            user_id = await self._user_id(session, name)
+            await session.execute(delete(Credential).where(Credential.user_id == user_id))
+            await session.execute(delete(User).where(User.id == user_id))
+
+    async def verify_password(self, name: str, password: str) -> bool:
+        """True when ``password`` is the user's; same cost whether the user exists or not."""
+        async with self._sessions() as session:
+            stored = await session.scalar(select(User.password_hash).where(User.name == name))
+        try:
+            return (
+                await asyncio.to_thread(_hasher.verify, stored or _DUMMY_HASH, password)
+                and stored is not None
+            )
+        except (VerificationError, InvalidHashError):
+            return False
+
+    # -- credentials -------------------------------------------------------------------------
+
+    async def create_session(self, name: str, lifetime: float) -> str:
+        """A new sign-in session for the user; returns its secret (the cookie value)."""
+        secret = secrets.token_urlsafe(32)
+        await self._add_credential(
+            name, SESSION, "", secret, utcnow() + timedelta(seconds=lifetime)
+        )
+        return secret
+
+    async def create_token(self, name: str, label: str = "") -> tuple[int, str]:
+        """A new API token for the user; returns (id, token). The token is shown once."""
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        credential_id = await self._add_credential(name, TOKEN, label, secret, None)
+        return credential_id, secret
+
+    async def _add_credential(
+        self, name: str, kind: str, label: str, secret: str, expires: datetime | None
+    ) -> int:
+        async with self._sessions() as session, session.begin():
+            user_id = await self._user_id(session, name)
+            row = Credential(
+                user_id=user_id,
+                kind=kind,
+                name=label,
+                secret_hash=hash_secret(secret),
+                expires_at=expires,
+            )
+            session.add(row)
+            await session.flush()
+            return row.id
+
+    async def identify(self, secret: str, kind: str) -> Identity | None:
+        """The identity behind a live (not revoked, not expired) secret of ``kind``."""
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(User.name, Credential.id, Credential.expires_at)
+                    .join(User, User.id == Credential.user_id)
+                    .where(
+                        Credential.secret_hash == hash_secret(secret),
+                        Credential.kind == kind,
+                        Credential.revoked_at.is_(None),
+                    )
+                )
+            ).first()
+        if row is None:
+            return None
+        name, credential_id, expires = row
+        if expires is not None and _aware(expires) < utcnow():
+            return None
+        return Identity(user=name, credential_id=credential_id)
+
+    async def revoke(self, credential_id: int, *, user: str | None = None) -> None:
+        """Revoke a credential (of ``user`` only, when given); NotFound otherwise."""
+        async with self._sessions() as session, session.begin():
+            query = update(Credential).where(
+                Credential.id == credential_id, Credential.revoked_at.is_(None)
+            )
+            if user is not None:
+                query = query.where(
+                    Credential.user_id == select(User.id).where(User.name == user).scalar_subquery()
+                )
+            result = await session.execute(query.values(revoked_at=utcnow()))
+            if not result.rowcount:  # type: ignore[attr-defined]
+                raise NotFound(f"no live credential {credential_id}")
+
+    async def list_tokens(self, name: str | None = None) -> list[CredentialInfo]:
+        query = (
+            select(Credential, User.name)
+            .join(User, User.id == Credential.user_id)
+            .where(Credential.kind == TOKEN)
+            .order_by(Credential.id)
+        )
+        if name is not None:
+            query = query.where(User.name == name)
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [
+            CredentialInfo(
+                id=row.id,
+                user=user,
+                kind=row.kind,
+                name=row.name,
+                created_at=_aware(row.created_at),
+                revoked=row.revoked_at is not None,
+            )
+            for row, user in rows
+        ]
+
+    async def dead(self, credential_ids: Iterable[int]) -> set[int]:
+        """Which of ``credential_ids`` are revoked, expired or deleted now."""
+        wanted = set(credential_ids)
+        if not wanted:
+            return set()
+        now = utcnow()
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Credential.id, Credential.revoked_at, Credential.expires_at).where(
+                        Credential.id.in_(wanted)
+                    )
+                )
+            ).all()
+        alive = {
+            credential_id
+            for credential_id, revoked, expires in rows
+            if revoked is None and (expires is None or _aware(expires) >= now)
+        }
+        return wanted - alive
+
+    @staticmethod
+    async def _user_id(session: AsyncSession, name: str) -> int:
+        user_id = await session.scalar(select(User.id).where(User.name == name))
+        if user_id is None:
+            raise NotFound(f"no user {name}")
+        return int(user_id)
+
+
+def _aware(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiohttp
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from liaotian.logs import StructuredFormatter
 from tests.conftest import SettingsFactory
 from tests.server_harness import run_server
 from tests.wsclient import RawClient, of_type
@@ -148,3 +150,24 @@ async def test_metrics_count_connections_replies_and_rejections(
         assert "liaotian_tokens_relayed_total" in text
         assert 'liaotian_rate_limit_rejections_total{limit="messages_per_minute"} 1.0' in text
         await client.close()
+
+
+async def test_logs_trace_connection_and_reply_without_content(
+    make_settings: SettingsFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Log lines carry the connection and reply ids, never the message text."""
+    formatter = StructuredFormatter()
+    caplog.set_level(logging.INFO, logger="liaotian")
+    async with run_server(make_settings()) as server:
+        client = await connect(server.ws_url)
+        await client.recv()
+        await client.send({"type": "chat.send", "message": "my very private question"})
+        done = (await client.until(of_type("reply.done")))[-1]
+        await client.close()
+    lines = [formatter.format(record) for record in caplog.records]
+    ended = [line for line in lines if "reply ended" in line]
+    assert ended
+    assert f"reply={done['message_id']}" in ended[0]
+    assert "conn=" in ended[0]
+    assert "status=completed" in ended[0]
+    assert not any("private question" in line for line in lines)

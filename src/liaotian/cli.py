@@ -7,11 +7,10 @@ exit with status 2; they never show a traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
-from liaotian import __version__
+from liaotian import __version__, logs
 from liaotian.errors import ConfigError, LiaotianError
 from liaotian.settings import Settings, load_settings
 
@@ -108,10 +107,7 @@ def serve(args: argparse.Namespace) -> int:
     from liaotian.app import create_app
 
     settings = _settings(args)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format == "json")
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

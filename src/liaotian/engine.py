@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from liaotian import logs
 from liaotian.backplane import NoBackplane
 from liaotian.errors import (
     ConversationBusy,
@@ -460,6 +461,13 @@ class ChatEngine:
         request: ChatRequest,
         busy_key: tuple[str, str],
     ) -> None:
+        logs.reply_id.set(reply.key.message_id)
+        log.info(
+            "reply started",
+            extra=logs.fields(
+                conversation=reply.key.conversation_id, model=request.model, provider=provider.name
+            ),
+        )
         self.checkpointer.track(reply)
         reply.pump = asyncio.create_task(self._pump(reply, provider, request))
         outcome: ReplyOutcome
@@ -485,6 +493,16 @@ class ChatEngine:
             reply.log.append(self._done_event(reply, outcome))
             self._running.pop(reply.key.message_id, None)
             self._busy.pop(busy_key, None)
+            log.info(
+                "reply ended",
+                extra=logs.fields(
+                    status=outcome.status.value,
+                    error=outcome.error_code,
+                    ttft_ms=outcome.ttft_ms,
+                    duration_ms=outcome.duration_ms,
+                    chars=len(outcome.content),
+                ),
+            )
             self.metrics.reply_ended(
                 outcome.status.value,
                 deltas=len(reply.text),

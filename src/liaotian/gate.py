@@ -10,17 +10,20 @@ credential (so a sign-out closes it), and released whatever way the session ends
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from starlette.websockets import WebSocket
 
-from liaotian import protocol
+from liaotian import logs, protocol
 from liaotian.errors import TooManyConnections
 from liaotian.seed import seed_frame
 from liaotian.services import services_of
 from liaotian.store.repository import new_id
+
+log = logging.getLogger(__name__)
 
 TRY_AGAIN_LATER = 1013
 POLICY_VIOLATION = 1008
@@ -64,6 +67,8 @@ async def run_session(
         await websocket.send_text(frame)
         await websocket.close(code=TRY_AGAIN_LATER, reason=error.code)
         return
+    logs.connection_id.set(new_id()[:12])
+    log.info("connection opened", extra=logs.fields(protocol=kind, owner=owner))
     gauge = services.metrics.connections.labels(kind)
     gauge.inc()
     if identity is not None:
@@ -71,6 +76,7 @@ async def run_session(
     try:
         await session(owner)
     finally:
+        log.info("connection closed")
         gauge.dec()
         services.guards.release(owner)
         if identity is not None:

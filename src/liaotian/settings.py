@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8011, ge=0, le=65535)
     database_url: str = "sqlite+aiosqlite:///liaotian.db"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
 
     default_model: str | None = None
     history_messages: int = Field(default=20, ge=1, le=1000)

@@ -78,9 +78,10 @@ export function describeProblem(problem: Problem, reason?: string | null): { tex
     return { text: problem.message, hint: t("problem.provider_not_configured.hint") };
   }
   if (hasKey(key) && hasKey(`${key}.hint`)) {
+    const wait = problem.retryAfter ? t("problem.retryAfter", { seconds: Math.ceil(problem.retryAfter) }) : null;
     return {
       text: t(key, { model: problem.model ?? "", code: problem.code }),
-      hint: t(`${key}.hint` as MessageKey),
+      hint: wait ?? t(`${key}.hint` as MessageKey),
     };
   }
   return { text: t("problem.generic", { code: problem.code }), hint: t("problem.generic.hint") };

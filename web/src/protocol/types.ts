@@ -145,6 +145,8 @@ export interface ErrorFrame {
   code: string;
   message: string;
   retryable: boolean;
+  /** Seconds to wait before retrying, when a limit was reached. */
+  retry_after?: number;
 }
 
 export type ReplyFrame = ReplyStartedFrame | ReplyDeltaFrame | ReplyDoneFrame;

@@ -39,7 +39,10 @@ const TOAST_MS = 7000;
 
 export function problemOf(error: unknown, model?: string | null): Problem {
   const withModel = model ? { model } : {};
-  if (error instanceof RequestError) return { code: error.code, message: error.message, ...withModel };
+  if (error instanceof RequestError) {
+    const wait = error.frame.retry_after;
+    return { code: error.code, message: error.message, ...withModel, ...(wait ? { retryAfter: wait } : {}) };
+  }
   if (error instanceof ConnectionLost) return { code: "connection", message: error.message };
   if (error instanceof RequestTimeout) return { code: "timeout", message: error.message };
   return { code: "internal_error", message: String(error) };
@@ -415,6 +418,13 @@ export class ChatController {
           defaultModel: frame.default_model,
           selectedModel: state.selectedModel ?? this.#preferredModel({ ...state, defaultModel: frame.default_model }),
         }));
+        break;
+      case "error":
+        // An error without a request id is the server speaking up on its own (a refused
+        // connection, say); errors of requests are handled where they were asked.
+        if (frame.id === undefined && !this.state.toasts.some((toast) => toast.problem.code === frame.code)) {
+          this.#toast({ code: frame.code, message: frame.message });
+        }
         break;
       default:
         // Answers to requests (lists, history, models, acks) are handled where they were asked.

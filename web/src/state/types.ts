@@ -40,6 +40,8 @@ export interface Problem {
   code: string;
   message: string;
   model?: string;
+  /** Seconds the server asked to wait before trying again. */
+  retryAfter?: number;
 }
 
 export interface Toast {

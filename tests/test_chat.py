@@ -7,6 +7,7 @@ import re
 
 import aiohttp
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from liaotian.events import ReplyStatus
 from tests.conftest import SettingsFactory
@@ -693,3 +694,27 @@ async def test_resume_during_a_cancel_ends_cancelled_with_the_exact_text(
     assert stored is not None
     assert reply_text(seen) + reply_text(rest) == stored.content
     await second.close()
+
+
+async def test_invalid_utf8_text_closes_with_1007_and_others_go_on(server: RunningServer) -> None:
+    """A text frame that is not UTF-8 closes that connection with 1007; others are unaffected."""
+    bystander = await connect(server, owner="bob")
+    client = await connect(server)
+    await client.connection.send(b'{"type": "ping", "x": "\xff\xfe"}', text=True)
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(client.connection.recv(), 5)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1007
+    frames = await chat(bystander, "unaffected")
+    assert reply_text(frames) == expected_reply("unaffected")
+    await bystander.close()
+
+
+async def test_a_fragmented_frame_is_read_whole(server: RunningServer) -> None:
+    """A message sent in several WebSocket fragments is one frame to the server."""
+    client = await connect(server)
+    parts = ['{"type": "chat.send", ', '"id": "frag", "message": ', '"in pieces"}']
+    await client.connection.send(iter(parts))
+    frames = await client.until(of_type("reply.done"))
+    assert reply_text(frames) == expected_reply("in pieces")
+    await client.close()

@@ -98,6 +98,8 @@ def make_settings(database_url: str, fake: FakeUpstream) -> SettingsFactory:
             "checkpoint_interval": 0.05,
             "default_model": "qwen-plus",
             "shutdown_grace": 0,
+            # Retries before the first token are real (tests/test_resilience.py), but fast.
+            "provider_retry_backoff": 0.01,
         }
         values.update(overrides)
         return Settings(**values)

@@ -413,7 +413,7 @@ async def test_provider_failures_end_the_reply_with_a_stable_code(server: Runnin
     """429, 500, a dropped stream and an in-stream error each end as error with their code."""
     client = await connect(server)
     expectations = {
-        "[fault=429]": "provider_rate_limited",
+        "[fault=429] [retry_after=0]": "provider_rate_limited",
         "[fault=500]": "provider_unavailable",
         "[fault=stream_error]": "provider_bad_request",
         "[fault=drop_after=3] [tokens=10]": "provider_unavailable",

@@ -518,11 +518,12 @@ class ChatEngine:
         timeout = self.settings.provider_total_timeout
         append = reply.log.append
         text = reply.text
+        # Through the registry, not provider.stream(): retries before the first token, the
+        # provider's circuit breaker, the repetition guard.
+        stream = self.providers.stream(provider, request)
         try:
             async with asyncio.timeout(timeout):
-                # Through the registry, not provider.stream(): retries before the first
-                # token, the provider's circuit breaker, the repetition guard (issue 5).
-                async for item in self.providers.stream(provider, request):
+                async for item in stream:
                     if isinstance(item, Finish):
                         return item
                     if not item:
@@ -533,6 +534,13 @@ class ChatEngine:
                     append(Delta(seq=reply.log.next_seq, text=item))
         except TimeoutError:
             raise ProviderTimeout(f"the reply took longer than {timeout:g} s") from None
+        finally:
+            # Close the upstream stream now (its connection goes back to the pool), not
+            # whenever the generator is collected.
+            closing = getattr(stream, "aclose", None)
+            if closing is not None:
+                with contextlib.suppress(Exception):
+                    await closing()
         return None
 
     def _outcome(self, reply: RunningReply, *, interrupted: bool = False) -> ReplyOutcome:

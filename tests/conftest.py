@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,14 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("LIAOTIAN_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage() -> Iterator[None]:
+    """Collect garbage after each test, so a leaked socket or task is reported against the
+    test that leaked it, not whichever test the collector happens to run in."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture

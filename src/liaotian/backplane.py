@@ -39,16 +39,15 @@ from redis.exceptions import RedisError, ResponseError
 
 from liaotian.events import (
     ConversationChange,
-    Delta,
     Done,
     OwnerBus,
     ReplyEvent,
     ReplyHub,
     ReplyKey,
     ReplyLog,
-    Started,
     event_from_wire,
     event_to_wire,
+    finish_from_message,
 )
 from liaotian.store import Store
 from liaotian.store.repository import INTERRUPTED_MESSAGE
@@ -293,32 +292,7 @@ class RedisBackplane(NoBackplane):
         info = await self._store.reply_status(mirror.key.owner, mirror.key.message_id)
         if info is None or info.status == "streaming" or mirror.done:
             return
-        if not mirror.events:
-            mirror.rebuilt = True
-            mirror.append(
-                Started(
-                    seq=0,
-                    user_message_id="",
-                    model=info.model or "",
-                    title="",
-                    created_at=info.created_at.timestamp(),
-                )
-            )
-        have = "".join(event.text for event in mirror.events if isinstance(event, Delta))
-        if info.content.startswith(have) and len(info.content) > len(have):
-            mirror.append(Delta(seq=mirror.next_seq, text=info.content[len(have) :]))
-        wire = info.to_wire()
-        mirror.append(
-            Done(
-                seq=mirror.next_seq,
-                status=info.status,
-                finish_reason=info.finish_reason,
-                usage=wire["usage"],
-                ttft_ms=info.ttft_ms,
-                duration_ms=info.duration_ms,
-                error=wire["error"],
-            )
-        )
+        finish_from_message(mirror, info)
 
     # -- notices and cancels ---------------------------------------------------------------
 

@@ -46,6 +46,7 @@ from liaotian.events import (
     ReplyLog,
     ReplyStatus,
     Started,
+    finish_from_message,
 )
 from liaotian.metrics import Metrics
 from liaotian.providers import ChatMessage, ChatRequest, Finish, Provider, ProviderRegistry
@@ -415,31 +416,7 @@ class ChatEngine:
         if mirrored is not None:
             return mirrored
         rebuilt = ReplyLog(key, rebuilt=True)
-        rebuilt.append(
-            Started(
-                seq=0,
-                user_message_id="",
-                model=message.model or "",
-                title="",
-                created_at=message.created_at.timestamp(),
-            )
-        )
-        seq = 1
-        if message.content:
-            rebuilt.append(Delta(seq=1, text=message.content))
-            seq = 2
-        usage = message.to_wire()["usage"]
-        rebuilt.append(
-            Done(
-                seq=seq,
-                status=message.status,
-                finish_reason=message.finish_reason,
-                usage=usage,
-                ttft_ms=message.ttft_ms,
-                duration_ms=message.duration_ms,
-                error=message.to_wire()["error"],
-            )
-        )
+        finish_from_message(rebuilt, message)
         return rebuilt
 
     def _model_messages(

@@ -15,7 +15,10 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from liaotian.store.repository import MessageInfo
 
 
 class ReplyStatus(StrEnum):
@@ -197,6 +200,40 @@ class OwnerBus:
     def publish(self, owner: str, notice: Notice) -> None:
         for queue in self._queues.get(owner, ()):
             queue.put_nowait(notice)
+
+
+def finish_from_message(reply_log: ReplyLog, info: MessageInfo) -> None:
+    """Complete ``reply_log`` from the stored reply ``info`` (which has ended).
+
+    An empty log becomes a rebuilt one (``started``, the whole text, ``done``: its seqs are
+    not the original ones); a log that has part of the text gets the rest, then ``done``.
+    """
+    if not reply_log.events:
+        reply_log.rebuilt = True
+        reply_log.append(
+            Started(
+                seq=0,
+                user_message_id="",
+                model=info.model or "",
+                title="",
+                created_at=info.created_at.timestamp(),
+            )
+        )
+    have = "".join(event.text for event in reply_log.events if isinstance(event, Delta))
+    if info.content.startswith(have) and len(info.content) > len(have):
+        reply_log.append(Delta(seq=reply_log.next_seq, text=info.content[len(have) :]))
+    wire = info.to_wire()
+    reply_log.append(
+        Done(
+            seq=reply_log.next_seq,
+            status=info.status,
+            finish_reason=info.finish_reason,
+            usage=wire["usage"],
+            ttft_ms=info.ttft_ms,
+            duration_ms=info.duration_ms,
+            error=wire["error"],
+        )
+    )
 
 
 class ReplyHub:

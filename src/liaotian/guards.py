@@ -2,8 +2,9 @@
 
 * connections: ``max_connections`` in this process, ``max_connections_per_owner`` per owner
   in this process;
-* messages: ``messages_per_minute`` per owner, a moving window kept by the ``limits``
-  library in memory, or in Redis (shared by every process) when ``redis_url`` is set.
+* messages: ``messages_per_minute`` per owner, a moving window kept in this process's
+  memory, or by the ``limits`` library in Redis (shared by every process) when
+  ``redis_url`` is set.
 
 Concurrent replies per owner are counted by the engine (in the database, so across
 processes). Each refusal raises a :class:`~liaotian.errors.LimitExceeded` subclass that
@@ -13,10 +14,10 @@ says when to retry.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 
 from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
@@ -34,7 +35,8 @@ class Guards:
         self._max_per_owner = settings.max_connections_per_owner
         self._connections: Counter[str] = Counter()
         self._rate = RateLimitItemPerMinute(settings.messages_per_minute)
-        storage: Storage
+        self._limiter: MovingWindowRateLimiter | None = None
+        self._window = MovingWindow(settings.messages_per_minute, 60.0)
         if settings.redis_url:
             shared = storage_from_string(
                 f"async+{settings.redis_url}",
@@ -42,10 +44,7 @@ class Guards:
                 key_prefix=f"{settings.redis_prefix}:limits",
             )
             assert isinstance(shared, Storage)  # "async+" gives the asyncio storage
-            storage = shared
-        else:
-            storage = MemoryStorage()
-        self._limiter = MovingWindowRateLimiter(storage)
+            self._limiter = MovingWindowRateLimiter(shared)
 
     @property
     def connections(self) -> int:
@@ -79,21 +78,65 @@ class Guards:
         If the shared store (Redis) is unreachable, the message is allowed: a limit must not
         take the service down with it.
         """
-        try:
-            allowed = await self._limiter.hit(self._rate, owner)
-        except Exception:
-            return
-        if allowed:
-            return
+        retry_after: float | None
+        if self._limiter is None:
+            retry_after = self._window.hit(owner)
+            if retry_after is None:
+                return
+            retry_after = round(retry_after, 1)
+        else:
+            try:
+                allowed = await self._limiter.hit(self._rate, owner)
+            except Exception:
+                return
+            if allowed:
+                return
+            retry_after = None
+            try:
+                stats = await self._limiter.get_window_stats(self._rate, owner)
+                retry_after = max(0.0, round(stats.reset_time - time.time(), 1))
+            except Exception:
+                pass
         self._metrics.rejections.labels("messages_per_minute").inc()
-        retry_after = None
-        try:
-            stats = await self._limiter.get_window_stats(self._rate, owner)
-            retry_after = max(0.0, round(stats.reset_time - time.time(), 1))
-        except Exception:
-            pass
         raise RateLimited(
             f"too many messages: at most {self._rate.amount} a minute; "
             "wait a little before sending again",
             retry_after=retry_after,
         )
+
+
+class MovingWindow:
+    """At most ``amount`` hits per ``seconds`` per key, in memory.
+
+    ``limits``' in-memory storages are not used here: the asyncio one hops to a thread for
+    every key on every hit (so each message cost O(owners) thread round trips, measured in
+    bench/), the synchronous one starts a timer thread. This keeps the last ``amount``
+    hit times per key and forgets idle keys once per window.
+    """
+
+    def __init__(self, amount: int, seconds: float) -> None:
+        self._amount = amount
+        self._seconds = seconds
+        self._hits: dict[str, deque[float]] = {}
+        self._swept = time.monotonic()
+
+    def hit(self, key: str) -> float | None:
+        """Count a hit: None if allowed, else the seconds until one would be."""
+        now = time.monotonic()
+        cutoff = now - self._seconds
+        if self._swept < cutoff:
+            self._sweep(cutoff)
+            self._swept = now
+        hits = self._hits.get(key)
+        if hits is None:
+            hits = self._hits[key] = deque()
+        while hits and hits[0] <= cutoff:
+            hits.popleft()
+        if len(hits) >= self._amount:
+            return max(0.0, hits[0] - cutoff)
+        hits.append(now)
+        return None
+
+    def _sweep(self, cutoff: float) -> None:
+        for key in [key for key, hits in self._hits.items() if not hits or hits[-1] <= cutoff]:
+            del self._hits[key]

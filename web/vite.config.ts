@@ -28,8 +28,14 @@ const scopedHighlightThemes = {
 export default defineConfig({
   base: "/",
   css: { postcss: { plugins: [scopedHighlightThemes] } },
-  // `npm run dev` serves the page with hot reload; the protocol goes to a running liaotian.
-  server: { proxy: { "/ws": { target: "ws://127.0.0.1:8011", ws: true } } },
+  // `npm run dev` serves the page with hot reload; the protocol and the account endpoints go
+  // to a running liaotian.
+  server: {
+    proxy: {
+      "/ws": { target: "ws://127.0.0.1:8011", ws: true },
+      "/auth": { target: "http://127.0.0.1:8011" },
+    },
+  },
   build: {
     outDir,
     emptyOutDir: true,

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from pydantic import BaseModel, Field, ValidationError
 
 from liaotian.auth import SESSION_COOKIE
+from liaotian.errors import RateLimited
 from liaotian.services import services_of
 from liaotian.store.accounts import SESSION
 
 router = APIRouter(prefix="/auth")
-_attempts = MovingWindowRateLimiter(MemoryStorage())
 
 
 class SignIn(BaseModel):
@@ -34,12 +31,10 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 @router.get("/me")
 async def me(request: Request) -> JSONResponse:
-    """``{"user": name | null, "required": bool}``; 401 when sign-in is required and missing."""
+    """``{"user": name | null, "required": bool}``: who is signed in, and whether one must."""
     auth = services_of(request).auth
     required = await auth.required()
     identity = await auth.identify(request)
-    if required and identity is None:
-        return JSONResponse({"user": None, "required": True}, status_code=401)
     return JSONResponse({"user": identity.user if identity else None, "required": required})
 
 
@@ -56,10 +51,13 @@ async def login(request: Request) -> JSONResponse:
         form = SignIn.model_validate_json(await request.body())
     except ValidationError:
         return _error(400, "invalid_frame", 'send {"user": …, "password": …}')
-    limit = RateLimitItemPerMinute(services.settings.login_attempts_per_minute)
-    if not await _attempts.hit(limit, form.user):
-        services.metrics.rejections.labels("login_attempts").inc()
-        return _error(429, "rate_limited", "too many attempts; wait a minute")
+    try:
+        await services.guards.check_login(form.user)
+    except RateLimited as limited:
+        response = _error(429, limited.code, limited.message)
+        if limited.retry_after is not None:
+            response.headers["Retry-After"] = str(max(1, round(limited.retry_after)))
+        return response
     if not await auth.accounts.verify_password(form.user, form.password):
         return _error(401, "invalid_credentials", "wrong user name or password")
     secret = await auth.accounts.create_session(form.user, services.settings.session_lifetime)

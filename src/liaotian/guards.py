@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
@@ -37,6 +37,8 @@ class Guards:
         self._rate = RateLimitItemPerMinute(settings.messages_per_minute)
         self._limiter: MovingWindowRateLimiter | None = None
         self._window = MovingWindow(settings.messages_per_minute, 60.0)
+        self._login_rate = RateLimitItemPerMinute(settings.login_attempts_per_minute)
+        self._login_window = MovingWindow(settings.login_attempts_per_minute, 60.0)
         if settings.redis_url:
             shared = storage_from_string(
                 f"async+{settings.redis_url}",
@@ -72,37 +74,47 @@ class Guards:
         if self._connections[owner] <= 0:
             del self._connections[owner]
 
+    async def check_login(self, user_name: str) -> None:
+        """Count one sign-in attempt for ``user_name``; raises RateLimited over the rate."""
+        refused, retry_after = await self._hit(
+            self._login_rate, self._login_window, f"login:{user_name}"
+        )
+        if refused:
+            self._metrics.rejections.labels("login_attempts").inc()
+            raise RateLimited("too many sign-in attempts; wait a minute", retry_after=retry_after)
+
     async def check_message(self, owner: str) -> None:
         """Count one message of ``owner``; raises RateLimited over the rate.
 
         If the shared store (Redis) is unreachable, the message is allowed: a limit must not
         take the service down with it.
         """
-        retry_after: float | None
+        refused, retry_after = await self._hit(self._rate, self._window, owner)
+        if refused:
+            self._metrics.rejections.labels("messages_per_minute").inc()
+            raise RateLimited(
+                f"too many messages: at most {self._rate.amount} a minute; "
+                "wait a little before sending again",
+                retry_after=retry_after,
+            )
+
+    async def _hit(
+        self, rate: RateLimitItem, window: MovingWindow, key: str
+    ) -> tuple[bool, float | None]:
+        """Count a hit of ``key``: (refused, seconds until allowed again when known)."""
         if self._limiter is None:
-            retry_after = self._window.hit(owner)
-            if retry_after is None:
-                return
-            retry_after = round(retry_after, 1)
-        else:
-            try:
-                allowed = await self._limiter.hit(self._rate, owner)
-            except Exception:
-                return
-            if allowed:
-                return
-            retry_after = None
-            try:
-                stats = await self._limiter.get_window_stats(self._rate, owner)
-                retry_after = max(0.0, round(stats.reset_time - time.time(), 1))
-            except Exception:
-                pass
-        self._metrics.rejections.labels("messages_per_minute").inc()
-        raise RateLimited(
-            f"too many messages: at most {self._rate.amount} a minute; "
-            "wait a little before sending again",
-            retry_after=retry_after,
-        )
+            wait = window.hit(key)
+            return (False, None) if wait is None else (True, round(wait, 1))
+        try:
+            if await self._limiter.hit(rate, key):
+                return False, None
+        except Exception:
+            return False, None
+        try:
+            stats = await self._limiter.get_window_stats(rate, key)
+            return True, max(0.0, round(stats.reset_time - time.time(), 1))
+        except Exception:
+            return True, None
 
 
 class MovingWindow:

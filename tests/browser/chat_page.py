@@ -19,18 +19,29 @@ class ChatPage:
 
     @classmethod
     async def open(
-        cls, context: BrowserContext, server: RunningServer, path: str = "/"
+        cls,
+        context: BrowserContext,
+        server: RunningServer,
+        path: str = "/",
+        *,
+        connect: bool = True,
     ) -> ChatPage:
-        return await cls.load(await context.new_page(), server, path)
+        return await cls.load(await context.new_page(), server, path, connect=connect)
 
     @classmethod
-    async def load(cls, page: Page, server: RunningServer, path: str = "/") -> ChatPage:
-        """Load the page in ``page`` (set up routes before) and wait until it is connected."""
+    async def load(
+        cls, page: Page, server: RunningServer, path: str = "/", *, connect: bool = True
+    ) -> ChatPage:
+        """Load the page in ``page`` (set up routes before) and wait until it is connected.
+
+        With ``connect=False`` it does not wait (the page may show the sign-in screen).
+        """
         chat = cls(page, server)
         page.on("pageerror", lambda error: chat.errors.append(str(error)))
         page.on("console", chat._on_console)
         await page.goto(server.http_url + path)
-        await chat.wait_connected()
+        if connect:
+            await chat.wait_connected()
         return chat
 
     def _on_console(self, message: ConsoleMessage) -> None:
@@ -81,6 +92,27 @@ class ChatPage:
     def last_answer_text(self) -> Locator:
         return self.answers.last.locator("lt-markdown")
 
+    @property
+    def sign_in_screen(self) -> Locator:
+        return self.page.locator("lt-sign-in")
+
+    @property
+    def sign_in_heading(self) -> Locator:
+        return self.sign_in_screen.get_by_role("heading", name="Sign in")
+
+    @property
+    def sign_in_error(self) -> Locator:
+        return self.sign_in_screen.get_by_role("alert")
+
+    @property
+    def signed_out_notice(self) -> Locator:
+        return self.sign_in_screen.locator(".sign-in-notice")
+
+    @property
+    def account(self) -> Locator:
+        """The signed-in user's name in the sidebar."""
+        return self.page.locator(".account-name")
+
     def conversation_id(self) -> str | None:
         match = re.search(r"/c/([A-Za-z0-9_.:-]+)$", self.page.url)
         return match.group(1) if match else None
@@ -102,6 +134,15 @@ class ChatPage:
         answer = self.last_answer
         await expect(answer).to_have_attribute("data-status", status)
         return answer
+
+    async def sign_in(self, user: str, password: str) -> None:
+        """Fill in the sign-in screen and submit it (the outcome is for the caller to await)."""
+        await self.sign_in_screen.get_by_label("User name").fill(user)
+        await self.sign_in_screen.get_by_label("Password").fill(password)
+        await self.sign_in_screen.get_by_role("button", name="Sign in").click()
+
+    async def sign_out(self) -> None:
+        await self.page.locator('[data-action="sign-out"]').click()
 
     async def new_chat(self) -> None:
         await self.page.locator('[data-action="new-chat"]').click()

@@ -22,6 +22,9 @@ from aiohttp import web
 from playwright.async_api import Page, async_playwright, expect
 
 from liaotian.settings import Settings
+from liaotian.store import create_engine
+from liaotian.store.accounts import Accounts
+from liaotian.store.migrate import upgrade
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.server_harness import run_server
 
@@ -196,6 +199,7 @@ async def main() -> None:
                 await expect(page.locator(".composer-problem")).to_be_visible()
                 await page.screenshot(path=OUT / "model-unavailable.png")
                 await browser.close()
+            await shoot_sign_in(f"sqlite+aiosqlite:///{tmp}/accounts.db", upstream.base_url)
     print(f"screenshots saved in {OUT}")
 
 
@@ -264,6 +268,34 @@ async def shoot(browser: object, url: str) -> None:
     await expect(page.locator('article[data-role="assistant"]').last).to_be_visible()
     await page.screenshot(path=OUT / "mobile.png")
     await phone.close()
+
+
+async def shoot_sign_in(database_url: str, upstream_url: str) -> None:
+    """The sign-in screen of a server that has a user (so signing in is required)."""
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        await Accounts(engine).add_user("alice", "correct horse battery")
+    finally:
+        await engine.dispose()
+    settings = Settings(
+        database_url=database_url,
+        local_enabled=False,
+        openai_base_url=upstream_url,
+        openai_api_key="none",
+        default_model=MODEL,
+    )
+    async with run_server(settings) as server, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = await browser.new_context(
+            viewport={"width": 1280, "height": 800}, locale="en-US", color_scheme="light"
+        )
+        page = await context.new_page()
+        await page.goto(server.http_url)
+        await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+        await page.get_by_label("User name").fill("alice")
+        await page.screenshot(path=OUT / "sign-in.png")
+        await browser.close()
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ export class App extends LightElement {
   };
 
   declare controller: ChatController;
+  /** The signed-in user; null in open mode. */
+  declare user: string | null;
   declare appState: AppState;
   declare sidebarOpen: boolean;
   declare settingsOpen: boolean;
@@ -40,6 +42,7 @@ export class App extends LightElement {
     super();
     this.sidebarOpen = !NARROW.matches && loadSidebarOpen();
     this.settingsOpen = false;
+    this.user = null;
   }
 
   override connectedCallback(): void {
@@ -87,6 +90,7 @@ export class App extends LightElement {
           ?hasMore=${state.conversationsHasMore}
           ?loading=${state.conversationsLoading}
           .connection=${state.connection}
+          .user=${this.user}
         ></lt-sidebar>
       </aside>
       <div class="scrim" @click=${this.#toggleSidebar}></div>

@@ -35,6 +35,7 @@ export class Sidebar extends LightElement {
     hasMore: { type: Boolean },
     loading: { type: Boolean },
     connection: { attribute: false },
+    user: { attribute: false },
     renaming: { state: true },
     now: { state: true },
   };
@@ -46,6 +47,8 @@ export class Sidebar extends LightElement {
   declare hasMore: boolean;
   declare loading: boolean;
   declare connection: ConnectionState;
+  /** The signed-in user, shown with "Sign out"; null in open mode. */
+  declare user: string | null;
   declare renaming: string | null;
   /** A clock for the reconnect countdown. */
   declare now: number;
@@ -61,6 +64,7 @@ export class Sidebar extends LightElement {
     this.hasMore = false;
     this.loading = false;
     this.renaming = null;
+    this.user = null;
     this.now = Date.now();
   }
 
@@ -203,6 +207,7 @@ export class Sidebar extends LightElement {
       { id: "dark", label: "prefs.themeDark", icon: () => html`${icons.moon()}` },
     ];
     return html`<div class="sidebar-foot">
+      ${this.user === null ? nothing : this.#account(this.user)}
       <div class="connection" data-status=${status} role="status" aria-live="polite">
         <span class="connection-dot" aria-hidden="true"></span>
         <span class="connection-label">${label}</span>
@@ -235,6 +240,19 @@ export class Sidebar extends LightElement {
           )}
         </div>
       </div>
+    </div>`;
+  }
+
+  #account(user: string): TemplateResult {
+    return html`<div class="account">
+      <span class="avatar" aria-hidden="true">${user.slice(0, 1).toUpperCase()}</span>
+      <span class="account-name" title=${`${t("account.signedInAs")} ${user}`}>
+        <span class="visually-hidden">${t("account.signedInAs")} </span>${user}
+      </span>
+      <button type="button" class="btn btn-ghost btn-small" data-action="sign-out"
+        @click=${() => this.dispatchEvent(new CustomEvent("sign-out", { bubbles: true }))}>
+        ${icons.signOut()}<span>${t("account.signOut")}</span>
+      </button>
     </div>`;
   }
 

@@ -9,7 +9,10 @@
  *   open) or `RequestTimeout`. A rejected request may still have reached the server.
  * - Every frame, answers included, also goes to the `onFrame` listeners, before the request's
  *   promise settles, so shared state is updated once, in one place.
- * - The client never gives up reconnecting until `stop()`.
+ * - The client never gives up reconnecting until `stop()`. Every close goes to the `onClose`
+ *   listeners first (code, reason, and whether the server had said hello), so they can
+ *   `stop()` it before it retries: a sign-out closes with 1008, and a refused handshake
+ *   (HTTP 403: no credential) looks like any failed connection to a browser.
  */
 import type { ClientFrame, ErrorFrame, HelloFrame, RequestId, ResponseOf, ServerFrame } from "./types";
 
@@ -65,8 +68,25 @@ export interface ClientOptions {
   WebSocketImpl?: typeof WebSocket;
 }
 
+/** How a socket closed. */
+export interface CloseInfo {
+  code: number;
+  reason: string;
+  /** The server had said hello on this socket; false for a refused or failed handshake. */
+  opened: boolean;
+}
+
+/** The close code and reason the server uses when a sign-out or revocation ends a socket. */
+export const SIGNED_OUT_CODE = 1008;
+export const SIGNED_OUT_REASON = "signed out";
+
+export function isSignedOut(close: CloseInfo): boolean {
+  return close.code === SIGNED_OUT_CODE && close.reason === SIGNED_OUT_REASON;
+}
+
 type FrameListener = (frame: ServerFrame) => void;
 type StateListener = (state: ConnectionState) => void;
+type CloseListener = (close: CloseInfo) => void;
 
 interface Pending {
   type: string;
@@ -93,6 +113,7 @@ export class ProtocolClient {
   #pending = new Map<RequestId, Pending>();
   #frameListeners = new Set<FrameListener>();
   #stateListeners = new Set<StateListener>();
+  #closeListeners = new Set<CloseListener>();
   #state: ConnectionState = { status: "connecting", attempt: 0, retryAt: null, hello: null };
   #retryTimer: ReturnType<typeof setTimeout> | null = null;
   #heartbeatTimer: ReturnType<typeof setInterval> | null = null;
@@ -122,6 +143,7 @@ export class ProtocolClient {
     this.#clearTimers();
     this.#socket?.close(1000, "bye");
     this.#socket = null;
+    this.#failPending();
   }
 
   /** Skip the backoff wait (the browser came back online, the user clicked "retry"). */
@@ -138,6 +160,12 @@ export class ProtocolClient {
   onState(listener: StateListener): () => void {
     this.#stateListeners.add(listener);
     return () => this.#stateListeners.delete(listener);
+  }
+
+  /** Every close of a socket, before the client schedules its next attempt. */
+  onClose(listener: CloseListener): () => void {
+    this.#closeListeners.add(listener);
+    return () => this.#closeListeners.delete(listener);
   }
 
   /** Resolves once the connection is open (at once if it is). */
@@ -194,10 +222,13 @@ export class ProtocolClient {
       if (socket !== this.#socket || typeof event.data !== "string") return;
       this.#receive(event.data);
     };
-    socket.onclose = () => {
+    socket.onclose = (event: CloseEvent) => {
       if (socket !== this.#socket) return;
       this.#socket = null;
       this.#failPending();
+      // Still "open" here only if this socket got its hello (#connect resets the status).
+      const close: CloseInfo = { code: event.code, reason: event.reason, opened: this.#state.status === "open" };
+      for (const listener of this.#closeListeners) listener(close);
       if (!this.#stopped) this.#scheduleRetry();
     };
   }

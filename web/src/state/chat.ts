@@ -56,6 +56,7 @@ export class ChatController {
   readonly store: Store<AppState>;
   #searchToken = 0;
   #nextToast = 1;
+  #stopListening: (() => void)[] = [];
 
   constructor(readonly client: ProtocolClient) {
     const id = conversationInUrl();
@@ -84,13 +85,21 @@ export class ChatController {
   }
 
   start(): void {
-    this.client.onFrame((frame) => this.#onFrame(frame));
-    this.client.onState((connection) => {
-      this.store.update(() => ({ connection }));
-      if (connection.status === "open") void this.#onOpen();
-    });
-    onUrlChange((id) => (id === null ? this.newChat(false) : this.openConversation(id, false)));
+    this.#stopListening.push(
+      this.client.onFrame((frame) => this.#onFrame(frame)),
+      this.client.onState((connection) => {
+        this.store.update(() => ({ connection }));
+        if (connection.status === "open") void this.#onOpen();
+      }),
+      onUrlChange((id) => (id === null ? this.newChat(false) : this.openConversation(id, false))),
+    );
     this.client.start();
+  }
+
+  /** Close the connection for good and stop following the URL (a sign-out ends this chat). */
+  close(): void {
+    for (const stopListening of this.#stopListening.splice(0)) stopListening();
+    this.client.stop();
   }
 
   // -- what the page shows ------------------------------------------------------------------
@@ -392,6 +401,11 @@ export class ChatController {
 
   reconnectNow(): void {
     this.client.reconnectNow();
+  }
+
+  /** Show a problem that is not about the message being sent, for a few seconds. */
+  notify(problem: Problem): void {
+    this.#toast(problem);
   }
 
   // -- the server's side ----------------------------------------------------------------------

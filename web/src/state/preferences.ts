@@ -1,5 +1,6 @@
 /**
- * What the page remembers in localStorage: the owner's client id and the user's choices.
+ * What the page remembers in localStorage: the owner's client id (open mode) and the user's
+ * choices. Never a credential: a signed-in session is an HttpOnly cookie the page cannot read.
  * Reads never throw (storage can be disabled or full); a bad value falls back to the default.
  */
 
@@ -22,7 +23,7 @@ function write(key: string, value: string | null): void {
   }
 }
 
-/** The owner id sent as `?client_id=`; generated once per browser (accounts come later). */
+/** The owner id sent as `?client_id=` when the server runs open (no accounts); once per browser. */
 export function clientId(): string {
   const existing = read("client_id");
   if (existing !== null && /^[A-Za-z0-9_.:-]{1,128}$/.test(existing)) return existing;

@@ -13,7 +13,9 @@ export function showInUrl(conversationId: string | null, mode: "push" | "replace
   else history.replaceState(null, "", path);
 }
 
-/** Back and forward buttons. */
-export function onUrlChange(listener: (conversationId: string | null) => void): void {
-  window.addEventListener("popstate", () => listener(conversationInUrl()));
+/** Back and forward buttons; returns the function that stops listening. */
+export function onUrlChange(listener: (conversationId: string | null) => void): () => void {
+  const onPopState = (): void => listener(conversationInUrl());
+  window.addEventListener("popstate", onPopState);
+  return () => window.removeEventListener("popstate", onPopState);
 }

@@ -1,0 +1,87 @@
+/**
+ * The account endpoints over HTTP: who am I, sign in, sign out. No DOM, and no secret ever
+ * passes through here: the session is an HttpOnly cookie the browser sends by itself.
+ *
+ * Contracts:
+ * - `fetchMe()` resolves with `{ user, required }` (`user` null with `required` true means
+ *   "sign in first", the server's 401), or rejects when the server could not be asked
+ *   (network down, or a server without accounts).
+ * - `signIn()` never rejects: it resolves with the user, or with why not (`code` is the
+ *   server's error code, or `connection` when the request did not get an answer).
+ * - `signOut()` rejects only when the server could not be asked.
+ */
+
+export interface Me {
+  /** The signed-in user; null when nobody is (open mode, or sign-in missing). */
+  user: string | null;
+  /** Whether the server requires signing in. */
+  required: boolean;
+}
+
+export type SignInResult = { ok: true; user: string } | { ok: false; code: string; status: number };
+
+export class AuthUnavailable extends Error {
+  constructor(readonly status: number) {
+    super(status === 0 ? "the server could not be reached" : `the server answered ${status}`);
+    this.name = "AuthUnavailable";
+  }
+}
+
+const JSON_HEADERS = { "Content-Type": "application/json", Accept: "application/json" };
+
+async function body(response: Response): Promise<unknown> {
+  try {
+    return await response.json();
+  } catch {
+    return null;
+  }
+}
+
+function field(value: unknown, name: string): unknown {
+  return typeof value === "object" && value !== null ? (value as Record<string, unknown>)[name] : undefined;
+}
+
+export async function fetchMe(base = ""): Promise<Me> {
+  let response: Response;
+  try {
+    response = await fetch(`${base}/auth/me`, { headers: { Accept: "application/json" }, cache: "no-store" });
+  } catch {
+    throw new AuthUnavailable(0);
+  }
+  if (response.status === 401) return { user: null, required: true };
+  if (!response.ok) throw new AuthUnavailable(response.status);
+  const answer = await body(response);
+  const user = field(answer, "user");
+  return { user: typeof user === "string" ? user : null, required: field(answer, "required") === true };
+}
+
+export async function signIn(user: string, password: string, base = ""): Promise<SignInResult> {
+  let response: Response;
+  try {
+    response = await fetch(`${base}/auth/login`, {
+      method: "POST",
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ user, password }),
+      cache: "no-store",
+    });
+  } catch {
+    return { ok: false, code: "connection", status: 0 };
+  }
+  const answer = await body(response);
+  if (response.ok) {
+    const name = field(answer, "user");
+    return { ok: true, user: typeof name === "string" ? name : user };
+  }
+  const code = field(field(answer, "error"), "code");
+  return { ok: false, code: typeof code === "string" ? code : `http_${response.status}`, status: response.status };
+}
+
+export async function signOut(base = ""): Promise<void> {
+  let response: Response;
+  try {
+    response = await fetch(`${base}/auth/logout`, { method: "POST", headers: JSON_HEADERS, cache: "no-store" });
+  } catch {
+    throw new AuthUnavailable(0);
+  }
+  if (!response.ok) throw new AuthUnavailable(response.status);
+}

@@ -201,9 +201,7 @@ async def test_a_refused_reconnect_asks_to_sign_in_again(
     chat = await ChatPage.load(page, secured, connect=False)
     await chat.sign_in(user, PASSWORD)
     await chat.wait_connected()
-    async with page.expect_response(
-        lambda response: response.url.endswith("/auth/me") and response.status == 401
-    ):
+    async with page.expect_response(lambda response: response.url.endswith("/auth/me")):
         await revoke_session(context, secured)
     await expect(chat.signed_out_notice).to_have_text(SIGNED_OUT)
     await chat.assert_healthy()

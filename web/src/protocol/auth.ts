@@ -4,7 +4,7 @@
  *
  * Contracts:
  * - `fetchMe()` resolves with `{ user, required }` (`user` null with `required` true means
- *   "sign in first", the server's 401), or rejects when the server could not be asked
+ *   "sign in first"), or rejects when the server could not be asked
  *   (network down, or a server without accounts).
  * - `signIn()` never rejects: it resolves with the user, or with why not (`code` is the
  *   server's error code, or `connection` when the request did not get an answer).

@@ -324,9 +324,12 @@ class FakeUpstream:
         port: int = 0,
         chunk_chars: int = 4,
         record: int = 256,
+        error_message: str | None = None,
     ) -> None:
         self.api_key = api_key
         self.models = list(models)
+        self.error_message = error_message
+        """When set, the message of every error reply (tests feed hostile text through it)."""
         self.host = host
         self.port = port
         self.chunk_chars = chunk_chars
@@ -433,9 +436,15 @@ class FakeUpstream:
         self, dialect: type[_DashScope | _OpenAI], status: int, script: Script | None, rid: str
     ) -> web.Response:
         headers = {"Retry-After": script.retry_after} if status == 429 and script else {}
+        body = dialect.error_body(status, rid)
+        if self.error_message is not None:
+            if "error" in body:
+                body["error"]["message"] = self.error_message
+            else:
+                body["message"] = self.error_message
         return web.Response(
             status=status,
-            body=orjson.dumps(dialect.error_body(status, rid)),
+            body=orjson.dumps(body),
             content_type="application/json",
             headers=headers,
         )

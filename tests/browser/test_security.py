@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import aiohttp
-from playwright.async_api import Dialog, expect
+from playwright.async_api import BrowserContext, Dialog, expect
 
 from tests.browser.chat_page import ChatPage
+from tests.conftest import SettingsFactory
+from tests.fake_upstream import FakeUpstream
+from tests.server_harness import run_server
 
 # Each payload sets window.__xss (or opens a dialog) if it ever runs.
 PAYLOADS = [
@@ -135,3 +138,30 @@ async def test_the_page_is_served_with_a_strict_policy(chat: ChatPage) -> None:
         async with session.get(chat.server.http_url + script) as response:
             assert response.status == 200
             assert "immutable" in response.headers["Cache-Control"]
+
+
+HOSTILE_MODEL = "<img src=x onerror=window.__xss='model'>"
+HOSTILE_ERROR = "<script>window.__xss='error'</script><img src=x onerror=alert('error')>"
+
+
+async def test_model_names_and_error_texts_never_run(
+    context: BrowserContext, make_settings: SettingsFactory
+) -> None:
+    """An upstream that names a model, or words an error, as HTML: shown as text only."""
+    async with FakeUpstream(
+        api_key="test-key", models=(HOSTILE_MODEL,), error_message=HOSTILE_ERROR
+    ) as hostile:
+        settings = make_settings(
+            dashscope_base_url=hostile.dashscope_base_url,
+            openai_base_url=hostile.openai_base_url,
+        )
+        async with run_server(settings) as server:
+            chat = await ChatPage.open(context, server)
+            dialogs = record_dialogs(chat)
+            await expect(chat.page.locator("option", has_text=HOSTILE_MODEL)).to_have_count(1)
+            await chat.send("[fault=400] please fail")
+            await chat.wait_answer("error")
+            await expect(
+                chat.page.get_by_text("<script>window.__xss", exact=False)
+            ).not_to_have_count(0)
+            await assert_nothing_ran(chat, dialogs)

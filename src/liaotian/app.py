@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,14 +32,11 @@ NOT_BUILT_PAGE = """<!doctype html>
 <p>页面资源尚未构建：请运行 <code>scripts/setup</code>，然后刷新。</p>
 </body></html>
 """
-CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; frame-ancestors 'none'; "
     "base-uri 'none'; form-action 'self'"
 )
-# WebSocket close code for a policy violation (RFC 6455), sent before accept.
-POLICY_VIOLATION = 1008
 
 
 class HashedAssets(StaticFiles):

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, event, func, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import bindparam, delete, event, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -625,14 +624,6 @@ class Store:
             result = await session.execute(statement)
             return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-    async def count_messages(self, owner: str, conversation_id: str) -> int:
-        async with self._sessions() as session:
-            conversation = await self._conversation_row(session, owner, conversation_id)
-            count = await session.scalar(
-                select(func.count()).where(Message.conversation_pk == conversation.pk)
-            )
-            return int(count or 0)
-
     # -- helpers -------------------------------------------------------------------------
 
     @staticmethod
@@ -656,10 +647,3 @@ class Store:
         if row is None:
             raise NotFound(f"conversation {conversation_id} not found")
         return row
-
-
-def run_sync_ddl(connection: Connection) -> None:
-    """Create all tables directly (tests of the models only; the app uses Alembic)."""
-    from liaotian.store.models import Base
-
-    Base.metadata.create_all(connection)

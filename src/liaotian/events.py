@@ -110,7 +110,8 @@ class ReplyLog:
     finished_at: float | None = None
     rebuilt: bool = False
     """True for a log rebuilt from the database: its seqs are not the original ones."""
-    _changed: asyncio.Future[None] | None = None
+    _waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    """One future per waiting follower: cheaper per event than one shared, shielded future."""
 
     @property
     def done(self) -> bool:
@@ -132,9 +133,11 @@ class ReplyLog:
         self.events.append(event)
         if isinstance(event, Done):
             self.finished_at = time.monotonic()
-        waiter, self._changed = self._changed, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():  # a follower cancelled while waiting
+                    waiter.set_result(None)
 
     async def follow(self, after_seq: int = -1) -> AsyncIterator[list[ReplyEvent]]:
         """Yield batches of events with ``seq > after_seq`` until ``done`` is yielded.
@@ -154,9 +157,9 @@ class ReplyLog:
                 if isinstance(batch[-1], Done):
                     return
                 continue
-            if self._changed is None:
-                self._changed = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._changed)
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +245,7 @@ class ReplyHub:
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
         self._logs: dict[str, ReplyLog] = {}
+        self._next_expiry = 0.0
 
     def create(self, key: ReplyKey) -> ReplyLog:
         self._expire()
@@ -257,7 +261,12 @@ class ReplyHub:
         return log
 
     def _expire(self) -> None:
-        cutoff = time.monotonic() - self._ttl
+        # At most once a second: a scan of every log per new reply was O(replies kept).
+        now = time.monotonic()
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + min(1.0, self._ttl)
+        cutoff = now - self._ttl
         stale = [
             message_id
             for message_id, log in self._logs.items()

@@ -1,0 +1,1 @@
+"""liaotian's performance suite: `python -m bench` (or `scripts/bench`); see docs/performance.md."""

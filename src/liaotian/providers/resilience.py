@@ -17,7 +17,7 @@
   short unit repeated over and over is stopped with ProviderRepetition, its text kept.
 
 The per-token cost (the generator layer and the guard) is ~0.3 µs; see
-``tests/bench_resilience.py``.
+``bench/resilience_overhead.py``.
 """
 
 from __future__ import annotations

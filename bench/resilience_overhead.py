@@ -4,7 +4,7 @@ Streams N text chunks from an in-memory provider, consumed directly and through
 :func:`~liaotian.providers.resilience.resilient_stream` (with and without the repetition
 guard), and prints the best-of-R cost per token of each and the difference.
 
-    .venv/bin/python tests/bench_resilience.py [--tokens 200000] [--rounds 7]
+    .venv/bin/python -m bench.resilience_overhead [--tokens 200000] [--rounds 7]
 """
 
 from __future__ import annotations

@@ -411,10 +411,10 @@ class ChatEngine:
         live = self.hub.get(owner, message_id)
         if live is not None:
             return live
-        message = await self.store.reply_status(owner, message_id)
-        conversation_id = await self.store.conversation_of_message(owner, message_id)
-        if message is None or conversation_id is None or message.role != "assistant":
+        found = await self.store.find_message(owner, message_id)
+        if found is None or found[0].role != "assistant":
             raise NotFound(f"reply {message_id} not found")
+        message, conversation_id = found
         key = ReplyKey(owner, conversation_id, message_id)
         mirrored = await self.backplane.replica(key, streaming=message.status == "streaming")
         if mirrored is not None:

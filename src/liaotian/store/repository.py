@@ -570,14 +570,21 @@ class Store:
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def reply_status(self, owner: str, message_id: str) -> MessageInfo | None:
-        """The owner's assistant message ``message_id``, or None."""
+        """The owner's message ``message_id``, or None."""
+        found = await self.find_message(owner, message_id)
+        return None if found is None else found[0]
+
+    async def find_message(self, owner: str, message_id: str) -> tuple[MessageInfo, str] | None:
+        """The owner's message ``message_id`` and its conversation's id, or None."""
         async with self._sessions() as session:
-            row = await session.scalar(
-                select(Message)
-                .join(Conversation, Conversation.pk == Message.conversation_pk)
-                .where(Message.id == message_id, Conversation.owner_id == owner)
-            )
-            return None if row is None else _message_info(row)
+            row = (
+                await session.execute(
+                    select(Message, Conversation.id)
+                    .join(Conversation, Conversation.pk == Message.conversation_pk)
+                    .where(Message.id == message_id, Conversation.owner_id == owner)
+                )
+            ).first()
+        return None if row is None else (_message_info(row[0]), row[1])
 
     async def streaming_replies(
         self, owner: str, *, message_id: str | None = None, conversation_id: str | None = None
@@ -594,14 +601,6 @@ class Store:
             query = query.where(Conversation.id == conversation_id)
         async with self._sessions() as session:
             return list((await session.scalars(query)).all())
-
-    async def conversation_of_message(self, owner: str, message_id: str) -> str | None:
-        async with self._sessions() as session:
-            return await session.scalar(
-                select(Conversation.id)
-                .join(Message, Conversation.pk == Message.conversation_pk)
-                .where(Message.id == message_id, Conversation.owner_id == owner)
-            )
 
     async def interrupt_streaming(self, message_ids: Iterable[str] | None = None) -> int:
         """Mark streaming replies interrupted (all of them when ``message_ids`` is None).

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from liaotian.engine import SendOptions, derived_conversation_id
 from liaotian.events import ReplyStatus
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, expected_reply
@@ -269,6 +270,40 @@ async def test_same_client_message_id_starts_one_reply(server: RunningServer) ->
     )
     history = await client.until(of_type("conversation.history"))
     assert len(history[-1]["messages"]) == 2
+    await client.close()
+
+
+async def test_a_retried_send_leaves_the_conversation_free(server: RunningServer) -> None:
+    """After a retry answered with the earlier reply, the next message is answered."""
+    client = await connect(server)
+    first = await chat(client, "once", client_message_id="retry-1")
+    conversation_id = first[0]["conversation_id"]
+    await chat(client, "once", client_message_id="retry-1", conversation_id=conversation_id)
+    after = await chat(client, "next", conversation_id=conversation_id)
+    assert after[-1]["status"] == "completed"
+    assert reply_text(after) == expected_reply("next")
+    await client.close()
+
+
+async def test_a_send_whose_caller_is_cancelled_is_still_answered(server: RunningServer) -> None:
+    """Cancelling the task that sent a message while it is being stored does not leave a
+    stored reply that nobody runs: the reply completes and the conversation stays usable."""
+    engine = server.services.engine
+    client = await connect(server)  # another connection of the owner sees the reply
+    sending = asyncio.create_task(
+        engine.send("alice", SendOptions(message="[tokens=5] orphan", client_message_id="o-1"))
+    )
+    await asyncio.sleep(0)  # it runs until it awaits the stored transaction; then cancel
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    frames = await client.until(lambda f: f["type"] == "reply.done")
+    assert frames[0]["type"] == "reply.started"
+    assert frames[-1]["status"] == "completed"
+    conversation_id = derived_conversation_id("alice", "o-1")
+    assert frames[-1]["conversation_id"] == conversation_id
+    after = await chat(client, "next", conversation_id=conversation_id)
+    assert after[-1]["status"] == "completed"
     await client.close()
 
 

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -52,6 +53,7 @@ from liaotian.metrics import Metrics
 from liaotian.providers import ChatMessage, ChatRequest, Finish, Provider, ProviderRegistry
 from liaotian.settings import Settings
 from liaotian.store import ConversationInfo, ReplyOutcome, Store
+from liaotian.store.repository import BegunReply, NewReply, new_id
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,8 @@ class SendOptions:
     client_message_id: str | None = None
     truncate_from: str | None = None
     """Edit: delete this user message and everything after it first."""
-    regenerate_of: str | None = None
-    """Regenerate: keep this user message (``message`` is its text), delete what follows."""
+    regenerate: bool = False
+    """Answer the last user message again (``message`` is ignored), deleting what follows."""
     create_missing_conversation: bool = False
     """Seed protocol: an unknown ``session_id`` names a new conversation instead of NotFound."""
 
@@ -97,6 +99,13 @@ class RunningReply:
 
     def content(self) -> str:
         return "".join(self.text)
+
+
+def _busy_error(conversation_id: str) -> ConversationBusy:
+    return ConversationBusy(
+        f"a reply is already streaming in conversation {conversation_id}; "
+        "wait for it to finish or cancel it"
+    )
 
 
 def derived_conversation_id(owner: str, client_message_id: str) -> str:
@@ -176,6 +185,7 @@ class ChatEngine:
         self._running: dict[str, RunningReply] = {}
         self._busy: dict[tuple[str, str], str | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._storing: set[asyncio.Future[BegunReply]] = set()
         self.bus = OwnerBus()
         self._sends_in_flight: dict[tuple[str, str], asyncio.Future[ReplyLog]] = {}
         self.backplane: NoBackplane = NoBackplane()
@@ -200,6 +210,10 @@ class ChatEngine:
         Raises ModelNotFound / ProviderNotConfigured (before anything is stored), NotFound
         (another owner's or unknown conversation) and ConversationBusy. Concurrent sends
         with the same ``client_message_id`` get the same reply.
+
+        The reply belongs to the server: once stored, it is started even if the caller
+        was cancelled meanwhile (a stored reply with nobody running it would keep its
+        conversation busy).
         """
         if options.client_message_id is None:
             return await self._send(owner, options)
@@ -226,96 +240,133 @@ class ChatEngine:
         model_id = options.model or self.settings.effective_default_model
         provider, model = self.providers.resolve(model_id)
         await self._check_reply_quota(owner)
-        conversation = await self._conversation_for(owner, options, model_id)
+        new = self._new_reply(owner, options, model_id)
 
-        busy_key = (owner, conversation.id)
+        busy_key = (owner, new.conversation_id)
         if busy_key in self._busy:
             existing = self._existing_for_retry(busy_key, options)
             if existing is not None:
                 return existing
-            raise ConversationBusy(
-                f"a reply is already streaming in conversation {conversation.id}; "
-                "wait for it to finish or cancel it"
-            )
+            raise _busy_error(new.conversation_id)
         self._busy[busy_key] = options.client_message_id
+
+        def start(begun: BegunReply) -> ReplyLog:
+            return self._start(begun, options, model_id, provider, model.upstream, busy_key)
+
+        # The transaction is shielded: if this caller is cancelled meanwhile, what it
+        # stores is started anyway (a stored reply nobody runs would keep its conversation
+        # busy until a restart).
+        storing = asyncio.ensure_future(self.store.begin_reply(new))
+        self._storing.add(storing)
+        storing.add_done_callback(self._storing.discard)
         try:
+            begun = await asyncio.shield(storing)
+        except asyncio.CancelledError:
+            storing.add_done_callback(lambda done: self._start_orphan(done, start, busy_key))
+            raise
+        except BaseException as error:
+            del self._busy[busy_key]
+            if not isinstance(error, IntegrityError):
+                raise
+            # Either this client_message_id is being stored by another process (a retry:
+            # return that reply) or another process is streaming in this conversation.
             if options.client_message_id is not None:
-                earlier = await self._earlier_reply(owner, conversation, options.client_message_id)
+                earlier = await self._earlier_reply(
+                    owner, new.conversation_id, options.client_message_id
+                )
                 if earlier is not None:
                     return earlier
-            if (
-                options.system_prompt is not None
-                and options.system_prompt != conversation.system_prompt
-            ):
-                await self.store.set_system_prompt(conversation, options.system_prompt)
-                conversation = await self.store.get_conversation(owner, conversation.id)
-            replaces: tuple[str, ...] = ()
-            anchor = options.truncate_from or options.regenerate_of
-            if anchor is not None:
-                replaces = tuple(
-                    await self.store.truncate_from(
-                        conversation, anchor, keep=options.regenerate_of is not None
-                    )
-                )
-            context = await self.store.context_messages(
-                conversation,
-                limit=self.settings.history_messages,
-                max_chars=self.settings.history_max_chars - len(options.message),
-                before=options.regenerate_of,
-            )
-            try:
-                user_id, reply_id, created = await self.store.add_exchange(
-                    conversation,
-                    user_text=options.message,
-                    model=model_id,
-                    client_message_id=options.client_message_id,
-                    existing_user_message=options.regenerate_of,
-                )
-            except IntegrityError:
-                # Either this client_message_id was used (a retry: return that reply) or
-                # another process is streaming in this conversation.
-                if options.client_message_id is not None:
-                    earlier = await self._earlier_reply(
-                        owner, conversation, options.client_message_id
-                    )
-                    if earlier is not None:
-                        return earlier
-                raise ConversationBusy(
-                    f"a reply is already streaming in conversation {conversation.id}; "
-                    "wait for it to finish or cancel it"
-                ) from None
-        except BaseException:
+            raise _busy_error(new.conversation_id) from None
+        if begun.earlier:
             del self._busy[busy_key]
-            raise
+            return await self._earlier_log(owner, begun.reply_id)
+        return start(begun)
 
-        reply_log = self.hub.create(ReplyKey(owner, conversation.id, reply_id))
+    def _start_orphan(
+        self,
+        storing: asyncio.Future[BegunReply],
+        start: Callable[[BegunReply], ReplyLog],
+        busy_key: tuple[str, str],
+    ) -> None:
+        """Start the reply stored for a caller that is gone, or release its conversation."""
+        if not storing.cancelled() and storing.exception() is None:
+            begun = storing.result()
+            if not begun.earlier:
+                start(begun)
+                return
+        self._busy.pop(busy_key, None)
+
+    def _start(
+        self,
+        begun: BegunReply,
+        options: SendOptions,
+        model_id: str,
+        provider: Provider,
+        upstream_model: str,
+        busy_key: tuple[str, str],
+    ) -> ReplyLog:
+        """Run the stored reply ``begun``: its log, its task, the notices."""
+        conversation = begun.conversation
+        owner = busy_key[0]
+        reply_log = self.hub.create(ReplyKey(owner, conversation.id, begun.reply_id))
         reply_log.append(
             Started(
                 seq=0,
-                user_message_id=user_id,
+                user_message_id=begun.user_message_id,
                 model=model_id,
                 title=conversation.title,
-                created_at=created.timestamp(),
+                created_at=begun.created_at.timestamp(),
                 client_message_id=options.client_message_id,
-                user_text=options.message,
-                replaces=replaces,
+                user_text=begun.user_text,
+                replaces=begun.replaces,
             )
         )
         request = ChatRequest(
-            model=model.upstream,
-            messages=self._model_messages(conversation, context, options.message),
+            model=upstream_model,
+            messages=self._model_messages(conversation, begun.context, begun.user_text),
             stream=options.stream,
             temperature=options.temperature,
             max_tokens=options.max_tokens,
         )
         reply = RunningReply(log=reply_log, started_at=time.monotonic())
-        self._running[reply_id] = reply
+        self._running[begun.reply_id] = reply
         task = asyncio.create_task(self._run(reply, provider, request, busy_key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self.bus.publish(owner, reply_log)
         self.backplane.publish_reply(reply_log)
         return reply_log
+
+    def _new_reply(self, owner: str, options: SendOptions, model_id: str) -> NewReply:
+        """What to store for ``options``; a new conversation gets its id here.
+
+        The first message of a new conversation, maybe retried, maybe through another
+        process at the same moment, has its conversation id derived from the client message
+        id, so every attempt lands in the same conversation.
+        """
+        conversation_id = options.conversation_id
+        create = options.create_missing_conversation
+        if conversation_id is None:
+            create = True
+            conversation_id = (
+                new_id()
+                if options.client_message_id is None
+                else derived_conversation_id(owner, options.client_message_id)
+            )
+        return NewReply(
+            owner=owner,
+            conversation_id=conversation_id,
+            message=options.message,
+            model=model_id,
+            history_messages=self.settings.history_messages,
+            history_chars=self.settings.history_max_chars,
+            create=create,
+            title=make_title(options.message),
+            client_message_id=options.client_message_id,
+            system_prompt=options.system_prompt,
+            truncate_from=options.truncate_from,
+            regenerate=options.regenerate,
+        )
 
     async def _check_reply_quota(self, owner: str) -> None:
         """Raise TooManyReplies when the owner already streams its maximum of replies."""
@@ -339,44 +390,7 @@ class ChatEngine:
         """
         if options.conversation_id is None:
             raise NotFound("chat.regenerate needs a conversation_id")
-        conversation = await self.store.get_conversation(owner, options.conversation_id)
-        last = await self.store.last_user_message(conversation)
-        if last is None:
-            raise NotFound("the conversation has no message to answer again")
-        message_id, text = last
-        return await self.send(owner, replace(options, message=text, regenerate_of=message_id))
-
-    async def _conversation_for(
-        self, owner: str, options: SendOptions, model_id: str
-    ) -> ConversationInfo:
-        title = make_title(options.message)
-        if options.conversation_id is None:
-            if options.client_message_id is not None:
-                # The first message of a new conversation, maybe retried, maybe through
-                # another process at the same moment: its conversation id is derived from
-                # the client message id, so every attempt lands in the same conversation.
-                return await self.store.create_conversation(
-                    owner,
-                    title=title,
-                    conversation_id=derived_conversation_id(owner, options.client_message_id),
-                    system_prompt=options.system_prompt,
-                    model=model_id,
-                )
-            return await self.store.create_conversation(
-                owner, title=title, system_prompt=options.system_prompt, model=model_id
-            )
-        try:
-            return await self.store.get_conversation(owner, options.conversation_id)
-        except NotFound:
-            if not options.create_missing_conversation:
-                raise
-            return await self.store.create_conversation(
-                owner,
-                title=title,
-                conversation_id=options.conversation_id,
-                system_prompt=options.system_prompt,
-                model=model_id,
-            )
+        return await self.send(owner, replace(options, regenerate=True))
 
     def _existing_for_retry(
         self, busy_key: tuple[str, str], options: SendOptions
@@ -391,16 +405,14 @@ class ChatEngine:
         return None
 
     async def _earlier_reply(
-        self, owner: str, conversation: ConversationInfo, client_message_id: str
+        self, owner: str, conversation_id: str, client_message_id: str
     ) -> ReplyLog | None:
-        found = await self.store.find_reply_by_client_id(conversation, client_message_id)
-        if found is None:
-            return None
-        _, reply_id = found
+        found = await self.store.find_reply_by_client_id(owner, conversation_id, client_message_id)
+        return None if found is None else await self._earlier_log(owner, found[1])
+
+    async def _earlier_log(self, owner: str, reply_id: str) -> ReplyLog:
         existing = self.hub.get(owner, reply_id)
-        if existing is not None:
-            return existing
-        return await self.replay(owner, reply_id)
+        return existing if existing is not None else await self.replay(owner, reply_id)
 
     async def replay(self, owner: str, message_id: str) -> ReplyLog:
         """The log of a reply: live here, mirrored from the process that runs it, or rebuilt.

@@ -3,30 +3,45 @@
 Every method that takes an ``owner`` filters by it: a conversation or message of another
 owner is reported exactly like one that does not exist (``None`` / NotFound). Partial reply
 text is written by :meth:`Store.checkpoint` in batches, never per token.
+
+Each method is one transaction: a synchronous function of a Core ``Connection`` run by the
+store's :class:`~liaotian.store.database.Database` (one thread hop on SQLite). Starting a
+reply (:meth:`Store.begin_reply`) is one transaction whatever it involves.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, event, select, text, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
+from sqlalchemy import (
+    Connection,
+    Row,
+    Table,
+    bindparam,
+    delete,
+    event,
+    insert,
+    select,
+    text,
+    update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from liaotian.errors import NotFound
 from liaotian.events import ReplyStatus
+from liaotian.store.database import apply_sqlite_pragmas, open_database
 from liaotian.store.models import Conversation, Message, Owner, utcnow
 
 INTERRUPTED_MESSAGE = "the server stopped while this answer was streaming"
+
+conversations = cast(Table, Conversation.__table__)
+messages = cast(Table, Message.__table__)
+owners = cast(Table, Owner.__table__)
 
 
 def new_id() -> str:
@@ -117,7 +132,7 @@ class ReplyOutcome:
     error_message: str | None = None
 
 
-def _conversation_info(row: Conversation) -> ConversationInfo:
+def _conversation_info(row: Row[Any]) -> ConversationInfo:
     return ConversationInfo(
         id=row.id,
         pk=row.pk,
@@ -129,7 +144,7 @@ def _conversation_info(row: Conversation) -> ConversationInfo:
     )
 
 
-def _message_info(row: Message) -> MessageInfo:
+def _message_info(row: Row[Any]) -> MessageInfo:
     return MessageInfo(
         id=row.id,
         role=row.role,
@@ -154,6 +169,49 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class NewReply:
+    """A user's message to store with the empty reply that will answer it.
+
+    ``conversation_id`` names the conversation; with ``create`` a missing one is created
+    (title ``title``), otherwise it is NotFound. ``regenerate`` answers the conversation's
+    last user message again (``message`` is ignored; the answers after it are deleted);
+    ``truncate_from`` (edit) deletes that user message and everything after it first.
+    """
+
+    owner: str
+    conversation_id: str
+    message: str
+    model: str
+    history_messages: int
+    history_chars: int
+    """Budget of the whole prompt's characters: the message and the context kept."""
+    create: bool = False
+    title: str = ""
+    client_message_id: str | None = None
+    system_prompt: str | None = None
+    truncate_from: str | None = None
+    regenerate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BegunReply:
+    """What :meth:`Store.begin_reply` stored, and what the model needs to answer.
+
+    With ``earlier`` set, the ``client_message_id`` was already used: nothing was stored and
+    the ids are those of that earlier exchange.
+    """
+
+    conversation: ConversationInfo
+    user_message_id: str
+    reply_id: str
+    user_text: str
+    created_at: datetime
+    context: list[tuple[str, str]]
+    replaces: tuple[str, ...] = ()
+    earlier: bool = False
+
+
 def create_engine(database_url: str) -> AsyncEngine:
     """An async engine; SQLite gets WAL, a busy timeout and foreign keys."""
     if database_url.startswith("sqlite"):
@@ -161,12 +219,7 @@ def create_engine(database_url: str) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
+            apply_sqlite_pragmas(dbapi_connection)
 
         return engine
     return create_async_engine(database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -177,7 +230,7 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._db = open_database(engine)
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
@@ -185,15 +238,14 @@ class Store:
             await connection.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        await self._db.close()
         await self.engine.dispose()
 
     # -- conversations -------------------------------------------------------------------
 
     async def get_conversation(self, owner: str, conversation_id: str) -> ConversationInfo:
         """The owner's conversation; raises NotFound otherwise."""
-        async with self._sessions() as session:
-            row = await self._conversation_row(session, owner, conversation_id)
-            return _conversation_info(row)
+        return await self._db.run(lambda c: _conversation(c, owner, conversation_id))
 
     async def create_conversation(
         self,
@@ -208,91 +260,60 @@ class Store:
 
         With an explicit ``conversation_id`` already taken by this owner, returns that one.
         """
-        try:
-            return await self._create_conversation(
-                owner, title, conversation_id, system_prompt, model
-            )
-        except IntegrityError:
-            if conversation_id is None:
-                raise
-            # Created at the same moment by another request: that one is ours too.
-            return await self.get_conversation(owner, conversation_id)
 
-    async def _create_conversation(
-        self,
-        owner: str,
-        title: str,
-        conversation_id: str | None,
-        system_prompt: str | None,
-        model: str | None,
-    ) -> ConversationInfo:
-        async with self._sessions() as session, session.begin():
-            await self._ensure_owner(session, owner)
-            if conversation_id is not None:
-                existing = await session.scalar(
-                    select(Conversation).where(
-                        Conversation.owner_id == owner, Conversation.id == conversation_id
-                    )
-                )
-                if existing is not None:
-                    return _conversation_info(existing)
-            row = Conversation(
-                id=conversation_id or new_id(),
-                owner_id=owner,
-                title=title,
-                system_prompt=system_prompt,
-                model=model,
+        def work(c: Connection) -> ConversationInfo:
+            return _create_conversation(
+                c, owner, conversation_id or new_id(), title, system_prompt, model, utcnow()
             )
-            session.add(row)
-            await session.flush()
-            return _conversation_info(row)
+
+        return await self._db.run(work)
 
     async def list_conversations(
         self, owner: str, *, limit: int, before: str | None = None, title_query: str | None = None
     ) -> tuple[list[ConversationInfo], bool]:
         """Newest first; ``before`` is the id of the last conversation of the previous page;
         ``title_query`` keeps the titles that contain it, in any case."""
-        async with self._sessions() as session:
-            query = select(Conversation).where(Conversation.owner_id == owner)
+        table = conversations.c
+
+        def work(c: Connection) -> tuple[list[ConversationInfo], bool]:
+            query = select(conversations).where(table.owner_id == owner)
             if title_query:
                 escaped = title_query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                query = query.where(Conversation.title.ilike(f"%{escaped}%", escape="\\"))
+                query = query.where(table.title.ilike(f"%{escaped}%", escape="\\"))
             if before is not None:
-                anchor = await self._conversation_row(session, owner, before)
+                anchor = _conversation(c, owner, before)
                 query = query.where(
-                    (Conversation.updated_at < anchor.updated_at)
-                    | (
-                        (Conversation.updated_at == anchor.updated_at)
-                        & (Conversation.pk < anchor.pk)
-                    )
+                    (table.updated_at < anchor.updated_at)
+                    | ((table.updated_at == anchor.updated_at) & (table.pk < anchor.pk))
                 )
-            query = query.order_by(Conversation.updated_at.desc(), Conversation.pk.desc())
-            rows = (await session.scalars(query.limit(limit + 1))).all()
+            query = query.order_by(table.updated_at.desc(), table.pk.desc()).limit(limit + 1)
+            rows = c.execute(query).all()
             return [_conversation_info(row) for row in rows[:limit]], len(rows) > limit
+
+        return await self._db.run(work)
 
     async def rename_conversation(
         self, owner: str, conversation_id: str, title: str
     ) -> ConversationInfo:
-        async with self._sessions() as session, session.begin():
-            row = await self._conversation_row(session, owner, conversation_id)
-            row.title = title
-            row.updated_at = utcnow()
-            await session.flush()
-            return _conversation_info(row)
+        def work(c: Connection) -> ConversationInfo:
+            conversation = _conversation(c, owner, conversation_id)
+            now = utcnow()
+            c.execute(
+                update(conversations)
+                .where(conversations.c.pk == conversation.pk)
+                .values(title=title, updated_at=now)
+            )
+            return replace(conversation, title=title, updated_at=now)
+
+        return await self._db.run(work)
 
     async def delete_conversation(self, owner: str, conversation_id: str) -> None:
-        async with self._sessions() as session, session.begin():
-            row = await self._conversation_row(session, owner, conversation_id)
-            await session.execute(delete(Message).where(Message.conversation_pk == row.pk))
-            await session.delete(row)
+        def work(c: Connection) -> None:
+            conversation = _conversation(c, owner, conversation_id)
+            c.execute(delete(messages).where(messages.c.conversation_pk == conversation.pk))
+            c.execute(delete(conversations).where(conversations.c.pk == conversation.pk))
 
-    async def set_system_prompt(self, conversation: ConversationInfo, system_prompt: str) -> None:
-        async with self._sessions() as session, session.begin():
-            await session.execute(
-                update(Conversation)
-                .where(Conversation.pk == conversation.pk)
-                .values(system_prompt=system_prompt)
-            )
+        await self._db.run(work)
 
     # -- messages ------------------------------------------------------------------------
 
@@ -304,21 +325,25 @@ class Store:
         ``before`` is the id of the oldest message of the previous page. Returns the page and
         whether older messages remain.
         """
-        async with self._sessions() as session:
-            conversation = await self._conversation_row(session, owner, conversation_id)
-            query = select(Message).where(Message.conversation_pk == conversation.pk)
+        table = messages.c
+
+        def work(c: Connection) -> tuple[list[MessageInfo], bool]:
+            conversation = _conversation(c, owner, conversation_id)
+            query = select(messages).where(table.conversation_pk == conversation.pk)
             if before is not None:
-                anchor = await session.scalar(
-                    select(Message.pk).where(
-                        Message.conversation_pk == conversation.pk, Message.id == before
+                anchor = c.scalar(
+                    select(table.pk).where(
+                        table.conversation_pk == conversation.pk, table.id == before
                     )
                 )
                 if anchor is None:
                     raise NotFound(f"message {before} not found")
-                query = query.where(Message.pk < anchor)
-            rows = (await session.scalars(query.order_by(Message.pk.desc()).limit(limit + 1))).all()
+                query = query.where(table.pk < anchor)
+            rows = c.execute(query.order_by(table.pk.desc()).limit(limit + 1)).all()
             page = [_message_info(row) for row in reversed(rows[:limit])]
             return page, len(rows) > limit
+
+        return await self._db.run(work)
 
     async def context_messages(
         self,
@@ -334,61 +359,24 @@ class Store:
         with no text (failed before the first token) are skipped; a cancelled, interrupted
         or failed answer counts with the text the user saw.
         """
-        async with self._sessions() as session:
-            query = select(Message.role, Message.content).where(
-                Message.conversation_pk == conversation.pk, Message.content != ""
-            )
-            if before is not None:
-                anchor = select(Message.pk).where(Message.id == before).scalar_subquery()
-                query = query.where(Message.pk < anchor)
-            rows = (await session.execute(query.order_by(Message.pk.desc()).limit(limit))).all()
-        kept: list[tuple[str, str]] = []
-        budget = max_chars
-        for role, content in rows:
-            if len(content) > budget:
-                break
-            budget -= len(content)
-            kept.append((role, content))
-        kept.reverse()
-        return kept
+        return await self._db.run(
+            lambda c: _context(c, conversation.pk, limit=limit, max_chars=max_chars, before=before)
+        )
 
     async def find_reply_by_client_id(
-        self, conversation: ConversationInfo, client_message_id: str
+        self, owner: str, conversation_id: str, client_message_id: str
     ) -> tuple[str, str] | None:
-        """(user message id, assistant message id) of an earlier send with this client id."""
-        async with self._sessions() as session:
-            user_pk = await session.scalar(
-                select(Message.pk).where(
-                    Message.conversation_pk == conversation.pk,
-                    Message.client_message_id == client_message_id,
+        """(user message id, reply id) of an earlier send with this client id, or None."""
+
+        def work(c: Connection) -> tuple[str, str] | None:
+            pk = c.scalar(
+                select(conversations.c.pk).where(
+                    conversations.c.owner_id == owner, conversations.c.id == conversation_id
                 )
             )
-            if user_pk is None:
-                return None
-            rows = (
-                await session.execute(
-                    select(Message.id)
-                    .where(Message.conversation_pk == conversation.pk, Message.pk >= user_pk)
-                    .order_by(Message.pk)
-                    .limit(2)
-                )
-            ).all()
-        if len(rows) < 2:
-            return None
-        return rows[0][0], rows[1][0]
+            return None if pk is None else _earlier_exchange(c, pk, client_message_id)
 
-    async def last_user_message(self, conversation: ConversationInfo) -> tuple[str, str] | None:
-        """(id, text) of the conversation's last user message, or None."""
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(Message.id, Message.content)
-                    .where(Message.conversation_pk == conversation.pk, Message.role == "user")
-                    .order_by(Message.pk.desc())
-                    .limit(1)
-                )
-            ).first()
-        return None if row is None else (row[0], row[1])
+        return await self._db.run(work)
 
     async def truncate_from(
         self, conversation: ConversationInfo, message_id: str, *, keep: bool = False
@@ -398,30 +386,18 @@ class Store:
         Returns the deleted ids. Raises NotFound unless ``message_id`` is a user message of
         this conversation.
         """
-        async with self._sessions() as session, session.begin():
-            anchor = await session.scalar(
-                select(Message.pk).where(
-                    Message.conversation_pk == conversation.pk,
-                    Message.id == message_id,
-                    Message.role == "user",
-                )
-            )
-            if anchor is None:
-                raise NotFound(f"message {message_id} not found")
-            first = anchor + 1 if keep else anchor
-            doomed = (
-                await session.scalars(
-                    select(Message.id)
-                    .where(Message.conversation_pk == conversation.pk, Message.pk >= first)
-                    .order_by(Message.pk)
-                )
-            ).all()
-            await session.execute(
-                delete(Message).where(
-                    Message.conversation_pk == conversation.pk, Message.pk >= first
-                )
-            )
-            return list(doomed)
+        return await self._db.run(lambda c: _truncate(c, conversation.pk, message_id, keep=keep))
+
+    async def begin_reply(self, new: NewReply) -> BegunReply:
+        """Store the user's message and an empty ``streaming`` reply, in one transaction.
+
+        Also, as the request says: creates the conversation, updates its system prompt,
+        deletes the messages an edit or regenerate replaces, and reads the context for the
+        model. Raises NotFound (conversation, or the message to edit or regenerate) and
+        IntegrityError when a reply already streams in the conversation, or when the
+        ``client_message_id`` was used by a send that is being stored at this moment.
+        """
+        return await self._db.run(lambda c: _begin_reply(c, new, utcnow()))
 
     async def add_exchange(
         self,
@@ -430,81 +406,49 @@ class Store:
         user_text: str,
         model: str,
         client_message_id: str | None = None,
-        existing_user_message: str | None = None,
     ) -> tuple[str, str, datetime]:
-        """Store the user's message and an empty streaming reply in one transaction.
+        """Store a user's message and an empty streaming reply in one transaction.
 
-        With ``existing_user_message`` (regenerate) only the reply is added, after it.
         Returns (user message id, reply message id, reply created_at). Raises IntegrityError
         when ``client_message_id`` was already used in this conversation.
         """
-        now = utcnow()
-        user_id, reply_id = existing_user_message or new_id(), new_id()
-        async with self._sessions() as session, session.begin():
-            if existing_user_message is None:
-                session.add(
-                    Message(
-                        id=user_id,
-                        conversation_pk=conversation.pk,
-                        role="user",
-                        content=user_text,
-                        status=ReplyStatus.COMPLETED.value,
-                        client_message_id=client_message_id,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                await session.flush()
-            session.add(
-                Message(
-                    id=reply_id,
-                    conversation_pk=conversation.pk,
-                    role="assistant",
-                    content="",
-                    status=ReplyStatus.STREAMING.value,
-                    model=model,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            await session.execute(
-                update(Conversation)
-                .where(Conversation.pk == conversation.pk)
-                .values(updated_at=now, model=model)
-            )
-        return user_id, reply_id, now
+
+        def work(c: Connection) -> tuple[str, str, datetime]:
+            now = utcnow()
+            user_id = _insert_user_message(c, conversation.pk, user_text, client_message_id, now)
+            reply_id = _insert_reply(c, conversation.pk, model, now)
+            return user_id, reply_id, now
+
+        return await self._db.run(work)
 
     async def checkpoint(self, partials: Sequence[tuple[str, str]]) -> None:
         """Save the partial text of streaming replies: ``(message_id, text)`` pairs, one batch."""
         if not partials:
             return
-        now = utcnow()
         statement = (
-            update(Message.__table__)  # type: ignore[arg-type]
+            update(messages)
             .where(
-                Message.__table__.c.id == bindparam("b_id"),
-                Message.__table__.c.status == ReplyStatus.STREAMING.value,
+                messages.c.id == bindparam("b_id"),
+                messages.c.status == ReplyStatus.STREAMING.value,
             )
-            .values(content=bindparam("b_content"), updated_at=now)
+            .values(content=bindparam("b_content"), updated_at=utcnow())
         )
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                statement, [{"b_id": mid, "b_content": content} for mid, content in partials]
-            )
+        batch = [{"b_id": mid, "b_content": content} for mid, content in partials]
+        await self._db.run(lambda c: c.execute(statement, batch))
 
     async def touch(self, message_ids: Sequence[str]) -> None:
         """Renew the lease of streaming replies this process runs (their ``updated_at``)."""
         if not message_ids:
             return
-        async with self.engine.begin() as connection:
-            await connection.execute(
-                update(Message.__table__)  # type: ignore[arg-type]
-                .where(
-                    Message.__table__.c.id.in_(list(message_ids)),
-                    Message.__table__.c.status == ReplyStatus.STREAMING.value,
-                )
-                .values(updated_at=utcnow())
+        statement = (
+            update(messages)
+            .where(
+                messages.c.id.in_(list(message_ids)),
+                messages.c.status == ReplyStatus.STREAMING.value,
             )
+            .values(updated_at=utcnow())
+        )
+        await self._db.run(lambda c: c.execute(statement))
 
     async def reap_stale(self, older_than: float) -> list[StaleReply]:
         """Mark interrupted the streaming replies whose lease is older than ``older_than`` s.
@@ -513,61 +457,47 @@ class Store:
         Returns what was reaped, with the text saved at the last checkpoint.
         """
         cutoff = utcnow() - timedelta(seconds=older_than)
-        async with self._sessions() as session, session.begin():
-            rows = (
-                await session.execute(
-                    select(Message.id, Message.content, Conversation.owner_id, Conversation.id)
-                    .join(Conversation, Conversation.pk == Message.conversation_pk)
-                    .where(
-                        Message.status == ReplyStatus.STREAMING.value,
-                        Message.updated_at < cutoff,
-                    )
-                    .with_for_update(of=Message, skip_locked=True)
-                )
+        table = messages.c
+
+        def work(c: Connection) -> list[StaleReply]:
+            rows = c.execute(
+                select(table.id, table.content, conversations.c.owner_id, conversations.c.id)
+                .join(conversations, conversations.c.pk == table.conversation_pk)
+                .where(table.status == ReplyStatus.STREAMING.value, table.updated_at < cutoff)
+                .with_for_update(of=messages, skip_locked=True)
             ).all()
             if not rows:
                 return []
-            await session.execute(
-                update(Message)
-                .where(
-                    Message.id.in_([row[0] for row in rows]),
-                    Message.status == ReplyStatus.STREAMING.value,
-                )
-                .values(
-                    status=ReplyStatus.INTERRUPTED.value,
-                    error_code="interrupted",
-                    error_message=INTERRUPTED_MESSAGE,
-                    updated_at=utcnow(),
-                )
-            )
-        return [
-            StaleReply(owner, conversation_id, message_id, content)
-            for message_id, content, owner, conversation_id in rows
-        ]
+            c.execute(_interrupt().where(table.id.in_([row[0] for row in rows])))
+            return [
+                StaleReply(owner, conversation_id, message_id, content)
+                for message_id, content, owner, conversation_id in rows
+            ]
+
+        return await self._db.run(work)
 
     async def finish_reply(self, message_id: str, outcome: ReplyOutcome) -> bool:
         """Write a reply's final text, status, usage and timings (once, at the end).
 
         Returns False if the reply was no longer streaming (another process reaped it).
         """
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(
-                update(Message)
-                .where(Message.id == message_id, Message.status == ReplyStatus.STREAMING.value)
-                .values(
-                    content=outcome.content,
-                    status=outcome.status.value,
-                    finish_reason=outcome.finish_reason,
-                    input_tokens=outcome.input_tokens,
-                    output_tokens=outcome.output_tokens,
-                    ttft_ms=outcome.ttft_ms,
-                    duration_ms=outcome.duration_ms,
-                    error_code=outcome.error_code,
-                    error_message=outcome.error_message,
-                    updated_at=utcnow(),
-                )
+        statement = (
+            update(messages)
+            .where(messages.c.id == message_id, messages.c.status == ReplyStatus.STREAMING.value)
+            .values(
+                content=outcome.content,
+                status=outcome.status.value,
+                finish_reason=outcome.finish_reason,
+                input_tokens=outcome.input_tokens,
+                output_tokens=outcome.output_tokens,
+                ttft_ms=outcome.ttft_ms,
+                duration_ms=outcome.duration_ms,
+                error_code=outcome.error_code,
+                error_message=outcome.error_message,
+                updated_at=utcnow(),
             )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        )
+        return await self._db.run(lambda c: bool(c.execute(statement).rowcount))
 
     async def reply_status(self, owner: str, message_id: str) -> MessageInfo | None:
         """The owner's message ``message_id``, or None."""
@@ -576,73 +506,265 @@ class Store:
 
     async def find_message(self, owner: str, message_id: str) -> tuple[MessageInfo, str] | None:
         """The owner's message ``message_id`` and its conversation's id, or None."""
-        async with self._sessions() as session:
-            row = (
-                await session.execute(
-                    select(Message, Conversation.id)
-                    .join(Conversation, Conversation.pk == Message.conversation_pk)
-                    .where(Message.id == message_id, Conversation.owner_id == owner)
-                )
-            ).first()
-        return None if row is None else (_message_info(row[0]), row[1])
+        query = (
+            select(messages, conversations.c.id.label("conversation_id"))
+            .join(conversations, conversations.c.pk == messages.c.conversation_pk)
+            .where(messages.c.id == message_id, conversations.c.owner_id == owner)
+        )
+
+        def work(c: Connection) -> tuple[MessageInfo, str] | None:
+            row = c.execute(query).first()
+            return None if row is None else (_message_info(row), row.conversation_id)
+
+        return await self._db.run(work)
 
     async def streaming_replies(
         self, owner: str, *, message_id: str | None = None, conversation_id: str | None = None
     ) -> list[str]:
         """Ids of the owner's streaming replies, by message and/or conversation id."""
         query = (
-            select(Message.id)
-            .join(Conversation, Conversation.pk == Message.conversation_pk)
-            .where(Conversation.owner_id == owner, Message.status == ReplyStatus.STREAMING.value)
+            select(messages.c.id)
+            .join(conversations, conversations.c.pk == messages.c.conversation_pk)
+            .where(
+                conversations.c.owner_id == owner,
+                messages.c.status == ReplyStatus.STREAMING.value,
+            )
         )
         if message_id is not None:
-            query = query.where(Message.id == message_id)
+            query = query.where(messages.c.id == message_id)
         if conversation_id is not None:
-            query = query.where(Conversation.id == conversation_id)
-        async with self._sessions() as session:
-            return list((await session.scalars(query)).all())
+            query = query.where(conversations.c.id == conversation_id)
+        return await self._db.run(lambda c: list(c.scalars(query).all()))
 
     async def interrupt_streaming(self, message_ids: Iterable[str] | None = None) -> int:
         """Mark streaming replies interrupted (all of them when ``message_ids`` is None).
 
         Used at start-up after a crash: the saved partial text stays. Returns the count.
         """
-        statement = (
-            update(Message)
-            .where(Message.status == ReplyStatus.STREAMING.value)
-            .values(
-                status=ReplyStatus.INTERRUPTED.value,
-                error_code="interrupted",
-                error_message=INTERRUPTED_MESSAGE,
-                updated_at=utcnow(),
-            )
-        )
+        statement = _interrupt()
         if message_ids is not None:
-            statement = statement.where(Message.id.in_(list(message_ids)))
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(statement)
-            return int(result.rowcount or 0)  # type: ignore[attr-defined]
+            statement = statement.where(messages.c.id.in_(list(message_ids)))
+        return await self._db.run(lambda c: int(c.execute(statement).rowcount or 0))
 
-    # -- helpers -------------------------------------------------------------------------
 
-    @staticmethod
-    async def _ensure_owner(session: AsyncSession, owner: str) -> None:
-        if await session.get(Owner, owner) is None:
-            try:
-                async with session.begin_nested():
-                    session.add(Owner(id=owner))
-            except IntegrityError:
-                pass  # created concurrently by another connection
+# -- the transactions' parts (synchronous; ``c`` is inside a transaction) ------------------
 
-    @staticmethod
-    async def _conversation_row(
-        session: AsyncSession, owner: str, conversation_id: str
-    ) -> Conversation:
-        row = await session.scalar(
-            select(Conversation).where(
-                Conversation.owner_id == owner, Conversation.id == conversation_id
-            )
+
+def _conversation(c: Connection, owner: str, conversation_id: str) -> ConversationInfo:
+    row = c.execute(
+        select(conversations).where(
+            conversations.c.owner_id == owner, conversations.c.id == conversation_id
         )
-        if row is None:
-            raise NotFound(f"conversation {conversation_id} not found")
-        return row
+    ).first()
+    if row is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    return _conversation_info(row)
+
+
+def _insert_ignoring_conflicts(c: Connection, table: Table, values: dict[str, Any]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING (a row created at the same moment elsewhere wins)."""
+    dialect = postgresql if c.dialect.name == "postgresql" else sqlite
+    c.execute(dialect.insert(table).values(values).on_conflict_do_nothing())
+
+
+def _create_conversation(
+    c: Connection,
+    owner: str,
+    conversation_id: str,
+    title: str,
+    system_prompt: str | None,
+    model: str | None,
+    now: datetime,
+) -> ConversationInfo:
+    _insert_ignoring_conflicts(c, owners, {"id": owner, "created_at": now})
+    _insert_ignoring_conflicts(
+        c,
+        conversations,
+        {
+            "id": conversation_id,
+            "owner_id": owner,
+            "title": title,
+            "system_prompt": system_prompt,
+            "model": model,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    return _conversation(c, owner, conversation_id)
+
+
+def _context(
+    c: Connection, conversation_pk: int, *, limit: int, max_chars: int, before: str | None
+) -> list[tuple[str, str]]:
+    table = messages.c
+    query = select(table.role, table.content).where(
+        table.conversation_pk == conversation_pk, table.content != ""
+    )
+    if before is not None:
+        anchor = select(table.pk).where(table.id == before).scalar_subquery()
+        query = query.where(table.pk < anchor)
+    kept: list[tuple[str, str]] = []
+    budget = max_chars
+    for role, content in c.execute(query.order_by(table.pk.desc()).limit(limit)):
+        if len(content) > budget:
+            break
+        budget -= len(content)
+        kept.append((role, content))
+    kept.reverse()
+    return kept
+
+
+def _earlier_exchange(
+    c: Connection, conversation_pk: int, client_message_id: str
+) -> tuple[str, str] | None:
+    """(user message id, reply id) stored by a send with ``client_message_id``, or None."""
+    table = messages.c
+    user_pk = c.scalar(
+        select(table.pk).where(
+            table.conversation_pk == conversation_pk,
+            table.client_message_id == client_message_id,
+        )
+    )
+    if user_pk is None:
+        return None
+    rows = c.execute(
+        select(table.id)
+        .where(table.conversation_pk == conversation_pk, table.pk >= user_pk)
+        .order_by(table.pk)
+        .limit(2)
+    ).all()
+    return (rows[0][0], rows[1][0]) if len(rows) == 2 else None
+
+
+def _last_user_message(c: Connection, conversation_pk: int) -> tuple[str, str]:
+    row = c.execute(
+        select(messages.c.id, messages.c.content)
+        .where(messages.c.conversation_pk == conversation_pk, messages.c.role == "user")
+        .order_by(messages.c.pk.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        raise NotFound("the conversation has no message to answer again")
+    return row[0], row[1]
+
+
+def _truncate(c: Connection, conversation_pk: int, message_id: str, *, keep: bool) -> list[str]:
+    table = messages.c
+    anchor = c.scalar(
+        select(table.pk).where(
+            table.conversation_pk == conversation_pk,
+            table.id == message_id,
+            table.role == "user",
+        )
+    )
+    if anchor is None:
+        raise NotFound(f"message {message_id} not found")
+    first = anchor + 1 if keep else anchor
+    doomed = c.scalars(
+        select(table.id)
+        .where(table.conversation_pk == conversation_pk, table.pk >= first)
+        .order_by(table.pk)
+    ).all()
+    if doomed:
+        c.execute(
+            delete(messages).where(table.conversation_pk == conversation_pk, table.pk >= first)
+        )
+    return list(doomed)
+
+
+def _insert_user_message(
+    c: Connection,
+    conversation_pk: int,
+    text_: str,
+    client_message_id: str | None,
+    now: datetime,
+) -> str:
+    message_id = new_id()
+    c.execute(
+        insert(messages).values(
+            id=message_id,
+            conversation_pk=conversation_pk,
+            role="user",
+            content=text_,
+            status=ReplyStatus.COMPLETED.value,
+            client_message_id=client_message_id,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return message_id
+
+
+def _insert_reply(c: Connection, conversation_pk: int, model: str, now: datetime) -> str:
+    reply_id = new_id()
+    c.execute(
+        insert(messages).values(
+            id=reply_id,
+            conversation_pk=conversation_pk,
+            role="assistant",
+            content="",
+            status=ReplyStatus.STREAMING.value,
+            model=model,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    c.execute(
+        update(conversations)
+        .where(conversations.c.pk == conversation_pk)
+        .values(updated_at=now, model=model)
+    )
+    return reply_id
+
+
+def _begin_reply(c: Connection, new: NewReply, now: datetime) -> BegunReply:
+    if new.create:
+        conversation = _create_conversation(
+            c, new.owner, new.conversation_id, new.title, new.system_prompt, new.model, now
+        )
+    else:
+        conversation = _conversation(c, new.owner, new.conversation_id)
+    if new.client_message_id is not None and not new.regenerate:
+        earlier = _earlier_exchange(c, conversation.pk, new.client_message_id)
+        if earlier is not None:
+            return BegunReply(conversation, *earlier, new.message, now, [], earlier=True)
+    if new.system_prompt is not None and new.system_prompt != conversation.system_prompt:
+        c.execute(
+            update(conversations)
+            .where(conversations.c.pk == conversation.pk)
+            .values(system_prompt=new.system_prompt)
+        )
+        conversation = replace(conversation, system_prompt=new.system_prompt)
+    user_text, before = new.message, None
+    replaces: tuple[str, ...] = ()
+    if new.regenerate:
+        user_id, user_text = _last_user_message(c, conversation.pk)
+        replaces = tuple(_truncate(c, conversation.pk, user_id, keep=True))
+        before = user_id
+    elif new.truncate_from is not None:
+        replaces = tuple(_truncate(c, conversation.pk, new.truncate_from, keep=False))
+    context = _context(
+        c,
+        conversation.pk,
+        limit=new.history_messages,
+        max_chars=new.history_chars - len(user_text),
+        before=before,
+    )
+    if not new.regenerate:
+        user_id = _insert_user_message(c, conversation.pk, user_text, new.client_message_id, now)
+    reply_id = _insert_reply(c, conversation.pk, new.model, now)
+    return BegunReply(conversation, user_id, reply_id, user_text, now, context, replaces)
+
+
+def _interrupt() -> Any:
+    """UPDATE marking streaming replies interrupted (add a WHERE to narrow it)."""
+    return (
+        update(messages)
+        .where(messages.c.status == ReplyStatus.STREAMING.value)
+        .values(
+            status=ReplyStatus.INTERRUPTED.value,
+            error_code="interrupted",
+            error_message=INTERRUPTED_MESSAGE,
+            updated_at=utcnow(),
+        )
+    )

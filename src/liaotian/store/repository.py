@@ -43,6 +43,82 @@ conversations = cast(Table, Conversation.__table__)
 messages = cast(Table, Message.__table__)
 owners = cast(Table, Owner.__table__)
 
+# The statements of a reply's start and end, built once: building a Core statement and its
+# cache key costs more CPU than SQLite takes to run it.
+_CONVERSATION = select(conversations).where(
+    conversations.c.owner_id == bindparam("b_owner"), conversations.c.id == bindparam("b_id")
+)
+_INSERT_IGNORING_CONFLICTS = {
+    dialect.__name__.rsplit(".", 1)[-1]: {
+        table.name: dialect.insert(table).on_conflict_do_nothing()
+        for table in (owners, conversations)
+    }
+    for dialect in (postgresql, sqlite)
+}
+_CONTEXT = (
+    select(messages.c.role, messages.c.content)
+    .where(messages.c.conversation_pk == bindparam("b_pk"), messages.c.content != "")
+    .order_by(messages.c.pk.desc())
+    .limit(bindparam("b_limit"))
+)
+_CONTEXT_BEFORE = _CONTEXT.where(
+    messages.c.pk
+    < select(messages.c.pk).where(messages.c.id == bindparam("b_before")).scalar_subquery()
+)
+_CLIENT_MESSAGE = select(messages.c.pk).where(
+    messages.c.conversation_pk == bindparam("b_pk"),
+    messages.c.client_message_id == bindparam("b_client_id"),
+)
+_EXCHANGE_FROM = (
+    select(messages.c.id)
+    .where(messages.c.conversation_pk == bindparam("b_pk"), messages.c.pk >= bindparam("b_from"))
+    .order_by(messages.c.pk)
+    .limit(2)
+)
+_INSERT_MESSAGE = insert(messages)
+_CONVERSATION_ANSWERED = (
+    update(conversations)
+    .where(conversations.c.pk == bindparam("b_pk"))
+    .values(updated_at=bindparam("b_now"), model=bindparam("b_model"))
+)
+_STILL_STREAMING = (messages.c.id == bindparam("b_id")) & (
+    messages.c.status == ReplyStatus.STREAMING.value
+)
+_CHECKPOINT = (
+    update(messages)
+    .where(_STILL_STREAMING)
+    .values(content=bindparam("b_content"), updated_at=bindparam("b_now"))
+)
+_TOUCH = (
+    update(messages)
+    .where(
+        messages.c.id.in_(bindparam("b_ids", expanding=True)),
+        messages.c.status == ReplyStatus.STREAMING.value,
+    )
+    .values(updated_at=bindparam("b_now"))
+)
+_FINISH = (
+    update(messages)
+    .where(_STILL_STREAMING)
+    .values(
+        {
+            column: bindparam(f"b_{column}")
+            for column in (
+                "content",
+                "status",
+                "finish_reason",
+                "input_tokens",
+                "output_tokens",
+                "ttft_ms",
+                "duration_ms",
+                "error_code",
+                "error_message",
+                "updated_at",
+            )
+        }
+    )
+)
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
@@ -425,30 +501,16 @@ class Store:
         """Save the partial text of streaming replies: ``(message_id, text)`` pairs, one batch."""
         if not partials:
             return
-        statement = (
-            update(messages)
-            .where(
-                messages.c.id == bindparam("b_id"),
-                messages.c.status == ReplyStatus.STREAMING.value,
-            )
-            .values(content=bindparam("b_content"), updated_at=utcnow())
-        )
-        batch = [{"b_id": mid, "b_content": content} for mid, content in partials]
-        await self._db.run(lambda c: c.execute(statement, batch))
+        now = utcnow()
+        batch = [{"b_id": mid, "b_content": content, "b_now": now} for mid, content in partials]
+        await self._db.run(lambda c: c.execute(_CHECKPOINT, batch))
 
     async def touch(self, message_ids: Sequence[str]) -> None:
         """Renew the lease of streaming replies this process runs (their ``updated_at``)."""
         if not message_ids:
             return
-        statement = (
-            update(messages)
-            .where(
-                messages.c.id.in_(list(message_ids)),
-                messages.c.status == ReplyStatus.STREAMING.value,
-            )
-            .values(updated_at=utcnow())
-        )
-        await self._db.run(lambda c: c.execute(statement))
+        params = {"b_ids": list(message_ids), "b_now": utcnow()}
+        await self._db.run(lambda c: c.execute(_TOUCH, params))
 
     async def reap_stale(self, older_than: float) -> list[StaleReply]:
         """Mark interrupted the streaming replies whose lease is older than ``older_than`` s.
@@ -481,23 +543,20 @@ class Store:
 
         Returns False if the reply was no longer streaming (another process reaped it).
         """
-        statement = (
-            update(messages)
-            .where(messages.c.id == message_id, messages.c.status == ReplyStatus.STREAMING.value)
-            .values(
-                content=outcome.content,
-                status=outcome.status.value,
-                finish_reason=outcome.finish_reason,
-                input_tokens=outcome.input_tokens,
-                output_tokens=outcome.output_tokens,
-                ttft_ms=outcome.ttft_ms,
-                duration_ms=outcome.duration_ms,
-                error_code=outcome.error_code,
-                error_message=outcome.error_message,
-                updated_at=utcnow(),
-            )
-        )
-        return await self._db.run(lambda c: bool(c.execute(statement).rowcount))
+        params = {
+            "b_id": message_id,
+            "b_content": outcome.content,
+            "b_status": outcome.status.value,
+            "b_finish_reason": outcome.finish_reason,
+            "b_input_tokens": outcome.input_tokens,
+            "b_output_tokens": outcome.output_tokens,
+            "b_ttft_ms": outcome.ttft_ms,
+            "b_duration_ms": outcome.duration_ms,
+            "b_error_code": outcome.error_code,
+            "b_error_message": outcome.error_message,
+            "b_updated_at": utcnow(),
+        }
+        return await self._db.run(lambda c: bool(c.execute(_FINISH, params).rowcount))
 
     async def reply_status(self, owner: str, message_id: str) -> MessageInfo | None:
         """The owner's message ``message_id``, or None."""
@@ -551,11 +610,7 @@ class Store:
 
 
 def _conversation(c: Connection, owner: str, conversation_id: str) -> ConversationInfo:
-    row = c.execute(
-        select(conversations).where(
-            conversations.c.owner_id == owner, conversations.c.id == conversation_id
-        )
-    ).first()
+    row = c.execute(_CONVERSATION, {"b_owner": owner, "b_id": conversation_id}).first()
     if row is None:
         raise NotFound(f"conversation {conversation_id} not found")
     return _conversation_info(row)
@@ -563,8 +618,7 @@ def _conversation(c: Connection, owner: str, conversation_id: str) -> Conversati
 
 def _insert_ignoring_conflicts(c: Connection, table: Table, values: dict[str, Any]) -> None:
     """INSERT … ON CONFLICT DO NOTHING (a row created at the same moment elsewhere wins)."""
-    dialect = postgresql if c.dialect.name == "postgresql" else sqlite
-    c.execute(dialect.insert(table).values(values).on_conflict_do_nothing())
+    c.execute(_INSERT_IGNORING_CONFLICTS[c.dialect.name][table.name], values)
 
 
 def _create_conversation(
@@ -596,16 +650,12 @@ def _create_conversation(
 def _context(
     c: Connection, conversation_pk: int, *, limit: int, max_chars: int, before: str | None
 ) -> list[tuple[str, str]]:
-    table = messages.c
-    query = select(table.role, table.content).where(
-        table.conversation_pk == conversation_pk, table.content != ""
-    )
+    params: dict[str, Any] = {"b_pk": conversation_pk, "b_limit": limit}
     if before is not None:
-        anchor = select(table.pk).where(table.id == before).scalar_subquery()
-        query = query.where(table.pk < anchor)
+        params["b_before"] = before
     kept: list[tuple[str, str]] = []
     budget = max_chars
-    for role, content in c.execute(query.order_by(table.pk.desc()).limit(limit)):
+    for role, content in c.execute(_CONTEXT if before is None else _CONTEXT_BEFORE, params):
         if len(content) > budget:
             break
         budget -= len(content)
@@ -618,21 +668,10 @@ def _earlier_exchange(
     c: Connection, conversation_pk: int, client_message_id: str
 ) -> tuple[str, str] | None:
     """(user message id, reply id) stored by a send with ``client_message_id``, or None."""
-    table = messages.c
-    user_pk = c.scalar(
-        select(table.pk).where(
-            table.conversation_pk == conversation_pk,
-            table.client_message_id == client_message_id,
-        )
-    )
+    user_pk = c.scalar(_CLIENT_MESSAGE, {"b_pk": conversation_pk, "b_client_id": client_message_id})
     if user_pk is None:
         return None
-    rows = c.execute(
-        select(table.id)
-        .where(table.conversation_pk == conversation_pk, table.pk >= user_pk)
-        .order_by(table.pk)
-        .limit(2)
-    ).all()
+    rows = c.execute(_EXCHANGE_FROM, {"b_pk": conversation_pk, "b_from": user_pk}).all()
     return (rows[0][0], rows[1][0]) if len(rows) == 2 else None
 
 
@@ -681,16 +720,17 @@ def _insert_user_message(
 ) -> str:
     message_id = new_id()
     c.execute(
-        insert(messages).values(
-            id=message_id,
-            conversation_pk=conversation_pk,
-            role="user",
-            content=text_,
-            status=ReplyStatus.COMPLETED.value,
-            client_message_id=client_message_id,
-            created_at=now,
-            updated_at=now,
-        )
+        _INSERT_MESSAGE,
+        {
+            "id": message_id,
+            "conversation_pk": conversation_pk,
+            "role": "user",
+            "content": text_,
+            "status": ReplyStatus.COMPLETED.value,
+            "client_message_id": client_message_id,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
     return message_id
 
@@ -698,22 +738,19 @@ def _insert_user_message(
 def _insert_reply(c: Connection, conversation_pk: int, model: str, now: datetime) -> str:
     reply_id = new_id()
     c.execute(
-        insert(messages).values(
-            id=reply_id,
-            conversation_pk=conversation_pk,
-            role="assistant",
-            content="",
-            status=ReplyStatus.STREAMING.value,
-            model=model,
-            created_at=now,
-            updated_at=now,
-        )
+        _INSERT_MESSAGE,
+        {
+            "id": reply_id,
+            "conversation_pk": conversation_pk,
+            "role": "assistant",
+            "content": "",
+            "status": ReplyStatus.STREAMING.value,
+            "model": model,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
-    c.execute(
-        update(conversations)
-        .where(conversations.c.pk == conversation_pk)
-        .values(updated_at=now, model=model)
-    )
+    c.execute(_CONVERSATION_ANSWERED, {"b_pk": conversation_pk, "b_now": now, "b_model": model})
     return reply_id
 
 

@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -183,6 +184,7 @@ class ChatEngine:
         self.hub = hub
         self.checkpointer = Checkpointer(store, settings.checkpoint_interval)
         self._running: dict[str, RunningReply] = {}
+        self._running_per_owner: Counter[str] = Counter()
         self._busy: dict[tuple[str, str], str | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._storing: set[asyncio.Future[BegunReply]] = set()
@@ -330,6 +332,7 @@ class ChatEngine:
         )
         reply = RunningReply(log=reply_log, started_at=time.monotonic())
         self._running[begun.reply_id] = reply
+        self._running_per_owner[owner] += 1
         task = asyncio.create_task(self._run(reply, provider, request, busy_key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -371,7 +374,7 @@ class ChatEngine:
     async def _check_reply_quota(self, owner: str) -> None:
         """Raise TooManyReplies when the owner already streams its maximum of replies."""
         limit = self.settings.max_replies_per_owner
-        local = sum(1 for reply in self._running.values() if reply.key.owner == owner)
+        local = self._running_per_owner[owner]
         if local < limit and self.backplane.multiprocess:
             local = len(await self.store.streaming_replies(owner))
         if local >= limit:
@@ -484,7 +487,11 @@ class ChatEngine:
             log.exception("could not save reply %s", reply.key.message_id)
         finally:
             reply.log.append(self._done_event(reply, outcome))
-            self._running.pop(reply.key.message_id, None)
+            if self._running.pop(reply.key.message_id, None) is not None:
+                owner = reply.key.owner
+                self._running_per_owner[owner] -= 1
+                if not self._running_per_owner[owner]:
+                    del self._running_per_owner[owner]
             self._busy.pop(busy_key, None)
             log.info(
                 "reply ended",

@@ -24,7 +24,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -87,9 +87,8 @@ class RunningReply:
 
     log: ReplyLog
     started_at: float
-    text: list[str] = field(default_factory=list)
-    parts_saved: int = 0
-    """How many parts of ``text`` the last checkpoint saved (parts are only appended)."""
+    seq_saved: int = 1
+    """The log's ``next_seq`` when the text was last saved (1: nothing to save yet)."""
     first_token_at: float | None = None
     cancel_requested: bool = False
     pump: asyncio.Task[Finish | None] | None = None
@@ -99,7 +98,12 @@ class RunningReply:
         return self.log.key
 
     def content(self) -> str:
-        return "".join(self.text)
+        return self.log.text
+
+    @property
+    def deltas(self) -> int:
+        """How many deltas were appended (the log's events less ``started`` and ``done``)."""
+        return self.log.next_seq - 1 - (1 if self.log.done else 0)
 
 
 def _busy_error(conversation_id: str) -> ConversationBusy:
@@ -151,16 +155,16 @@ class Checkpointer:
         dirty: list[RunningReply] = []
         idle: list[str] = []
         for reply in self._replies:
-            if len(reply.text) != reply.parts_saved:
+            if reply.log.next_seq != reply.seq_saved:
                 dirty.append(reply)
             else:
                 idle.append(reply.key.message_id)
         if dirty:
-            saved = [len(reply.text) for reply in dirty]
+            saved = [reply.log.next_seq for reply in dirty]
             batch = [(reply.key.message_id, reply.content()) for reply in dirty]
             await self._store.checkpoint(batch)
             for reply, parts in zip(dirty, saved, strict=True):
-                reply.parts_saved = parts
+                reply.seq_saved = parts
         await self._store.touch(idle)
 
     async def _loop(self) -> None:
@@ -505,7 +509,7 @@ class ChatEngine:
             )
             self.metrics.reply_ended(
                 outcome.status.value,
-                deltas=len(reply.text),
+                deltas=reply.deltas,
                 ttft_ms=outcome.ttft_ms,
                 duration_ms=outcome.duration_ms,
                 error_code=outcome.error_code,
@@ -517,7 +521,6 @@ class ChatEngine:
         """Move deltas from the provider to the log. Cancelled by :meth:`cancel`."""
         timeout = self.settings.provider_total_timeout
         append = reply.log.append
-        text = reply.text
         # Through the registry, not provider.stream(): retries before the first token, the
         # provider's circuit breaker, the repetition guard.
         stream = self.providers.stream(provider, request)
@@ -530,7 +533,6 @@ class ChatEngine:
                         continue
                     if reply.first_token_at is None:
                         reply.first_token_at = time.monotonic()
-                    text.append(item)
                     append(Delta(seq=reply.log.next_seq, text=item))
         except TimeoutError:
             raise ProviderTimeout(f"the reply took longer than {timeout:g} s") from None

@@ -74,6 +74,7 @@ class Services:
                 lease=settings.reply_lease,
                 cancel_local=engine.cancel_local,
                 prefix=settings.redis_prefix,
+                flush_interval=settings.backplane_flush_interval,
             )
         await engine.start()
         return cls(

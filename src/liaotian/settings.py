@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(default="liaotian", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
     reply_lease: float = Field(default=15.0, gt=0)
     reply_stream_max_events: int = Field(default=10_000, ge=100)
+    backplane_flush_interval: float = Field(default=0.05, ge=0, le=1)
 
     local_enabled: bool = True
     local_model_path: Path | None = None

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import socket
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
+from aiohttp import web
 from aiohttp.base_protocol import BaseProtocol
 from aiohttp.streams import StreamReader
 from hypothesis import given, settings
@@ -40,7 +43,7 @@ from liaotian.providers.base import (
 from liaotian.providers.dashscope import dashscope_providers
 from liaotian.providers.http import parse_retry_after
 from liaotian.providers.openai_compat import openai_providers
-from liaotian.providers.sse import SseDecodeError, SseEvent, iter_sse
+from liaotian.providers.sse import SseDecodeError, SseDecoder, SseEvent, iter_sse
 from liaotian.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, count_input_tokens, expected_reply, reply_chunks
@@ -405,6 +408,195 @@ async def test_timeout_leaves_the_task_uncancelled(
     await asyncio.sleep(0)  # would raise CancelledError if a cancel were still pending
 
 
+class ScriptedUpstream:
+    """A real HTTP server that answers every chat request, in either dialect, with one
+    scripted body: each step is bytes to send, seconds to wait, or None to hang until the
+    client goes away. ``accept_only`` never answers at all (not even the headers)."""
+
+    def __init__(self) -> None:
+        self.script: list[bytes | float | None] = []
+        self.accept_only = False
+        self.disconnected = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> ScriptedUpstream:
+        app = web.Application()
+        app.router.add_post("/api/v1/services/aigc/text-generation/generation", self._answer)
+        app.router.add_post("/v1/chat/completions", self._answer)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": "fake-chat"}]})
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        try:
+            if self.accept_only:
+                await asyncio.Event().wait()
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            for step in self.script:
+                if isinstance(step, bytes):
+                    await response.write(step)
+                elif step is None:
+                    await asyncio.Event().wait()
+                else:
+                    await asyncio.sleep(step)
+            await response.write_eof()
+            return response
+        except (asyncio.CancelledError, ConnectionResetError):
+            self.disconnected.set()
+            raise
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[ScriptedUpstream]:
+    async with ScriptedUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+def make_scripted_provider(
+    scripted: ScriptedUpstream, make_settings: SettingsFactory, http: aiohttp.ClientSession
+) -> ProviderFactory:
+    """``await make_scripted_provider(kind, **settings_overrides)``: a provider on ``scripted``."""
+
+    async def make(kind: str, **overrides: Any) -> Provider:
+        settings = make_settings(
+            dashscope_base_url=f"{scripted.url}/api/v1",
+            openai_base_url=f"{scripted.url}/v1",
+            **overrides,
+        )
+        factory = dashscope_providers if kind == "dashscope" else openai_providers
+        [provider] = factory(ProviderContext(settings, http))
+        await provider.start()
+        return provider
+
+    return make
+
+
+def dashscope_event(text: str, finish: str = "null", *, newline: bytes = b"\n") -> bytes:
+    """One DashScope result event, its lines ending with ``newline``."""
+    payload = orjson.dumps(
+        {
+            "output": {"choices": [{"message": {"content": text}, "finish_reason": finish}]},
+            "usage": {"input_tokens": 3, "output_tokens": 1},
+        }
+    )
+    lines = [b"id:1", b"event:result", b":HTTP_STATUS/200", b"data:" + payload, b"", b""]
+    return newline.join(lines)
+
+
+def openai_event(text: str | None, finish: str | None = None, *, newline: bytes = b"\n") -> bytes:
+    """One ``chat.completion.chunk`` event (``text=None``: the usage chunk)."""
+    if text is None:
+        chunk: dict[str, Any] = {
+            "choices": [],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+        }
+    else:
+        chunk = {"choices": [{"delta": {"content": text}, "finish_reason": finish}]}
+    return b"data: " + orjson.dumps(chunk) + newline + newline
+
+
+def answer(kind: str, texts: list[str], *, newline: bytes = b"\n") -> list[bytes]:
+    """The whole body of a finished answer made of ``texts``, event by event."""
+    if kind == "dashscope":
+        return [
+            dashscope_event(text, "stop" if i == len(texts) - 1 else "null", newline=newline)
+            for i, text in enumerate(texts)
+        ]
+    return [
+        *(
+            openai_event(text, "stop" if i == len(texts) - 1 else None, newline=newline)
+            for i, text in enumerate(texts)
+        ),
+        openai_event(None, newline=newline),
+        b"data: [DONE]" + newline + newline,
+    ]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_keep_alive_comments_do_not_hold_off_the_idle_timeout(
+    kind: str, scripted: ScriptedUpstream, make_scripted_provider: ProviderFactory
+) -> None:
+    """Comments (keep-alives) after the first token are not text: the idle timeout fires."""
+    provider = await make_scripted_provider(kind, provider_idle_timeout=0.3)
+    scripted.script = [answer(kind, ["a", "b"])[0]] + [b": keep-alive\n\n", 0.05] * 100
+    started = asyncio.get_running_loop().time()
+    deltas, error = await collect_error(provider.stream(chat("hi")))
+    assert deltas == ["a"]
+    assert isinstance(error, ProviderTimeout)
+    assert "nothing for" in str(error)
+    assert asyncio.get_running_loop().time() - started < 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_no_response_head_hits_the_first_token_timeout_and_leaves_the_task_alone(
+    kind: str, scripted: ScriptedUpstream, make_scripted_provider: ProviderFactory
+) -> None:
+    """An upstream that accepts the request but never answers times out at the first-token
+    timeout; the cancellation used inside does not leak into the consuming task."""
+    provider = await make_scripted_provider(kind, provider_first_token_timeout=0.3)
+    scripted.accept_only = True
+    _, error = await collect_error(provider.stream(chat("hi")))
+    assert isinstance(error, ProviderTimeout)
+    assert "first token" in str(error)
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    await asyncio.wait_for(scripted.disconnected.wait(), 5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_idle_timeout_closes_the_upstream_connection(
+    kind: str, fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """After an idle timeout the upstream sees its connection go away."""
+    provider = await make_provider(kind, provider_idle_timeout=0.3)
+    _, error = await collect_error(provider.stream(chat("[tokens=3][delay=5000]")))
+    assert isinstance(error, ProviderTimeout)
+    await fake.wait_for(lambda stats: stats.disconnects == 1 and stats.streams_open == 0)
+
+
+async def test_silence_after_the_finish_reason_still_finishes(
+    scripted: ScriptedUpstream, make_scripted_provider: ProviderFactory
+) -> None:
+    """A timeout once the answer is complete (waiting for usage or [DONE]) is not an error."""
+    provider = await make_scripted_provider("openai", provider_idle_timeout=0.3)
+    scripted.script = [openai_event("done", "stop"), None]
+    deltas, finish = await collect(provider.stream(chat("hi")))
+    assert deltas == ["done"]
+    assert finish.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_crlf_answer_sent_one_byte_at_a_time_streams_the_exact_text(
+    kind: str, scripted: ScriptedUpstream, make_scripted_provider: ProviderFactory
+) -> None:
+    """CRLF lines, with every byte (CR and LF apart, UTF-8 sequences cut) in a write of its
+    own, give the same deltas, usage and finish."""
+    provider = await make_scripted_provider(kind)
+    texts = ["你", "好 ", "there"]
+    body = b"".join(answer(kind, texts, newline=b"\r\n"))
+    scripted.script = [step for byte in body for step in (bytes([byte]), 0.0005)]
+    deltas, finish = await collect(provider.stream(chat("hi")))
+    assert deltas == texts
+    assert finish.finish_reason == "stop"
+    assert finish.usage.input_tokens == 3
+
+
 # --- cancellation
 
 
@@ -628,6 +820,105 @@ async def test_sse_rejects_an_endless_line() -> None:
     with pytest.raises(SseDecodeError):
         async for _ in iter_sse(Body(), max_line_bytes=1000):  # type: ignore[arg-type]
             pass
+
+
+def feed_all(pieces: Iterable[bytes], **options: Any) -> list[SseEvent]:
+    """Decode ``pieces`` with one SseDecoder, one feed per piece."""
+    decoder = SseDecoder(**options)
+    return [event for piece in pieces for event in decoder.feed(piece)]
+
+
+async def test_sse_decoding_survives_one_byte_per_read() -> None:
+    """Every byte in a network read of its own (CRLF, UTF-8 split everywhere) changes nothing."""
+    one_by_one = [SAMPLE[i : i + 1] for i in range(len(SAMPLE))]
+    assert await decode(one_by_one) == SAMPLE_EVENTS
+    assert feed_all(one_by_one) == SAMPLE_EVENTS
+
+
+def test_sse_crlf_stream_decodes_the_same_wherever_it_is_cut() -> None:
+    """A stream of CRLF lines and CRLF blank lines gives the same events cut at any byte."""
+    body = b"id: 1\r\nevent: result\r\ndata: a\r\ndata: b\r\n\r\n: ping\r\n\r\ndata: c\r\n\r\n"
+    expected = [SseEvent("result", "a\nb", "1", ()), SseEvent("message", "c", "1", ())]
+    for cut in range(len(body) + 1):
+        assert feed_all([body[:cut], body[cut:]]) == expected, cut
+
+
+def test_sse_keeps_a_bare_cr_as_text() -> None:
+    """A CR without its LF is part of the line, even right before a CRLF, wherever cut."""
+    body = b"data: a\rb\r\r\n\r\n"
+    for cut in range(len(body) + 1):
+        assert feed_all([body[:cut], body[cut:]]) == [SseEvent("message", "a\rb\r", None, ())]
+
+
+def test_sse_blank_line_runs_and_events_without_data_dispatch_nothing() -> None:
+    """Extra blank lines, comment-only blocks and data-less events dispatch nothing and leave
+    no event type or comment behind for the next event."""
+    body = b"\n\n\n: only a comment\n\n\n\nevent: x\n\n\ndata: one\n\n\n\ndata: two\n\n"
+    expected = [SseEvent("message", "one", None, ()), SseEvent("message", "two", None, ())]
+    assert feed_all([body]) == expected
+    assert feed_all([body[i : i + 1] for i in range(len(body))]) == expected
+
+
+def test_sse_dispatches_every_event_of_one_read_in_order() -> None:
+    """A read holding many events (a burst after a stall) yields all of them, in order."""
+    body = b"".join(b"id: %d\ndata: %d\n\n" % (i, i) for i in range(100))
+    assert feed_all([body]) == [SseEvent("message", str(i), str(i), ()) for i in range(100)]
+
+
+def test_sse_skips_a_byte_order_mark_split_across_reads() -> None:
+    """A leading byte-order mark is skipped even when it arrives a byte at a time."""
+    body = b"\xef\xbb\xbfdata: x\n\n"
+    for pieces in ([body], [body[:1], body[1:2], body[2:]], [body[:2], body[2:]]):
+        assert feed_all(pieces) == [SseEvent("message", "x", None, ())]
+
+
+def reference_events(body: bytes) -> list[SseEvent]:
+    """The WHATWG SSE algorithm written line by line, as plainly as possible: the oracle.
+
+    Lines end with LF or CRLF (not a bare CR, as the decoder documents); an unterminated
+    last line and an event without its blank line are dropped."""
+    text = body.decode("utf-8", "replace").removeprefix("\ufeff")
+    events: list[SseEvent] = []
+    data: list[str] = []
+    event_type, last_id, comments = "", None, []
+    for line in re.split(r"\r?\n", text)[:-1]:
+        if not line:
+            if data:
+                events.append(
+                    SseEvent(event_type or "message", "\n".join(data), last_id, tuple(comments))
+                )
+            data, event_type, comments = [], "", []
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if not field:
+            comments.append(value)
+        elif field == "data":
+            data.append(value)
+        elif field == "event":
+            event_type = value
+        elif field == "id" and "\0" not in value:
+            last_id = value
+    return events
+
+
+SSE_ATOMS = [
+    b"data:", b"data: ", b"data", b"event:", b"event: e", b"id:", b"id: 5", b"id:\0",
+    b":", b": c", b"retry: 3", b"\r", b"\n", b"\r\n", b"\n\n", b" ", b"x",
+    b"\xe4\xbd\xa0", b"\xef\xbb\xbf", b"\xff",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.lists(st.sampled_from(SSE_ATOMS), max_size=40).map(b"".join),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=8),
+)
+def test_sse_decoder_agrees_with_a_line_by_line_reference(body: bytes, cuts: list[int]) -> None:
+    """Any body of SSE fragments, cut into any reads, decodes as the plain algorithm says."""
+    bounds = [0, *sorted(min(cut, len(body)) for cut in cuts), len(body)]
+    pieces = [body[start:end] for start, end in itertools.pairwise(bounds)]
+    assert feed_all(pieces) == reference_events(body)
 
 
 # --- Retry-After

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Mapping
-from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -32,7 +31,7 @@ from liaotian.errors import (
     ProviderUnavailable,
 )
 from liaotian.providers.base import Finish, StreamItem, Usage
-from liaotian.providers.sse import SseDecodeError, SseEvent, iter_sse
+from liaotian.providers.sse import SseDecodeError, SseDecoder, SseEvent
 
 if TYPE_CHECKING:
     from liaotian.settings import Settings
@@ -71,28 +70,35 @@ class Timeouts:
 class StreamDeadline:
     """The deadlines of one upstream stream: first token, idle gap and total.
 
-    The owner calls :meth:`waiting` before it awaits upstream and :meth:`yielding` just
-    before it yields to its consumer: time spent in the consumer never counts as upstream
-    silence. Until the first yield the first-token deadline applies, afterwards the idle
-    deadline, both capped by the total deadline (wall-clock since creation). When a deadline
-    passes while waiting, the current task is cancelled, like :func:`asyncio.timeout`; the
-    owner catches :class:`asyncio.CancelledError` and asks :meth:`expired` whether it was
-    ours. Call :meth:`close` when done.
+    Until the first text the first-token deadline applies, afterwards the idle deadline
+    (from the moment the consumer hands control back), both capped by the total deadline
+    (wall-clock since creation). The owner calls :meth:`yielding` just before it yields
+    text to its consumer and :meth:`waiting` when the consumer resumes it: time spent in
+    the consumer never counts as upstream silence, and events without text do not move
+    the idle deadline.
 
-    Why not ``asyncio.timeout``: one per event costs 5-9 µs (measured, Python 3.11), a
-    quarter of the whole relay cost of a token; and one kept open across a ``yield`` would
-    fire while the consumer runs and cancel the consumer's code instead. Here a single timer
-    handle is re-armed lazily: per event the cost is a clock read, the current task and a few
-    attribute writes (~1.5 µs in the same benchmark).
+    How a passing deadline strikes depends on the phase. Until :meth:`attach` (connecting,
+    waiting for the response head) it cancels the task that created this object, like
+    :func:`asyncio.timeout`: the owner catches :class:`asyncio.CancelledError` and asks
+    :meth:`expired` whether it was ours. Once the body's reader is attached it fails the
+    reader instead: the pending read raises :class:`~liaotian.errors.ProviderTimeout`, with
+    no cancellation and no task lookup per event. Call :meth:`close` when done.
+
+    Why not ``asyncio.timeout``: one per event costs 5-9 µs (measured, Python 3.11), and
+    one kept open across a ``yield`` would fire while the consumer runs and cancel the
+    consumer's code instead. Here a single timer handle is re-armed lazily (only when the
+    deadline moves earlier, or when it fires early because the deadline moved on): per
+    text the cost is one clock read and a few attribute writes.
     """
 
     __slots__ = (
         "_cancelling",
         "_deadline",
         "_expired",
-        "_first_at",
         "_handle",
+        "_idle",
         "_loop",
+        "_reader",
         "_task",
         "_timeouts",
         "_total_at",
@@ -102,46 +108,49 @@ class StreamDeadline:
     )
 
     def __init__(self, timeouts: Timeouts, upstream: str) -> None:
+        """Start the clocks; the first-token deadline is armed at once, for the current
+        task (which must be the one that awaits the request)."""
         self._loop = asyncio.get_running_loop()
-        self._upstream = upstream
-        now = self._loop.time()
-        self._timeouts = timeouts
-        self._total_at = now + timeouts.total
-        self._first_at = min(now + timeouts.first_token, self._total_at)
-        self._deadline: float | None = None
-        self._handle: asyncio.TimerHandle | None = None
-        self._when = math.inf
-        self._task: asyncio.Task[Any] | None = None
-        self._cancelling = 0
-        self._expired: str | None = None
-        self._yielded = False
-
-    def waiting(self) -> None:
-        """From now until :meth:`yielding`, the current task is cancelled at the deadline."""
-        if self._yielded:
-            deadline = self._loop.time() + self._timeouts.idle
-            if deadline > self._total_at:
-                deadline = self._total_at
-        else:
-            deadline = self._first_at
-        self._deadline = deadline
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._loop)
         assert task is not None, "StreamDeadline must be used inside a task"
         self._task = task
         self._cancelling = task.cancelling()
-        if deadline < self._when:
-            self._arm(deadline)
+        self._upstream = upstream
+        self._timeouts = timeouts
+        self._idle = timeouts.idle
+        now = self._loop.time()
+        self._total_at = now + timeouts.total
+        self._deadline: float | None = min(now + timeouts.first_token, self._total_at)
+        self._handle: asyncio.TimerHandle | None = None
+        self._when = math.inf
+        self._reader: aiohttp.StreamReader | None = None
+        self._expired: str | None = None
+        self._yielded = False
+        self._arm(self._deadline)
+
+    def attach(self, reader: aiohttp.StreamReader) -> None:
+        """From now on a passing deadline fails ``reader`` instead of cancelling the task."""
+        self._reader = reader
 
     def yielding(self) -> None:
         """Stop the clock while the consumer has control; the next wait is an idle wait."""
         self._deadline = None
         self._yielded = True
 
+    def waiting(self) -> None:
+        """The consumer handed control back: the idle deadline runs from now."""
+        deadline = self._loop.time() + self._idle
+        if deadline > self._total_at:
+            deadline = self._total_at
+        self._deadline = deadline
+        if deadline < self._when:
+            self._arm(deadline)
+
     def expired(self) -> ProviderTimeout | None:
         """After a CancelledError: the timeout it stands for, or None if it is a real cancel
         (which must propagate). Consumes our cancellation, as ``asyncio.timeout`` does."""
         message = self._expired
-        if message is None or self._task is None:
+        if message is None:
             return None
         self._expired = None
         if self._task.uncancel() > self._cancelling:
@@ -177,10 +186,13 @@ class StreamDeadline:
             why = f"the model sent nothing for {self._timeouts.idle:g}s"
         else:
             why = f"no first token within {self._timeouts.first_token:g}s"
-        self._expired = f"{self._upstream}: {why}"
+        message = f"{self._upstream}: {why}"
         self._deadline = None
-        assert self._task is not None
-        self._task.cancel()
+        if self._reader is not None:
+            self._reader.set_exception(ProviderTimeout(message))
+        else:
+            self._expired = message
+            self._task.cancel()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,7 +379,6 @@ async def relay_sse(
     connection before the cancellation or close completes.
     """
     deadline = StreamDeadline(timeouts, upstream)
-    deadline.waiting()
     try:
         async with http.post(
             url, data=body, headers=headers, timeout=timeouts.client_timeout()
@@ -385,26 +396,38 @@ async def relay_sse(
                     code=code,
                     message=message or "answered with JSON instead of an event stream",
                 )
-            async with aclosing(iter_sse(response)) as events:
-                async for event in events:
-                    text = parser.feed(event)
+            content = response.content
+            deadline.attach(content)
+            # One await per network read, then plain calls per event: at 50 tokens/s every
+            # event arrives in a read of its own, so each layer here is paid per token.
+            feed = SseDecoder().feed
+            parse = parser.feed
+            while not parser.done:
+                chunk = await content.readany()
+                if not chunk:
+                    break
+                for event in feed(chunk):
+                    text = parse(event)
                     if text:
                         deadline.yielding()
                         yield text
                         deadline.waiting()
                     if parser.done:
                         break
-                if parser.done and not response.content.is_eof():
-                    deadline.close()
-                    async with asyncio.timeout(_DRAIN_GRACE):
-                        async for _ in events:
-                            pass
+            if parser.done and not content.is_eof():
+                deadline.close()
+                async with asyncio.timeout(_DRAIN_GRACE):
+                    while await content.readany():
+                        pass
     except asyncio.CancelledError:
         error = deadline.expired()
         if error is None:
             raise
         if not parser.complete:
             raise error from None
+    except ProviderTimeout:
+        if not parser.complete:  # the deadline, through the body reader
+            raise
     except ProviderError:
         raise
     except TRANSPORT_ERRORS as exc:

@@ -368,11 +368,17 @@ async def resilient_stream(
         limit = policy.repetition_limit
         guard = RepetitionGuard(limit, policy.repetition_max_unit) if limit > 0 else None
         yield first
-        if guard is not None and type(first) is str and guard.feed(first):
+        if guard is None:
+            async for item in stream:
+                yield item
+            return
+        # Per token: one generator step and, for text, the guard's append (see the module doc).
+        feed = guard.feed
+        if type(first) is str and feed(first):
             raise _looping(provider, guard)
         async for item in stream:
             yield item
-            if guard is not None and type(item) is str and guard.feed(item):
+            if type(item) is str and feed(item):
                 raise _looping(provider, guard)
     except ProviderError as error:
         if isinstance(error, UNHEALTHY):

@@ -22,10 +22,13 @@ from bench.scenarios import running_servers
 
 CENTRES = (
     ("database (SQLAlchemy, aiosqlite)", ("sqlalchemy/", "aiosqlite/", "liaotian/store/")),
-    ("sending frames (Starlette, uvicorn, websockets)", ("Sender.send", "WebSocket.send")),
+    (
+        "sending frames (uvicorn, websockets)",
+        ("ClientSocket.send", "LeanWebSocketProtocol.send", "WebSocketsSansIOProtocol.send"),
+    ),
     ("reading upstream (aiohttp, SSE, provider)", ("relay_sse", "iter_sse", "aiohttp/")),
     ("logging", ("logging/",)),
-    ("connections (handshake, ASGI, routing)", ("run_session", "websocket_v1", "fastapi/")),
+    ("connections (handshake, ASGI, routing)", ("run_session", "LiaotianApp.__call__", "fastapi/")),
     ("reply log, engine, forwarding", ("liaotian/",)),
 )
 

@@ -14,6 +14,7 @@ from liaotian.app import create_app
 from liaotian.cli import TRANSPORT_MAX_FRAME_BYTES
 from liaotian.services import Services
 from liaotian.settings import Settings
+from liaotian.transport import LeanWebSocketProtocol
 
 
 @dataclass
@@ -45,7 +46,7 @@ async def run_server(
     app = create_app(settings)
     config = uvicorn.Config(
         app,
-        ws="websockets-sansio",
+        ws=LeanWebSocketProtocol,
         ws_per_message_deflate=False,
         ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
         log_level="warning",

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
+from websockets.asyncio.client import connect as connect_ws
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
 
 from liaotian.engine import SendOptions, derived_conversation_id
-from liaotian.events import ReplyStatus
+from liaotian.events import ConversationChange, Notice, OwnerBus, ReplyStatus
+from liaotian.transport import Flag, LeanWebSocketProtocol, Mailbox, text_frame
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, expected_reply
 from tests.server_harness import RunningServer, reply_finished, run_server
@@ -753,3 +762,195 @@ async def test_a_fragmented_frame_is_read_whole(server: RunningServer) -> None:
     frames = await client.until(of_type("reply.done"))
     assert reply_text(frames) == expected_reply("in pieces")
     await client.close()
+
+
+async def test_frames_of_every_length_arrive_whole(server: RunningServer) -> None:
+    """Frames under 126 bytes, up to 64 KiB and beyond (each its own length encoding)
+    arrive whole, their lengths counted in UTF-8 bytes."""
+    client = await connect(server)
+    message = "汉字" * 5_000  # 30,000 bytes in UTF-8
+    started = await start(client, message)
+    assert started["user_message"] == message
+    await client.until(of_type("reply.done"))
+    conversation_id = started["conversation_id"]
+    for _ in range(2):
+        await start(client, message, conversation_id=conversation_id)
+        await client.until(of_type("reply.done"))
+    await client.send({"type": "conversation.history", "conversation_id": conversation_id})
+    history = (await client.until(of_type("conversation.history")))[-1]
+    assert [m["content"] for m in history["messages"]][::2] == [message] * 3
+    await client.send({"type": "ping", "id": "p"})
+    assert (await client.until(of_type("pong")))[-1]["id"] == "p"
+    await client.close()
+
+
+async def test_other_websocket_paths_are_refused(server: RunningServer) -> None:
+    """Only /ws and /ws/chat/{client_id} take WebSockets; other paths are refused (403)."""
+    base = f"ws://127.0.0.1:{server.port}"
+    async with aiohttp.ClientSession() as session:
+        for path in ("/ws/other", "/ws/chat/", "/ws/chat/a/b", "/wss"):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(f"{base}{path}?client_id=alice")
+            assert refused.value.status == 403, path
+
+
+def test_owner_bus_calls_the_owners_listeners_until_they_unsubscribe() -> None:
+    """publish calls each listener of that owner, in order, and no one else's."""
+
+    class Heard(OwnerBus.Listener):
+        def __init__(self, name: str, log: list[tuple[str, object]]) -> None:
+            self.name, self.log = name, log
+
+        def notify(self, notice: Notice) -> None:
+            self.log.append((self.name, notice))
+
+    heard: list[tuple[str, object]] = []
+    bus = OwnerBus()
+    first, second, other = Heard("first", heard), Heard("second", heard), Heard("other", heard)
+    bus.subscribe("alice", first)
+    bus.subscribe("alice", second)
+    bus.subscribe("bob", other)
+    change = ConversationChange("c1", None)
+    bus.publish("alice", change)
+    assert heard == [("first", change), ("second", change)]
+    bus.unsubscribe("alice", first)
+    bus.unsubscribe("alice", second)
+    bus.unsubscribe("alice", second)  # twice is harmless
+    assert not bus.has_listeners("alice")
+    assert bus.has_listeners("bob")
+    heard.clear()
+    bus.publish("alice", change)
+    assert heard == []
+
+
+# -- the transport: LeanWebSocketProtocol -------------------------------------------------
+
+
+@asynccontextmanager
+async def lean_server(app: ASGIApp) -> AsyncIterator[tuple[str, uvicorn.Server]]:
+    """``app`` behind uvicorn with LeanWebSocketProtocol on a free port: (url, server)."""
+    config = uvicorn.Config(
+        app,
+        ws=LeanWebSocketProtocol,
+        ws_per_message_deflate=False,
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("server stopped during start-up")
+                await asyncio.sleep(0.01)
+        yield f"ws://127.0.0.1:{sock.getsockname()[1]}/", server
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def test_text_frames_are_framed_as_websockets_frames_them() -> None:
+    """text_frame gives websockets' own bytes for every length encoding."""
+    for size in (0, 1, 125, 126, 65_535, 65_536, 70_000):
+        payload = b"x" * size
+        expected = WsFrame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
+        assert text_frame(payload) == expected, size
+
+
+async def test_lean_protocol_sends_in_order_through_back_pressure() -> None:
+    """Text (every length) and binary frames arrive whole and in order, also when the
+    client reads slower than the server writes; the handshake is not kept after accept."""
+    sizes = [10, 200, 70_000] * 300  # ~21 MB: more than the socket buffers hold
+    paused = asyncio.Event()
+    kept: list[bool] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        (protocol,) = server.server_state.connections
+        assert isinstance(protocol, LeanWebSocketProtocol)
+        kept.append(hasattr(protocol, "request") or hasattr(protocol, "response"))
+        for index, size in enumerate(sizes):
+            if not protocol.writable.is_set():
+                paused.set()
+            await send({"type": "websocket.send", "text": f"{index:06}" + "汉" * size})
+        await send({"type": "websocket.send", "bytes": b"\x00end"})
+        await receive()
+
+    async with lean_server(app) as (url, server), connect_ws(url, max_size=None) as client:
+        await asyncio.wait_for(paused.wait(), 20)  # the client has not read anything yet
+        for index, size in enumerate(sizes):
+            frame = await asyncio.wait_for(client.recv(), 20)
+            assert frame == f"{index:06}" + "汉" * size
+        assert await asyncio.wait_for(client.recv(), 20) == b"\x00end"
+    assert kept == [False]
+
+
+async def test_lean_protocol_refuses_sends_after_a_close() -> None:
+    """After the client leaves a send raises OSError; after the app closes, RuntimeError."""
+    outcomes: list[str] = []
+    both = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await session(receive, send)
+        finally:
+            if len(outcomes) == 2:
+                both.set()
+
+    async def session(receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "hello"})
+        message = await receive()
+        if message["type"] == "websocket.disconnect":  # the client left
+            try:
+                await send({"type": "websocket.send", "text": "late"})
+            except OSError:
+                outcomes.append("OSError")
+            return
+        await send({"type": "websocket.close", "code": 4000})
+        try:
+            await send({"type": "websocket.send", "text": "after close"})
+        except RuntimeError:
+            outcomes.append("RuntimeError")
+
+    async with lean_server(app) as (url, _):
+        async with connect_ws(url) as leaving:
+            assert await leaving.recv() == "hello"
+        async with connect_ws(url) as staying:
+            assert await staying.recv() == "hello"
+            await staying.send("close, please")
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(staying.recv(), 5)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 4000
+        await asyncio.wait_for(both.wait(), 5)
+    assert sorted(outcomes) == ["OSError", "RuntimeError"]
+
+
+async def test_mailbox_and_flag_wake_their_waiters() -> None:
+    """Mailbox.get waits for an item and a cancelled get loses none; Flag.wait waits for set."""
+    mailbox: Mailbox[int] = Mailbox()
+    cancelled = asyncio.create_task(mailbox.get())
+    getter = asyncio.create_task(mailbox.get())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    mailbox.put_nowait(1)
+    mailbox.put_nowait(2)
+    assert await asyncio.wait_for(getter, 1) == 1
+    assert not mailbox.empty()
+    assert await mailbox.get() == 2
+    assert mailbox.empty()
+    flag = Flag()
+    waiters = [asyncio.create_task(flag.wait()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert not any(waiter.done() for waiter in waiters)
+    flag.set()
+    assert await asyncio.wait_for(asyncio.gather(*waiters), 1) == [True, True]
+    assert await flag.wait() is True

@@ -100,6 +100,27 @@ async def test_idle_connections_are_closed(make_settings: SettingsFactory) -> No
         assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1000, "idle timeout")
 
 
+async def test_a_connection_that_keeps_talking_is_not_idle(
+    make_settings: SettingsFactory,
+) -> None:
+    """Frames more often than idle_timeout keep a connection open; silence then closes it."""
+    async with run_server(make_settings(idle_timeout=1.0)) as server:
+        client = await connect(server.ws_url)
+        await client.recv()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        while loop.time() - began < 2.5:  # well past idle_timeout, talking every 0.2 s
+            last_sent = loop.time()
+            await client.send({"type": "ping", "id": "p"})
+            assert (await client.recv())["type"] == "pong"
+            await asyncio.sleep(0.2)
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(client.connection.recv(), 5)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1000, "idle timeout")
+        assert loop.time() - last_sent >= 0.95  # after a full silent idle_timeout, not before
+
+
 async def test_a_streaming_connection_is_not_idle(make_settings: SettingsFactory) -> None:
     """While a reply streams to it, a connection that sends nothing stays open."""
     async with run_server(make_settings(idle_timeout=0.2)) as server:

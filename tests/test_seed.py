@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, expected_reply
@@ -190,3 +193,34 @@ async def test_disconnect_does_not_cancel_the_answer(server: RunningServer) -> N
     await reply_finished(server, "client_leaves", first["message_id"])
     history, _ = await server.services.store.history("client_leaves", first["session_id"], limit=5)
     assert history[-1].content == expected_reply(prompt)
+
+
+async def test_idle_seed_connections_are_closed(make_settings: SettingsFactory) -> None:
+    """A seed connection silent for idle_timeout is closed with 1000, as v1 ones are."""
+    async with run_server(make_settings(idle_timeout=0.3)) as server:
+        client = await RawClient.open(server.seed_url("idler"))
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(client.connection.recv(), 5)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1000, "idle timeout")
+
+
+async def test_seed_handshakes_are_checked_like_v1_ones(make_settings: SettingsFactory) -> None:
+    """The seed's path refuses other origins (403) and connections over the owner's cap."""
+    async with run_server(make_settings(max_connections_per_owner=1)) as server:
+        with pytest.raises(InvalidStatus) as refused:
+            await connect(
+                server.seed_url("victim"), additional_headers={"Origin": "http://evil.example"}
+            )
+        assert refused.value.response.status_code == 403
+        first = await RawClient.open(server.seed_url("capped"))
+        second = await RawClient.open(server.seed_url("capped"))
+        error = await second.recv()
+        assert error["status"] == "error"
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(second.connection.recv(), 5)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1013
+        frames = await ask(first, "still served")
+        assert running_text(frames) == expected_reply("still served")
+        await first.close()

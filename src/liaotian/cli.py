@@ -105,6 +105,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from liaotian.app import create_app
+    from liaotian.transport import LeanWebSocketProtocol
 
     settings = _settings(args)
     logs.configure(settings.log_level, settings.log_format == "json")
@@ -112,7 +113,7 @@ def serve(args: argparse.Namespace) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
+        ws=LeanWebSocketProtocol,  # uvicorn's websockets-sansio, leaner (transport.py)
         ws_per_message_deflate=False,
         ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
         ws_ping_interval=settings.ping_interval,

@@ -11,14 +11,14 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect
 
 from liaotian import __version__, protocol
 from liaotian.engine import SendOptions
 from liaotian.errors import InvalidFrame, LiaotianError, NotFound
-from liaotian.events import ConversationChange, Delta, Notice, ReplyEvent, ReplyLog
+from liaotian.events import ConversationChange, Notice, OwnerBus, ReplyLog
 from liaotian.protocol import (
     CancelReply,
     Command,
@@ -34,87 +34,48 @@ from liaotian.protocol import (
     SubscribeReply,
 )
 from liaotian.services import Services
-from liaotian.transport import next_frame
+from liaotian.transport import ClientSocket
 
 log = logging.getLogger(__name__)
 
 
-def merge_events(events: list[ReplyEvent]) -> list[ReplyEvent]:
-    """Join runs of deltas into one (keeping the last seq): fewer frames for a slow socket."""
-    merged: list[ReplyEvent] = []
-    pending: list[Delta] = []
-    for event in events:
-        if isinstance(event, Delta):
-            pending.append(event)
-            continue
-        if pending:
-            merged.append(_join(pending))
-            pending = []
-        merged.append(event)
-    if pending:
-        merged.append(_join(pending))
-    return merged
+class Connection(OwnerBus.Listener):
+    """A protocol-v1 session for ``owner`` on one WebSocket.
 
+    An idle connection holds no task of its own: the owner's notices arrive by callback
+    (:meth:`notify`), and a task exists only per reply being forwarded.
+    """
 
-def _join(deltas: list[Delta]) -> Delta:
-    if len(deltas) == 1:
-        return deltas[0]
-    return Delta(seq=deltas[-1].seq, text="".join(delta.text for delta in deltas))
+    __slots__ = ("_changes", "_forwarders", "owner", "services", "socket")
 
+    _HANDLERS: ClassVar[dict[type[Any], Callable[[Connection, Any], Awaitable[None]]]]
+    """The handler of each command type (filled in below the class)."""
 
-class Sender:
-    """Serialises sends from several tasks onto one WebSocket."""
-
-    def __init__(self, websocket: WebSocket) -> None:
-        self._websocket = websocket
-        self._lock = asyncio.Lock()
-
-    async def send(self, frame: bytes) -> None:
-        async with self._lock:
-            await self._websocket.send_text(frame.decode())
-
-
-class Connection:
-    """A protocol-v1 session for ``owner`` on one WebSocket."""
-
-    def __init__(self, websocket: WebSocket, services: Services, owner: str) -> None:
-        self.websocket = websocket
+    def __init__(self, socket: ClientSocket, services: Services, owner: str) -> None:
+        self.socket = socket
         self.services = services
         self.owner = owner
-        self.sender = Sender(websocket)
         self._forwarders: dict[str, asyncio.Task[None]] = {}
-        self._handlers: dict[type[Any], Callable[[Any], Awaitable[None]]] = {
-            SendMessage: self._send_message,
-            RegenerateReply: self._regenerate,
-            EditMessage: self._edit,
-            CancelReply: self._cancel,
-            SubscribeReply: self._subscribe,
-            ListConversations: self._list_conversations,
-            GetHistory: self._history,
-            RenameConversation: self._rename,
-            DeleteConversation: self._delete,
-            ListModels: self._models,
-            Ping: self._ping,
-        }
+        self._changes: set[asyncio.Task[None]] | None = None
+        """Sends of conversation changes in flight (rare: made on first use)."""
 
     async def run(self) -> None:
         """Serve until the client disconnects. Never raises for bad client input."""
-        engine = self.services.engine
+        bus = self.services.engine.bus
         settings = self.services.settings
-        announcements = engine.bus.subscribe(self.owner)
-        follower = asyncio.create_task(self._follow_owner(announcements))
+        socket = self.socket
+        bus.subscribe(self.owner, self)
         try:
-            await self.sender.send(
+            await socket.send(
                 protocol.build_hello(self.owner, settings.effective_default_model, __version__)
             )
+            socket.watch_idle(settings.idle_timeout, self._busy)
             while True:
-                data = await next_frame(
-                    self.websocket, settings.idle_timeout, lambda: bool(self._forwarders)
-                )
+                data = await socket.next_frame()
                 if data is None:
                     return
                 if isinstance(data, bytes):
-                    await self.sender.send(
+                    await socket.send(
                         protocol.build_error(InvalidFrame("binary frames are not supported"))
                     )
                     continue
@@ -122,11 +83,14 @@ class Connection:
         except WebSocketDisconnect:
             return
         finally:
-            engine.bus.unsubscribe(self.owner, announcements)
-            follower.cancel()
-            for task in self._forwarders.values():
+            bus.unsubscribe(self.owner, self)
+            tasks = [*self._forwarders.values(), *(self._changes or ())]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(follower, *self._forwarders.values(), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _busy(self) -> bool:
+        return bool(self._forwarders)
 
     async def _handle(self, data: str) -> None:
         settings = self.services.settings
@@ -137,27 +101,35 @@ class Connection:
                 max_message_chars=settings.max_message_chars,
             )
         except LiaotianError as error:
-            await self.sender.send(protocol.build_error(error, protocol.request_id_of(data)))
+            await self.socket.send(protocol.build_error(error, protocol.request_id_of(data)))
             return
         try:
-            await self._handlers[type(command)](command)
+            await self._HANDLERS[type(command)](self, command)
         except LiaotianError as error:
-            await self.sender.send(protocol.build_error(error, command.id))
+            await self.socket.send(protocol.build_error(error, command.id))
         except Exception:
             log.exception("failed to handle a %s frame", type(command).__name__)
             internal = LiaotianError("the server failed to handle this frame")
-            await self.sender.send(protocol.build_error(internal, command.id))
+            await self.socket.send(protocol.build_error(internal, command.id))
 
     # -- following replies ---------------------------------------------------------------
 
-    async def _follow_owner(self, notices: asyncio.Queue[Notice]) -> None:
-        while True:
-            notice = await notices.get()
-            if isinstance(notice, ConversationChange):
-                if notice.origin is not self:
-                    await self.sender.send(_change_frame(notice, None))
-            elif notice.key.message_id not in self._forwarders:
-                self._start_forwarding(notice, after_seq=-1)
+    def notify(self, notice: Notice) -> None:
+        """A new reply of the owner (forward it) or a conversation change (tell the client,
+        unless this connection made it)."""
+        if isinstance(notice, ConversationChange):
+            if notice.origin is not self:
+                if self._changes is None:
+                    self._changes = set()
+                task = asyncio.create_task(self._send_quietly(_change_frame(notice, None)))
+                self._changes.add(task)
+                task.add_done_callback(self._changes.discard)
+        elif notice.key.message_id not in self._forwarders:
+            self._start_forwarding(notice, after_seq=-1)
+
+    async def _send_quietly(self, frame: bytes) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await self.socket.send(frame)
 
     def _start_forwarding(
         self, reply_log: ReplyLog, *, after_seq: int, request_id: str | int | None = None
@@ -177,20 +149,17 @@ class Connection:
     async def _forward(
         self, reply_log: ReplyLog, after_seq: int, request_id: str | int | None
     ) -> None:
+        """Send the reply's events after ``after_seq``, each batch's deltas as one frame."""
         key = reply_log.key
-        first = True
+        conversation_id, message_id = key.conversation_id, key.message_id
+        send = self.socket.send
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            async for batch in reply_log.follow(after_seq):
-                for event in merge_events(batch):
-                    await self.sender.send(
-                        protocol.build_reply_event(
-                            key.conversation_id,
-                            key.message_id,
-                            event,
-                            request_id if first else None,
-                        )
+            async for batch in reply_log.follow(after_seq, merge=True):
+                for event in batch:
+                    await send(
+                        protocol.build_reply_event(conversation_id, message_id, event, request_id)
                     )
-                    first = False
+                    request_id = None
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -220,7 +189,7 @@ class Connection:
         cancelled = await self.services.engine.cancel(
             self.owner, message_id=command.message_id, conversation_id=command.conversation_id
         )
-        await self.sender.send(
+        await self.socket.send(
             protocol.build_result(
                 "ack",
                 command.id,
@@ -238,7 +207,7 @@ class Connection:
         restart = reply_log.rebuilt or command.message_id in self._forwarders
         after_seq = -1 if restart else command.after_seq
         if reply_log.done and after_seq >= reply_log.next_seq - 1:
-            await self.sender.send(
+            await self.socket.send(
                 protocol.build_result(
                     "ack",
                     command.id,
@@ -260,7 +229,7 @@ class Connection:
             wire = conversation.to_wire()
             wire["streaming_message_id"] = await engine.streaming_in(self.owner, conversation.id)
             items.append(wire)
-        await self.sender.send(
+        await self.socket.send(
             protocol.build_result(
                 "conversations", command.id, conversations=items, has_more=has_more
             )
@@ -272,7 +241,7 @@ class Connection:
         messages, has_more = await store.history(
             self.owner, command.conversation_id, limit=command.limit, before=command.before
         )
-        await self.sender.send(
+        await self.socket.send(
             protocol.build_result(
                 "conversation.history",
                 command.id,
@@ -290,7 +259,7 @@ class Connection:
             self.owner, command.conversation_id, title[: self.services.settings.max_title_chars]
         )
         change = ConversationChange(conversation.id, conversation.to_wire(), origin=self)
-        await self.sender.send(_change_frame(change, command.id))
+        await self.socket.send(_change_frame(change, command.id))
         self.services.engine.bus.publish(self.owner, change)
         self.services.engine.backplane.publish_change(self.owner, change)
 
@@ -304,12 +273,12 @@ class Connection:
                 await engine.cancel(self.owner, message_id=streaming)
         await store.delete_conversation(self.owner, command.conversation_id)
         change = ConversationChange(command.conversation_id, None, origin=self)
-        await self.sender.send(_change_frame(change, command.id))
+        await self.socket.send(_change_frame(change, command.id))
         self.services.engine.bus.publish(self.owner, change)
         self.services.engine.backplane.publish_change(self.owner, change)
 
     async def _models(self, command: ListModels) -> None:
-        await self.sender.send(
+        await self.socket.send(
             protocol.build_result(
                 "models",
                 command.id,
@@ -319,7 +288,22 @@ class Connection:
         )
 
     async def _ping(self, command: Ping) -> None:
-        await self.sender.send(protocol.build_result("pong", command.id))
+        await self.socket.send(protocol.build_result("pong", command.id))
+
+
+Connection._HANDLERS = {
+    SendMessage: Connection._send_message,
+    RegenerateReply: Connection._regenerate,
+    EditMessage: Connection._edit,
+    CancelReply: Connection._cancel,
+    SubscribeReply: Connection._subscribe,
+    ListConversations: Connection._list_conversations,
+    GetHistory: Connection._history,
+    RenameConversation: Connection._rename,
+    DeleteConversation: Connection._delete,
+    ListModels: Connection._models,
+    Ping: Connection._ping,
+}
 
 
 def _options(

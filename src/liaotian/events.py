@@ -301,29 +301,48 @@ Notice = ReplyLog | ConversationChange
 
 
 class OwnerBus:
-    """Fans out notices (new replies, conversation changes) to an owner's connections."""
+    """Fans out notices (new replies, conversation changes) to an owner's connections.
+
+    Delivery is a synchronous call of each listener's :meth:`Listener.notify` inside
+    :meth:`publish`: no queue and no task per listener, so an idle connection costs one
+    entry here.
+    """
+
+    class Listener:
+        """What subscribes to an owner's notices (a connection)."""
+
+        __slots__ = ()
+
+        def notify(self, notice: Notice) -> None:
+            """Called inside :meth:`OwnerBus.publish`: must return at once (start a task
+            for anything that waits) and must not raise."""
+            raise NotImplementedError
 
     def __init__(self) -> None:
-        self._queues: dict[str, set[asyncio.Queue[Notice]]] = {}
+        self._listeners: dict[str, tuple[OwnerBus.Listener, ...]] = {}
 
-    def subscribe(self, owner: str) -> asyncio.Queue[Notice]:
-        queue: asyncio.Queue[Notice] = asyncio.Queue()
-        self._queues.setdefault(owner, set()).add(queue)
-        return queue
+    def subscribe(self, owner: str, listener: OwnerBus.Listener) -> None:
+        """Deliver ``owner``'s notices to ``listener`` until :meth:`unsubscribe`."""
+        self._listeners[owner] = (*self._listeners.get(owner, ()), listener)
 
-    def unsubscribe(self, owner: str, queue: asyncio.Queue[Notice]) -> None:
-        queues = self._queues.get(owner)
-        if queues is not None:
-            queues.discard(queue)
-            if not queues:
-                del self._queues[owner]
+    def unsubscribe(self, owner: str, listener: OwnerBus.Listener) -> None:
+        """Stop delivering to ``listener``; a listener not subscribed is ignored."""
+        remaining = tuple(
+            other for other in self._listeners.get(owner, ()) if other is not listener
+        )
+        if remaining:
+            self._listeners[owner] = remaining
+        else:
+            self._listeners.pop(owner, None)
 
     def has_listeners(self, owner: str) -> bool:
-        return owner in self._queues
+        return owner in self._listeners
 
     def publish(self, owner: str, notice: Notice) -> None:
-        for queue in self._queues.get(owner, ()):
-            queue.put_nowait(notice)
+        """Call every listener of ``owner`` with ``notice``, in subscription order."""
+        # A tuple: listeners that (un)subscribe meanwhile do not disturb the loop.
+        for listener in self._listeners.get(owner, ()):
+            listener.notify(notice)
 
 
 def finish_from_message(reply_log: ReplyLog, info: MessageInfo) -> None:

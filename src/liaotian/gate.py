@@ -6,55 +6,87 @@ connection caps. Refusals before ``accept`` close with 1008 (policy; the client 
 403), refusals after it send the protocol's error frame and close with 1013 (try again
 later). An admitted connection is counted in the metrics and registered under its
 credential (so a sign-out closes it), and released whatever way the session ends.
+
+The gate is called with the raw ASGI scope and callables (see ``app.py``): the WebSocket
+routes do not go through the framework's router and middleware.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, Protocol
 
+from starlette.requests import HTTPConnection
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from liaotian import logs, protocol
+from liaotian.auth import Authenticator
 from liaotian.errors import TooManyConnections
 from liaotian.seed import seed_frame
-from liaotian.services import services_of
+from liaotian.services import Services
+from liaotian.store.accounts import Identity
 from liaotian.store.repository import new_id
+from liaotian.transport import ClientSocket
 
 log = logging.getLogger(__name__)
 
 TRY_AGAIN_LATER = 1013
 POLICY_VIOLATION = 1008
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-Protocol = Literal["v1", "seed"]
+Kind = Literal["v1", "seed"]
+
+
+class Session(Protocol):
+    """One protocol's session on an admitted connection."""
+
+    async def run(self) -> None:
+        """Serve until the client leaves or the connection is closed."""
+
+
+async def _check_handshake(
+    handshake: HTTPConnection, auth: Authenticator, client_id: str
+) -> tuple[str, Identity | None] | str:
+    """The owner (and identity, with accounts) of a handshake, or why it is refused.
+
+    ``handshake`` is a throwaway view of the scope: the headers and cookies it parses are
+    not kept for the connection's lifetime.
+    """
+    if not auth.origin_allowed(handshake):
+        return "origin not allowed"
+    if await auth.required():
+        identity = await auth.identify(handshake)
+        if identity is None:
+            return "authentication required"
+        return identity.owner, identity
+    if CLIENT_ID.match(client_id):
+        return client_id, None
+    return "client_id is required"
+
+
+SessionFactory = Callable[[ClientSocket, Services, str], Session]
+"""Builds the session of ``owner`` on a socket: ``factory(socket, services, owner)``."""
 
 
 async def run_session(
-    websocket: WebSocket,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    services: Services,
     client_id: str,
-    kind: Protocol,
-    session: Callable[[str], Awaitable[None]],
+    kind: Kind,
+    session: SessionFactory,
 ) -> None:
-    """Check the handshake, accept, admit the owner, run ``session(owner)``, release."""
-    services = services_of(websocket)
+    """Check the handshake, accept, admit the owner, run ``session(...).run()``, release."""
     auth = services.auth
-    if not auth.origin_allowed(websocket):
-        await websocket.close(code=POLICY_VIOLATION, reason="origin not allowed")
+    websocket: WebSocket = WebSocket(scope, receive, send)
+    checked = await _check_handshake(HTTPConnection(scope), auth, client_id)
+    if isinstance(checked, str):
+        await websocket.close(code=POLICY_VIOLATION, reason=checked)
         return
-    identity = None
-    if await auth.required():
-        identity = await auth.identify(websocket)
-        if identity is None:
-            await websocket.close(code=POLICY_VIOLATION, reason="authentication required")
-            return
-        owner = identity.owner
-    elif CLIENT_ID.match(client_id):
-        owner = client_id
-    else:
-        await websocket.close(code=POLICY_VIOLATION, reason="client_id is required")
-        return
+    owner, identity = checked
     await websocket.accept()
     try:
         services.guards.admit(owner)
@@ -73,9 +105,11 @@ async def run_session(
     gauge.inc()
     if identity is not None:
         auth.register(identity.credential_id, websocket)
+    socket = ClientSocket(websocket, receive, send)
     try:
-        await session(owner)
+        await session(socket, services, owner).run()
     finally:
+        await socket.stop()
         log.info("connection closed")
         gauge.dec()
         services.guards.release(owner)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect
 
 from liaotian.engine import SendOptions
 from liaotian.errors import (
@@ -35,7 +35,7 @@ from liaotian.events import Delta, Done, ReplyLog, ReplyStatus
 from liaotian.protocol import check_message_text, load_json
 from liaotian.services import Services
 from liaotian.store.repository import new_id
-from liaotian.transport import next_frame
+from liaotian.transport import ClientSocket
 
 log = logging.getLogger(__name__)
 
@@ -114,26 +114,24 @@ def seed_frame(session_id: str | None, message_id: str, message: str | None, sta
 class SeedConnection:
     """A seed-protocol session for owner ``client_id`` on one WebSocket."""
 
-    def __init__(self, websocket: WebSocket, services: Services, client_id: str) -> None:
-        self.websocket = websocket
+    __slots__ = ("_forwarders", "owner", "services", "socket")
+
+    def __init__(self, socket: ClientSocket, services: Services, client_id: str) -> None:
+        self.socket = socket
         self.services = services
         self.owner = client_id
-        self._lock = asyncio.Lock()
         self._forwarders: dict[str, asyncio.Task[None]] = {}
 
     async def send(self, frame: str) -> None:
-        async with self._lock:
-            await self.websocket.send_text(frame)
+        await self.socket.send_text(frame)
 
     async def run(self) -> None:
         """Serve until the client disconnects. Replies started here go on afterwards."""
+        socket = self.socket
+        socket.watch_idle(self.services.settings.idle_timeout, self._busy)
         try:
             while True:
-                data = await next_frame(
-                    self.websocket,
-                    self.services.settings.idle_timeout,
-                    lambda: bool(self._forwarders),
-                )
+                data = await socket.next_frame()
                 if data is None:
                     return
                 if isinstance(data, bytes):
@@ -153,6 +151,9 @@ class SeedConnection:
             for task in self._forwarders.values():
                 task.cancel()
             await asyncio.gather(*self._forwarders.values(), return_exceptions=True)
+
+    def _busy(self) -> bool:
+        return bool(self._forwarders)
 
     async def _handle(self, data: str) -> None:
         settings = self.services.settings
@@ -219,11 +220,12 @@ class SeedConnection:
     async def _forward(self, reply_log: ReplyLog) -> None:
         key = reply_log.key
         session_id, message_id = key.conversation_id, key.message_id
+        send = self.socket.send_text
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            async for batch in reply_log.follow():
+            async for batch in reply_log.follow(merge=True):
                 text = "".join(event.text for event in batch if isinstance(event, Delta))
                 if text:
-                    await self.send(seed_frame(session_id, message_id, text, "running"))
+                    await send(seed_frame(session_id, message_id, text, "running"))
                 done = batch[-1]
                 if isinstance(done, Done):
                     await self._send_done(session_id, message_id, done)

@@ -6,7 +6,6 @@ import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
@@ -29,6 +28,7 @@ from liaotian.events import (
 from liaotian.store import Store
 from liaotian.store.repository import MessageInfo
 from tests.cluster import REDIS_URL, redis_available
+from tests.factories import stored_reply
 from tests.tcp_proxy import TcpProxy
 
 Entry = tuple[str, int, list[ReplyEvent]]
@@ -249,14 +249,6 @@ async def mirrored(redis: Redis, entries: list[tuple[int, list[ReplyEvent]]]) ->
     return mirror
 
 
-def stored(content: str) -> MessageInfo:
-    return MessageInfo(
-        id="m", role="assistant", content=content, status="completed", model="m",
-        finish_reason="stop", input_tokens=None, output_tokens=None, ttft_ms=None,
-        duration_ms=None, error_code=None, error_message=None, created_at=datetime.now(UTC),
-    )  # fmt: skip
-
-
 STARTED = Started(seq=0, user_message_id="u", model="m", title="t", created_at=0.0)
 
 
@@ -277,7 +269,7 @@ async def test_a_mirror_follows_entries_of_several_events(redis: Redis) -> None:
 async def test_a_mirror_missing_entries_finishes_from_the_database(redis: Redis) -> None:
     """Lost entries (``f`` past what the mirror has) are not a hole in the text: the
     mirror takes the rest from the database."""
-    redis.store.replies["m"] = stored("abcdef")
+    redis.store.replies["m"] = stored_reply("abcdef")
     mirror = await mirrored(
         redis,
         [(0, [STARTED, Delta(1, "ab")]), (4, [Delta(4, "ef"), Done(5, status="completed")])],
@@ -289,7 +281,7 @@ async def test_a_mirror_missing_entries_finishes_from_the_database(redis: Redis)
 async def test_a_mirror_never_repeats_text_of_a_merged_delta(redis: Redis) -> None:
     """A delta standing for seqs 2-4 (a seq jump inside its entry's range) is no gap;
     a log that cannot take it finishes from the database: either way, the text once."""
-    redis.store.replies["m"] = stored("abcd")
+    redis.store.replies["m"] = stored_reply("abcd")
     mirror = await mirrored(
         redis,
         [(0, [STARTED, Delta(1, "a")]), (2, [Delta(4, "bcd"), Done(5, status="completed")])],

@@ -19,6 +19,7 @@ from websockets.frames import Opcode
 
 from liaotian.engine import SendOptions, derived_conversation_id
 from liaotian.events import ConversationChange, Notice, OwnerBus, ReplyStatus
+from liaotian.store.repository import NewReply
 from liaotian.transport import Flag, LeanWebSocketProtocol, Mailbox, text_frame
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, expected_reply
@@ -543,8 +544,18 @@ async def test_replies_left_streaming_by_a_crash_are_marked_interrupted(
     settings = make_settings()
     async with run_server(settings) as server:
         store = server.services.store
-        conversation = await store.create_conversation("alice", title="crash")
-        _, reply_id, _ = await store.add_exchange(conversation, user_text="q", model="qwen-plus")
+        begun = await store.begin_reply(
+            NewReply(
+                owner="alice",
+                conversation_id="crash",
+                message="q",
+                model="qwen-plus",
+                history_messages=10,
+                history_chars=1000,
+                create=True,
+            )
+        )
+        reply_id = begun.reply_id
         await store.checkpoint([(reply_id, "partial text")])
     # The first server stopped cleanly, but it never ran that reply: to it, the row is a
     # leftover exactly like one a killed process leaves.

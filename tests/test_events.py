@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from datetime import UTC, datetime
 
 import pytest
 
@@ -19,7 +18,7 @@ from liaotian.events import (
     Started,
     finish_from_message,
 )
-from liaotian.store.repository import MessageInfo
+from tests.factories import stored_reply
 
 KEY = ReplyKey(owner="alice", conversation_id="c", message_id="m")
 
@@ -203,20 +202,12 @@ def test_a_kept_log_holds_no_object_per_token() -> None:
     assert reachable(streaming) <= reachable(short) + 4000 // 8
 
 
-def stored(content: str) -> MessageInfo:
-    return MessageInfo(
-        id="m", role="assistant", content=content, status="completed", model="m",
-        finish_reason="stop", input_tokens=None, output_tokens=None, ttft_ms=None,
-        duration_ms=None, error_code=None, error_message=None, created_at=datetime.now(UTC),
-    )  # fmt: skip
-
-
 async def test_finishing_from_the_database_adds_the_rest_after_the_log_seqs() -> None:
     """A log with part of the text gets the rest as the next delta, then done; the seqs it
     had keep their texts."""
     log, events = streamed(100)
     text = "".join(event.text for event in events if isinstance(event, Delta))
-    finish_from_message(log, stored(text + "the rest"))
+    finish_from_message(log, stored_reply(text + "the rest"))
     assert not log.rebuilt
     assert await collect(log, after_seq=99) == [
         events[100],
@@ -228,7 +219,7 @@ async def test_finishing_from_the_database_adds_the_rest_after_the_log_seqs() ->
 async def test_finishing_an_empty_log_from_the_database_rebuilds_it() -> None:
     """An empty log becomes started, the whole text, done, marked rebuilt."""
     log = ReplyLog(KEY)
-    finish_from_message(log, stored("whole"))
+    finish_from_message(log, stored_reply("whole"))
     assert log.rebuilt
     assert [type(event) for event in log.events] == [Started, Delta, Done]
     assert log.text == "whole"

@@ -323,27 +323,6 @@ class Store:
         """The owner's conversation; raises NotFound otherwise."""
         return await self._db.run(lambda c: _conversation(c, owner, conversation_id))
 
-    async def create_conversation(
-        self,
-        owner: str,
-        *,
-        title: str,
-        conversation_id: str | None = None,
-        system_prompt: str | None = None,
-        model: str | None = None,
-    ) -> ConversationInfo:
-        """Create a conversation (and the owner on first use).
-
-        With an explicit ``conversation_id`` already taken by this owner, returns that one.
-        """
-
-        def work(c: Connection) -> ConversationInfo:
-            return _create_conversation(
-                c, owner, conversation_id or new_id(), title, system_prompt, model, utcnow()
-            )
-
-        return await self._db.run(work)
-
     async def list_conversations(
         self, owner: str, *, limit: int, before: str | None = None, title_query: str | None = None
     ) -> tuple[list[ConversationInfo], bool]:
@@ -421,24 +400,6 @@ class Store:
 
         return await self._db.run(work)
 
-    async def context_messages(
-        self,
-        conversation: ConversationInfo,
-        *,
-        limit: int,
-        max_chars: int,
-        before: str | None = None,
-    ) -> list[tuple[str, str]]:
-        """(role, content) of the last ``limit`` messages that fit in ``max_chars``, oldest first.
-
-        Only messages older than message ``before`` count, when given. Assistant messages
-        with no text (failed before the first token) are skipped; a cancelled, interrupted
-        or failed answer counts with the text the user saw.
-        """
-        return await self._db.run(
-            lambda c: _context(c, conversation.pk, limit=limit, max_chars=max_chars, before=before)
-        )
-
     async def find_reply_by_client_id(
         self, owner: str, conversation_id: str, client_message_id: str
     ) -> tuple[str, str] | None:
@@ -454,16 +415,6 @@ class Store:
 
         return await self._db.run(work)
 
-    async def truncate_from(
-        self, conversation: ConversationInfo, message_id: str, *, keep: bool = False
-    ) -> list[str]:
-        """Delete user message ``message_id`` (unless ``keep``) and every later message.
-
-        Returns the deleted ids. Raises NotFound unless ``message_id`` is a user message of
-        this conversation.
-        """
-        return await self._db.run(lambda c: _truncate(c, conversation.pk, message_id, keep=keep))
-
     async def begin_reply(self, new: NewReply) -> BegunReply:
         """Store the user's message and an empty ``streaming`` reply, in one transaction.
 
@@ -474,28 +425,6 @@ class Store:
         ``client_message_id`` was used by a send that is being stored at this moment.
         """
         return await self._db.run(lambda c: _begin_reply(c, new, utcnow()))
-
-    async def add_exchange(
-        self,
-        conversation: ConversationInfo,
-        *,
-        user_text: str,
-        model: str,
-        client_message_id: str | None = None,
-    ) -> tuple[str, str, datetime]:
-        """Store a user's message and an empty streaming reply in one transaction.
-
-        Returns (user message id, reply message id, reply created_at). Raises IntegrityError
-        when ``client_message_id`` was already used in this conversation.
-        """
-
-        def work(c: Connection) -> tuple[str, str, datetime]:
-            now = utcnow()
-            user_id = _insert_user_message(c, conversation.pk, user_text, client_message_id, now)
-            reply_id = _insert_reply(c, conversation.pk, model, now)
-            return user_id, reply_id, now
-
-        return await self._db.run(work)
 
     async def checkpoint(self, partials: Sequence[tuple[str, str]]) -> None:
         """Save the partial text of streaming replies: ``(message_id, text)`` pairs, one batch."""

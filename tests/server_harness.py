@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import uvicorn
 
 from liaotian.app import create_app
-from liaotian.cli import TRANSPORT_MAX_FRAME_BYTES
+from liaotian.server import build_server
 from liaotian.services import Services
 from liaotian.settings import Settings
-from liaotian.transport import LeanWebSocketProtocol
+from liaotian.transport import Drain
 
 
 @dataclass
@@ -42,17 +42,11 @@ class RunningServer:
 async def run_server(
     settings: Settings, *, start_timeout: float = 60.0
 ) -> AsyncIterator[RunningServer]:
-    """Start the app on a free port; stop it (lifespan shutdown included) on exit."""
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        ws=LeanWebSocketProtocol,
-        ws_per_message_deflate=False,
-        ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
-        log_level="warning",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
+    """Start the app on a free port, wired as `liaotian serve` wires it; stop it (lifespan
+    shutdown included) on exit."""
+    drain = Drain(settings.shutdown_grace)
+    app = create_app(settings, drain)
+    server = build_server(app, settings, drain, log_level="warning")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -74,7 +68,7 @@ async def run_server(
 
 async def reply_finished(running: RunningServer, owner: str, message_id: str) -> None:
     """Wait (10 s at most) until the reply has ended; its outcome is then in the database."""
-    reply_log = running.services.engine.hub.get(owner, message_id)
+    reply_log = running.services.engine.live_log(owner, message_id)
     assert reply_log is not None, "the reply is not known to this server"
     async with asyncio.timeout(10):
         async for _ in reply_log.follow():

@@ -17,8 +17,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 
+from liaotian.backplane import ConversationChange, Notice, OwnerBus
 from liaotian.engine import SendOptions, derived_conversation_id
-from liaotian.events import ConversationChange, Notice, OwnerBus, ReplyStatus
+from liaotian.replies.status import ReplyStatus
 from liaotian.store.repository import NewReply
 from liaotian.transport import Flag, LeanWebSocketProtocol, Mailbox, text_frame
 from tests.conftest import SettingsFactory
@@ -125,7 +126,7 @@ async def test_a_second_send_while_streaming_is_refused_as_busy(server: RunningS
 async def test_cancel_before_the_first_token_closes_the_upstream(
     server: RunningServer, fake: FakeUpstream
 ) -> None:
-    """Cancelling while the provider has sent nothing closes its stream within a second."""
+    """Cancelling while the provider has sent nothing closes its stream before it answers."""
     client = await connect(server)
     started = await start(client, "thinking [first_delay=10000]")
     await fake.wait_for(lambda stats: stats.streams_open >= 1)
@@ -133,7 +134,9 @@ async def test_cancel_before_the_first_token_closes_the_upstream(
     frames = await client.until(of_type("reply.done", message_id=started["message_id"]))
     assert any(f["type"] == "ack" and f["id"] == "c" for f in frames)
     assert frames[-1]["status"] == "cancelled"
-    await fake.wait_for(lambda stats: stats.disconnects >= 1, within=1.0)
+    # A disconnect counts only if it comes before the scripted answer (10 s away) ends, so
+    # the bound is the reply's own length, not a guess at how fast a loaded machine is.
+    await fake.wait_for(lambda stats: stats.disconnects >= 1)
     await client.close()
 
 
@@ -148,7 +151,7 @@ async def test_cancel_mid_answer_keeps_the_text_and_the_conversation_goes_on(
     await client.send({"type": "chat.cancel", "conversation_id": conversation_id})
     seen += await client.until(of_type("reply.done", message_id=message_id))
     assert seen[-1]["status"] == "cancelled"
-    await fake.wait_for(lambda stats: stats.disconnects >= 1, within=1.0)
+    await fake.wait_for(lambda stats: stats.disconnects >= 1)  # before the 5 s reply ended
     stored = await server.services.store.reply_status("alice", message_id)
     assert stored is not None
     assert stored.status == "cancelled"
@@ -173,7 +176,7 @@ async def test_disconnect_does_not_cancel_and_the_reply_is_saved(server: Running
 async def test_partial_text_is_checkpointed_while_streaming(server: RunningServer) -> None:
     """While a reply streams, its text so far is in the database (not only at the end)."""
     client = await connect(server)
-    started = await start(client, "slowly [tokens=200] [delay=10]")
+    started = await start(client, "slowly [tokens=2000] [delay=10]")  # cancelled below
     store = server.services.store
     async with asyncio.timeout(5):
         while True:

@@ -8,16 +8,8 @@ import gc
 
 import pytest
 
-from liaotian.events import (
-    Delta,
-    Done,
-    ReplyEvent,
-    ReplyHub,
-    ReplyKey,
-    ReplyLog,
-    Started,
-    finish_from_message,
-)
+from liaotian.replies.log import Delta, Done, ReplyEvent, ReplyHub, ReplyKey, ReplyLog, Started
+from liaotian.replies.replay import finish_from_message
 from tests.factories import stored_reply
 
 KEY = ReplyKey(owner="alice", conversation_id="c", message_id="m")

@@ -18,7 +18,7 @@ from liaotian.errors import (
     ProtocolError,
     UnknownFrameType,
 )
-from liaotian.events import Delta, Done, Started
+from liaotian.replies.log import Delta, Done, Started
 
 LIMITS = {"max_bytes": 10_000, "max_message_chars": 1_000}
 

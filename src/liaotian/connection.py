@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 from starlette.websockets import WebSocketDisconnect
 
 from liaotian import __version__, protocol
+from liaotian.backplane import ConversationChange, Notice, OwnerBus
 from liaotian.engine import SendOptions
-from liaotian.errors import InvalidFrame, LiaotianError, NotFound
-from liaotian.events import ConversationChange, Notice, OwnerBus, ReplyLog
+from liaotian.errors import InvalidFrame, LiaotianError
 from liaotian.protocol import (
     CancelReply,
     Command,
@@ -33,6 +33,7 @@ from liaotian.protocol import (
     SendMessage,
     SubscribeReply,
 )
+from liaotian.replies.log import ReplyLog
 from liaotian.services import Services
 from liaotian.transport import ClientSocket
 
@@ -46,10 +47,12 @@ class Connection(OwnerBus.Listener):
     (:meth:`notify`), and a task exists only per reply being forwarded.
     """
 
-    __slots__ = ("_changes", "_forwarders", "owner", "services", "socket")
+    __slots__ = ("_changes", "_forwarders", "_side_tasks", "owner", "services", "socket")
 
     _HANDLERS: ClassVar[dict[type[Any], Callable[[Connection, Any], Awaitable[None]]]]
     """The handler of each command type (filled in below the class)."""
+    _BESIDE: ClassVar[frozenset[type[Any]]]
+    """Commands handled in a task of their own, beside the read loop."""
 
     def __init__(self, socket: ClientSocket, services: Services, owner: str) -> None:
         self.socket = socket
@@ -58,13 +61,15 @@ class Connection(OwnerBus.Listener):
         self._forwarders: dict[str, asyncio.Task[None]] = {}
         self._changes: set[asyncio.Task[None]] | None = None
         """Sends of conversation changes in flight (rare: made on first use)."""
+        self._side_tasks: set[asyncio.Task[None]] | None = None
+        """Frames handled beside the read loop (cancels: made on first use)."""
 
     async def run(self) -> None:
         """Serve until the client disconnects. Never raises for bad client input."""
-        bus = self.services.engine.bus
+        engine = self.services.engine
         settings = self.services.settings
         socket = self.socket
-        bus.subscribe(self.owner, self)
+        engine.subscribe(self.owner, self)
         try:
             await socket.send(
                 protocol.build_hello(self.owner, settings.effective_default_model, __version__)
@@ -83,8 +88,12 @@ class Connection(OwnerBus.Listener):
         except WebSocketDisconnect:
             return
         finally:
-            bus.unsubscribe(self.owner, self)
-            tasks = [*self._forwarders.values(), *(self._changes or ())]
+            engine.unsubscribe(self.owner, self)
+            tasks = [
+                *self._forwarders.values(),
+                *(self._changes or ()),
+                *(self._side_tasks or ()),
+            ]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -103,8 +112,23 @@ class Connection(OwnerBus.Listener):
         except LiaotianError as error:
             await self.socket.send(protocol.build_error(error, protocol.request_id_of(data)))
             return
+        if type(command) in self._BESIDE:
+            # May wait on another process: never in the read loop, so pings and other
+            # frames are answered meanwhile.
+            if self._side_tasks is None:
+                self._side_tasks = set()
+            task = asyncio.create_task(self._dispatch(command))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+            return
+        await self._dispatch(command)
+
+    async def _dispatch(self, command: Command) -> None:
+        """Run the command's handler; errors become error frames (never raised)."""
         try:
             await self._HANDLERS[type(command)](self, command)
+        except WebSocketDisconnect:
+            return
         except LiaotianError as error:
             await self.socket.send(protocol.build_error(error, command.id))
         except Exception:
@@ -255,27 +279,19 @@ class Connection(OwnerBus.Listener):
         title = " ".join(command.title.split())
         if not title:
             raise InvalidFrame("title is empty")
-        conversation = await self.services.store.rename_conversation(
-            self.owner, command.conversation_id, title[: self.services.settings.max_title_chars]
+        change = await self.services.engine.rename_conversation(
+            self.owner,
+            command.conversation_id,
+            title[: self.services.settings.max_title_chars],
+            origin=self,
         )
-        change = ConversationChange(conversation.id, conversation.to_wire(), origin=self)
         await self.socket.send(_change_frame(change, command.id))
-        self.services.engine.bus.publish(self.owner, change)
-        self.services.engine.backplane.publish_change(self.owner, change)
 
     async def _delete(self, command: DeleteConversation) -> None:
-        engine = self.services.engine
-        store = self.services.store
-        await store.get_conversation(self.owner, command.conversation_id)
-        streaming = await engine.streaming_in(self.owner, command.conversation_id)
-        if streaming is not None:
-            with contextlib.suppress(NotFound):
-                await engine.cancel(self.owner, message_id=streaming)
-        await store.delete_conversation(self.owner, command.conversation_id)
-        change = ConversationChange(command.conversation_id, None, origin=self)
+        change = await self.services.engine.delete_conversation(
+            self.owner, command.conversation_id, origin=self
+        )
         await self.socket.send(_change_frame(change, command.id))
-        self.services.engine.bus.publish(self.owner, change)
-        self.services.engine.backplane.publish_change(self.owner, change)
 
     async def _models(self, command: ListModels) -> None:
         await self.socket.send(
@@ -291,6 +307,7 @@ class Connection(OwnerBus.Listener):
         await self.socket.send(protocol.build_result("pong", command.id))
 
 
+Connection._BESIDE = frozenset({CancelReply})
 Connection._HANDLERS = {
     SendMessage: Connection._send_message,
     RegenerateReply: Connection._regenerate,

@@ -12,7 +12,13 @@ Guarantees:
 * a send repeated with the same ``client_message_id`` returns the first reply;
 * :meth:`ChatEngine.cancel` stops the provider (its HTTP stream is closed, the local model
   stops between tokens) and the reply ends ``cancelled`` with the text so far;
-* :meth:`ChatEngine.shutdown` ends running replies ``interrupted``, text saved.
+* :meth:`ChatEngine.shutdown` ends running replies ``interrupted``, text saved, including
+  those whose start was still being stored when it began: every reply ends with an outcome;
+* the final write is retried; a reply whose outcome could not be saved says so in its
+  ``done`` event (error ``not_saved``) instead of claiming an outcome the database lacks.
+
+The engine shares replies, notices and cancels with other processes only through its
+:class:`~liaotian.backplane.base.Backplane`; connections talk only to the engine.
 """
 
 from __future__ import annotations
@@ -23,35 +29,26 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from liaotian import logs
-from liaotian.backplane import NoBackplane
+from liaotian.backplane import Backplane, ConversationChange, OwnerBus
 from liaotian.errors import (
     ConversationBusy,
     LiaotianError,
     NotFound,
     ProviderError,
     ProviderTimeout,
+    StoreConflict,
+    StoreError,
     TooManyReplies,
-)
-from liaotian.events import (
-    Delta,
-    Done,
-    OwnerBus,
-    ReplyHub,
-    ReplyKey,
-    ReplyLog,
-    ReplyStatus,
-    Started,
-    finish_from_message,
 )
 from liaotian.metrics import Metrics
 from liaotian.providers import ChatMessage, ChatRequest, Finish, Provider, ProviderRegistry
+from liaotian.replies.log import Delta, Done, ReplyKey, ReplyLog, Started
+from liaotian.replies.replay import finish_from_message
+from liaotian.replies.status import ReplyStatus
 from liaotian.settings import Settings
 from liaotian.store import ConversationInfo, ReplyOutcome, Store
 from liaotian.store.repository import BegunReply, NewReply, new_id
@@ -59,6 +56,12 @@ from liaotian.store.repository import BegunReply, NewReply, new_id
 log = logging.getLogger(__name__)
 
 TITLE_CHARS = 60
+FINAL_WRITE_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+"""Seconds between attempts at a reply's final write (within ``final_write_timeout``)."""
+NOT_SAVED_MESSAGE = (
+    "this answer could not be saved (the database failed); it is shown here but may be "
+    "missing or incomplete after a reload"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,33 +183,71 @@ class ChatEngine:
     """Starts, runs, cancels and finishes replies. One per process."""
 
     def __init__(
-        self, settings: Settings, store: Store, providers: ProviderRegistry, hub: ReplyHub
+        self,
+        settings: Settings,
+        store: Store,
+        providers: ProviderRegistry,
+        backplane: Backplane,
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.store = store
         self.providers = providers
-        self.hub = hub
+        self.backplane = backplane
+        self.metrics = metrics
         self.checkpointer = Checkpointer(store, settings.checkpoint_interval)
         self._running: dict[str, RunningReply] = {}
         self._running_per_owner: Counter[str] = Counter()
         self._busy: dict[tuple[str, str], str | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._storing: set[asyncio.Future[BegunReply]] = set()
-        self.bus = OwnerBus()
+        """Reply starts being stored: :meth:`shutdown` waits for them."""
         self._sends_in_flight: dict[tuple[str, str], asyncio.Future[ReplyLog]] = {}
-        self.backplane: NoBackplane = NoBackplane()
-        self.metrics = Metrics()
         self._closing = False
 
     async def start(self) -> None:
-        """Start checkpointing. Alone, first mark interrupted the replies an earlier stop
-        left streaming; with other processes, the backplane's reaper does it by lease."""
-        if not self.backplane.multiprocess:
-            interrupted = await self.store.interrupt_streaming()
-            if interrupted:
-                log.warning("marked %d replies interrupted by an earlier stop", interrupted)
+        """Start the backplane (which first recovers the replies an earlier stop left
+        streaming) and checkpointing."""
+        await self.backplane.start(self.cancel_local)
         self.checkpointer.start()
-        await self.backplane.start()
+
+    # -- what connections use ------------------------------------------------------------
+
+    def subscribe(self, owner: str, listener: OwnerBus.Listener) -> None:
+        """Tell ``listener`` of the owner's new replies and conversation changes, from any
+        process, until :meth:`unsubscribe`."""
+        self.backplane.subscribe(owner, listener)
+
+    def unsubscribe(self, owner: str, listener: OwnerBus.Listener) -> None:
+        self.backplane.unsubscribe(owner, listener)
+
+    def live_log(self, owner: str, message_id: str) -> ReplyLog | None:
+        """The log this process holds for the owner's reply, or None."""
+        return self.backplane.live_log(owner, message_id)
+
+    async def rename_conversation(
+        self, owner: str, conversation_id: str, title: str, *, origin: object = None
+    ) -> ConversationChange:
+        """Rename and tell the owner's other connections (not ``origin``). Raises NotFound."""
+        conversation = await self.store.rename_conversation(owner, conversation_id, title)
+        change = ConversationChange(conversation.id, conversation.to_wire(), origin=origin)
+        self.backplane.publish_change(owner, change)
+        return change
+
+    async def delete_conversation(
+        self, owner: str, conversation_id: str, *, origin: object = None
+    ) -> ConversationChange:
+        """Cancel its streaming reply, delete it, and tell the owner's other connections.
+        Raises NotFound."""
+        await self.store.get_conversation(owner, conversation_id)
+        streaming = await self.streaming_in(owner, conversation_id)
+        if streaming is not None:
+            with contextlib.suppress(NotFound):
+                await self.cancel(owner, message_id=streaming)
+        await self.store.delete_conversation(owner, conversation_id)
+        change = ConversationChange(conversation_id, None, origin=origin)
+        self.backplane.publish_change(owner, change)
+        return change
 
     # -- starting ------------------------------------------------------------------------
 
@@ -256,24 +297,25 @@ class ChatEngine:
             raise _busy_error(new.conversation_id)
         self._busy[busy_key] = options.client_message_id
 
-        def start(begun: BegunReply) -> ReplyLog:
-            return self._start(begun, options, model_id, provider, model.upstream, busy_key)
-
-        # The transaction is shielded: if this caller is cancelled meanwhile, what it
-        # stores is started anyway (a stored reply nobody runs would keep its conversation
-        # busy until a restart).
-        storing = asyncio.ensure_future(self.store.begin_reply(new))
-        self._storing.add(storing)
-        storing.add_done_callback(self._storing.discard)
-        try:
-            begun = await asyncio.shield(storing)
-        except asyncio.CancelledError:
-            storing.add_done_callback(lambda done: self._start_orphan(done, start, busy_key))
-            raise
-        except BaseException as error:
+        if self._closing:  # checked again: no await between here and the start being tracked
             del self._busy[busy_key]
-            if not isinstance(error, IntegrityError):
-                raise
+            raise ConversationBusy("the server is shutting down; retry on another server")
+
+        # The reply is started by a callback of the transaction itself, so it starts even
+        # if this caller is cancelled meanwhile (a stored reply nobody runs would keep its
+        # conversation busy until a restart), and shutdown, which waits for the
+        # transactions in flight, finds every reply started by then.
+        storing = asyncio.ensure_future(self.store.begin_reply(new))
+        started: asyncio.Future[ReplyLog | None] = asyncio.get_running_loop().create_future()
+        self._storing.add(storing)
+        storing.add_done_callback(
+            lambda done: self._stored(
+                done, started, options, model_id, provider, model.upstream, busy_key
+            )
+        )
+        try:
+            await asyncio.shield(storing)
+        except StoreConflict:
             # Either this client_message_id is being stored by another process (a retry:
             # return that reply) or another process is streaming in this conversation.
             if options.client_message_id is not None:
@@ -283,24 +325,37 @@ class ChatEngine:
                 if earlier is not None:
                     return earlier
             raise _busy_error(new.conversation_id) from None
+        begun = storing.result()
         if begun.earlier:
-            del self._busy[busy_key]
             return await self._earlier_log(owner, begun.reply_id)
-        return start(begun)
+        reply_log = await asyncio.shield(started)
+        assert reply_log is not None
+        return reply_log
 
-    def _start_orphan(
+    def _stored(
         self,
         storing: asyncio.Future[BegunReply],
-        start: Callable[[BegunReply], ReplyLog],
+        started: asyncio.Future[ReplyLog | None],
+        options: SendOptions,
+        model_id: str,
+        provider: Provider,
+        upstream_model: str,
         busy_key: tuple[str, str],
     ) -> None:
-        """Start the reply stored for a caller that is gone, or release its conversation."""
-        if not storing.cancelled() and storing.exception() is None:
-            begun = storing.result()
-            if not begun.earlier:
-                start(begun)
-                return
-        self._busy.pop(busy_key, None)
+        """When a reply's start is stored: run the reply, or release its conversation."""
+        self._storing.discard(storing)
+        begun = None if storing.cancelled() or storing.exception() else storing.result()
+        new_reply = begun is not None and not begun.earlier
+        if begun is None or not new_reply:
+            self._busy.pop(busy_key, None)
+            started.set_result(None)
+            return
+        try:
+            reply_log = self._start(begun, options, model_id, provider, upstream_model, busy_key)
+            started.set_result(reply_log)
+        except BaseException as error:  # pragma: no cover - _start does no I/O
+            started.set_exception(error)
+            raise
 
     def _start(
         self,
@@ -314,7 +369,7 @@ class ChatEngine:
         """Run the stored reply ``begun``: its log, its task, the notices."""
         conversation = begun.conversation
         owner = busy_key[0]
-        reply_log = self.hub.create(ReplyKey(owner, conversation.id, begun.reply_id))
+        reply_log = self.backplane.create_log(ReplyKey(owner, conversation.id, begun.reply_id))
         reply_log.append(
             Started(
                 seq=0,
@@ -340,7 +395,6 @@ class ChatEngine:
         task = asyncio.create_task(self._run(reply, provider, request, busy_key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        self.bus.publish(owner, reply_log)
         self.backplane.publish_reply(reply_log)
         return reply_log
 
@@ -379,8 +433,8 @@ class ChatEngine:
         """Raise TooManyReplies when the owner already streams its maximum of replies."""
         limit = self.settings.max_replies_per_owner
         local = self._running_per_owner[owner]
-        if local < limit and self.backplane.multiprocess:
-            local = len(await self.store.streaming_replies(owner))
+        if local < limit:  # maybe more in other processes
+            local = max(local, len(await self.backplane.shared_streaming(owner)))
         if local >= limit:
             self.metrics.rejections.labels("replies_per_owner").inc()
             raise TooManyReplies(
@@ -418,7 +472,7 @@ class ChatEngine:
         return None if found is None else await self._earlier_log(owner, found[1])
 
     async def _earlier_log(self, owner: str, reply_id: str) -> ReplyLog:
-        existing = self.hub.get(owner, reply_id)
+        existing = self.backplane.live_log(owner, reply_id)
         return existing if existing is not None else await self.replay(owner, reply_id)
 
     async def replay(self, owner: str, message_id: str) -> ReplyLog:
@@ -427,7 +481,7 @@ class ChatEngine:
         A rebuilt log (from the database) holds ``started``, one delta with the stored text
         and ``done``. Raises NotFound for another owner's or an unknown reply.
         """
-        live = self.hub.get(owner, message_id)
+        live = self.backplane.live_log(owner, message_id)
         if live is not None:
             return live
         found = await self.store.find_message(owner, message_id)
@@ -485,12 +539,14 @@ class ChatEngine:
             outcome = self._outcome(reply, interrupted=True)
         finally:
             self.checkpointer.untrack(reply)
+        saved = False
         try:
-            await self.store.finish_reply(reply.key.message_id, outcome)
-        except Exception:
-            log.exception("could not save reply %s", reply.key.message_id)
+            saved = await self._final_write(reply, outcome)
         finally:
-            reply.log.append(self._done_event(reply, outcome))
+            done = self._done_event(reply, outcome)
+            if not saved:
+                done = replace(done, error={"code": "not_saved", "message": NOT_SAVED_MESSAGE})
+            reply.log.append(done)
             if self._running.pop(reply.key.message_id, None) is not None:
                 owner = reply.key.owner
                 self._running_per_owner[owner] -= 1
@@ -514,6 +570,40 @@ class ChatEngine:
                 duration_ms=outcome.duration_ms,
                 error_code=outcome.error_code,
             )
+
+    async def _final_write(self, reply: RunningReply, outcome: ReplyOutcome) -> bool:
+        """Save the outcome, retrying with backoff while the database fails, for up to
+        ``final_write_timeout`` seconds; False if it could not be saved (the database then
+        holds the last checkpoint, and a restart marks the reply interrupted)."""
+        message_id = reply.key.message_id
+        deadline = time.monotonic() + self.settings.final_write_timeout
+        attempt = 0
+        while True:
+            try:
+                await self.store.finish_reply(message_id, outcome)
+                return True
+            except StoreError as error:
+                delay = FINAL_WRITE_DELAYS[min(attempt, len(FINAL_WRITE_DELAYS) - 1)]
+                attempt += 1
+                delay = min(delay, deadline - time.monotonic())
+                if delay <= 0:
+                    log.error(
+                        "could not save reply %s (%d attempts): %s",
+                        message_id,
+                        attempt,
+                        error.message,
+                    )
+                    return False
+                log.warning(
+                    "could not save reply %s (%s); retrying in %.2g s",
+                    message_id,
+                    error.message,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            except Exception:  # a bug, not an outage: retrying would not help
+                log.exception("could not save reply %s", message_id)
+                return False
 
     async def _pump(
         self, reply: RunningReply, provider: Provider, request: ChatRequest
@@ -644,13 +734,12 @@ class ChatEngine:
         if local:
             self.cancel_local(owner, local)
             return local
-        if self.backplane.multiprocess:
-            remote = await self.store.streaming_replies(
-                owner, message_id=message_id, conversation_id=conversation_id
-            )
-            if remote:
-                await self.backplane.request_cancel(owner, remote)
-                return remote
+        remote = await self.backplane.shared_streaming(
+            owner, message_id=message_id, conversation_id=conversation_id
+        )
+        if remote:
+            self.backplane.request_cancel(owner, remote)  # delivered in the background
+            return remote
         raise NotFound("no streaming reply matches")
 
     def cancel_local(self, owner: str, message_ids: list[str]) -> list[ReplyLog]:
@@ -671,16 +760,21 @@ class ChatEngine:
         for reply in self._running.values():
             if reply.key.owner == owner and reply.key.conversation_id == conversation_id:
                 return reply.key.message_id
-        if not self.backplane.multiprocess:
-            return None
-        found = await self.store.streaming_replies(owner, conversation_id=conversation_id)
+        found = await self.backplane.shared_streaming(owner, conversation_id=conversation_id)
         return found[0] if found else None
 
     # -- shutdown ------------------------------------------------------------------------
 
     async def shutdown(self, grace: float = 0.0) -> None:
-        """Refuse new replies, wait up to ``grace`` s, then interrupt the rest (text saved)."""
+        """Refuse new replies, wait up to ``grace`` s, then interrupt the rest (text saved).
+
+        Replies whose start is still being stored are waited for first (their transaction
+        cannot be taken back), so they too run and end with an outcome before this returns.
+        """
         self._closing = True
+        if self._storing:
+            await asyncio.gather(*self._storing, return_exceptions=True)
+            await asyncio.sleep(0)  # their done callbacks (which start the replies) have run
         tasks = set(self._tasks)
         if tasks and grace > 0:
             await asyncio.wait(tasks, timeout=grace)

@@ -21,7 +21,7 @@ from liaotian.errors import (
     LiaotianError,
     UnknownFrameType,
 )
-from liaotian.events import Done, ReplyEvent, Started
+from liaotian.replies.log import Done, ReplyEvent, Started
 
 PROTOCOL_VERSION = 1
 MAX_JSON_DEPTH = 32

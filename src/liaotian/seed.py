@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +32,9 @@ from liaotian.errors import (
     LiaotianError,
     NotFound,
 )
-from liaotian.events import Delta, Done, ReplyLog, ReplyStatus
 from liaotian.protocol import check_message_text, load_json
+from liaotian.replies.log import Delta, Done, ReplyLog
+from liaotian.replies.status import ReplyStatus
 from liaotian.services import Services
 from liaotian.store.repository import new_id
 from liaotian.transport import ClientSocket
@@ -114,13 +116,15 @@ def seed_frame(session_id: str | None, message_id: str, message: str | None, sta
 class SeedConnection:
     """A seed-protocol session for owner ``client_id`` on one WebSocket."""
 
-    __slots__ = ("_forwarders", "owner", "services", "socket")
+    __slots__ = ("_cancels", "_forwarders", "owner", "services", "socket")
 
     def __init__(self, socket: ClientSocket, services: Services, client_id: str) -> None:
         self.socket = socket
         self.services = services
         self.owner = client_id
         self._forwarders: dict[str, asyncio.Task[None]] = {}
+        self._cancels: set[asyncio.Task[None]] = set()
+        """Cancels being handled beside the read loop (they may wait on another process)."""
 
     async def send(self, frame: str) -> None:
         await self.socket.send_text(frame)
@@ -148,9 +152,10 @@ class SeedConnection:
         except WebSocketDisconnect:
             return
         finally:
-            for task in self._forwarders.values():
+            tasks = [*self._forwarders.values(), *self._cancels]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._forwarders.values(), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _busy(self) -> bool:
         return bool(self._forwarders)
@@ -163,10 +168,23 @@ class SeedConnection:
                 max_bytes=settings.max_frame_bytes,
                 max_message_chars=settings.max_message_chars,
             )
-            if isinstance(request, SeedCancel):
-                await self._cancel(request)
-            else:
-                await self._chat(request)
+        except LiaotianError as error:
+            await self.send(seed_frame(_session_of(data), new_id(), error.message, "error"))
+            return
+        if isinstance(request, SeedCancel):
+            # May wait on another process: beside the read loop, never in it.
+            task = asyncio.create_task(self._answering(self._cancel(request), data))
+            self._cancels.add(task)
+            task.add_done_callback(self._cancels.discard)
+        else:
+            await self._answering(self._chat(request), data)
+
+    async def _answering(self, handling: Awaitable[None], data: str) -> None:
+        """Await ``handling``; its errors become the seed's error frames (never raised)."""
+        try:
+            await handling
+        except WebSocketDisconnect:
+            return
         except LiaotianError as error:
             session_id = _session_of(data)
             await self.send(seed_frame(session_id, new_id(), error.message, "error"))
@@ -212,7 +230,7 @@ class SeedConnection:
     def _live_logs(self) -> list[ReplyLog]:
         logs = []
         for message_id in list(self._forwarders):
-            reply_log = self.services.engine.hub.get(self.owner, message_id)
+            reply_log = self.services.engine.live_log(self.owner, message_id)
             if reply_log is not None and not reply_log.done:
                 logs.append(reply_log)
         return logs
@@ -231,7 +249,10 @@ class SeedConnection:
                     await self._send_done(session_id, message_id, done)
 
     async def _send_done(self, session_id: str, message_id: str, done: Done) -> None:
-        if done.status == ReplyStatus.COMPLETED:
+        if done.error is not None and done.error.get("code") == "not_saved":
+            # The seed has no other way to say the answer was not kept.
+            await self.send(seed_frame(session_id, message_id, done.error["message"], "error"))
+        elif done.status == ReplyStatus.COMPLETED:
             await self.send(seed_frame(session_id, message_id, None, "completed"))
         elif done.status == ReplyStatus.CANCELLED:
             await self.send(seed_frame(session_id, message_id, CANCELLED_TEXT, "cancelled"))

@@ -10,9 +10,8 @@ import aiohttp
 from starlette.requests import HTTPConnection
 
 from liaotian.auth import Authenticator
-from liaotian.backplane import RedisBackplane
+from liaotian.backplane import Backplane, open_backplane
 from liaotian.engine import ChatEngine
-from liaotian.events import ReplyHub
 from liaotian.guards import Guards
 from liaotian.metrics import Metrics
 from liaotian.providers import ProviderContext, ProviderRegistry, provider_factories
@@ -62,20 +61,11 @@ class Services:
             settings,
         )
         await providers.start()
-        engine = ChatEngine(settings, store, providers, ReplyHub(settings.reply_log_ttl))
-        if settings.redis_url:
-            engine.backplane = RedisBackplane(
-                settings.redis_url,
-                store=store,
-                hub=engine.hub,
-                bus=engine.bus,
-                log_ttl=settings.reply_log_ttl,
-                max_events=settings.reply_stream_max_events,
-                lease=settings.reply_lease,
-                cancel_local=engine.cancel_local,
-                prefix=settings.redis_prefix,
-                flush_interval=settings.backplane_flush_interval,
-            )
+        metrics = Metrics()
+        backplane = open_backplane(
+            settings.effective_backplane_url, settings=settings, store=store, metrics=metrics
+        )
+        engine = ChatEngine(settings, store, providers, backplane, metrics)
         await engine.start()
         return cls(
             settings=settings,
@@ -83,13 +73,17 @@ class Services:
             http=http,
             providers=providers,
             engine=engine,
-            guards=Guards(settings, engine.metrics),
+            guards=Guards(settings, metrics),
             auth=auth,
         )
 
     @property
     def metrics(self) -> Metrics:
         return self.engine.metrics
+
+    @property
+    def backplane(self) -> Backplane:
+        return self.engine.backplane
 
     async def close(self, grace: float = 0.0) -> None:
         await self.auth.close()

@@ -10,7 +10,9 @@ Every store operation is a plain synchronous function of a SQLAlchemy ``Connecti
 * :class:`AsyncDatabase` (PostgreSQL, or an in-memory SQLite): the async engine's pooled
   connections, the function run through ``AsyncConnection.run_sync``.
 
-A transaction commits when its function returns and rolls back when it raises. Once
+A transaction commits when its function returns and rolls back when it raises. What the
+database or its driver raises leaves here as a :class:`~liaotian.errors.StoreError`
+(:func:`domain_error`): callers never see SQLAlchemy's exceptions. Once
 submitted it runs to its end even if the awaiting task is cancelled: callers that must not
 lose its result shield it (see ``ChatEngine.send``).
 """
@@ -23,7 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from liaotian.errors import StoreConflict, StoreError, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -43,6 +48,18 @@ def apply_sqlite_pragmas(dbapi_connection: Any) -> None:
     cursor.close()
 
 
+def domain_error(error: Exception) -> StoreError:
+    """The store's error for what the database layer raised (a unique key collision is a
+    :class:`StoreConflict`; anything else, unreachable or refused, :class:`StoreUnavailable`)."""
+    if isinstance(error, IntegrityError):
+        return StoreConflict("the write collided with a concurrent one")
+    return StoreUnavailable(f"the database failed: {type(error).__name__}")
+
+
+DATABASE_ERRORS = (SQLAlchemyError, OSError)
+"""What a transaction may raise from below (asyncpg's connection errors are OSErrors)."""
+
+
 class Database(Protocol):
     async def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one transaction and return its result."""
@@ -58,8 +75,11 @@ class AsyncDatabase:
         self._engine = engine
 
     async def run(self, work: Callable[[Connection], T]) -> T:
-        async with self._engine.begin() as connection:
-            return await connection.run_sync(work)
+        try:
+            async with self._engine.begin() as connection:
+                return await connection.run_sync(work)
+        except DATABASE_ERRORS as error:
+            raise domain_error(error) from error
 
     async def close(self) -> None:
         """Nothing of its own: the async engine is disposed by its owner."""
@@ -74,7 +94,10 @@ class ThreadedDatabase:
 
     async def run(self, work: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._transaction, work)
+        try:
+            return await loop.run_in_executor(self._executor, self._transaction, work)
+        except DATABASE_ERRORS as error:
+            raise domain_error(error) from error
 
     def _transaction(self, work: Callable[[Connection], T]) -> T:
         with self._engine.begin() as connection:

@@ -7,7 +7,7 @@ exactly the events it missed: no gap, no duplicate. The log of a finished reply 
 per token that the garbage collector tracks (see :class:`ReplyLog`), so thousands of kept
 logs do not lengthen its full collections.
 
-:class:`ReplyHub` is the in-memory backend (one process).
+:class:`ReplyHub` keeps the logs of one process; the backplane owns it.
 """
 
 from __future__ import annotations
@@ -17,26 +17,8 @@ import time
 from array import array
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from enum import StrEnum
 from itertools import accumulate
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from liaotian.store.repository import MessageInfo
-
-
-class ReplyStatus(StrEnum):
-    """Outcome of a reply. STREAMING is the only non-terminal state."""
-
-    STREAMING = "streaming"
-    COMPLETED = "completed"
-    CANCELLED = "cancelled"
-    ERROR = "error"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def terminal(self) -> bool:
-        return self is not ReplyStatus.STREAMING
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,30 +52,6 @@ class Done:
 
 
 ReplyEvent = Started | Delta | Done
-
-
-def event_to_wire(event: ReplyEvent) -> dict[str, Any]:
-    """A plain dict for another process (the inverse of :func:`event_from_wire`)."""
-    if isinstance(event, Delta):
-        return {"k": "d", "seq": event.seq, "text": event.text}
-    if isinstance(event, Started):
-        wire = {field: getattr(event, field) for field in Started.__slots__}
-        wire["replaces"] = list(event.replaces)
-        return {"k": "s", **wire}
-    return {"k": "e", **{field: getattr(event, field) for field in Done.__slots__}}
-
-
-def event_from_wire(wire: dict[str, Any]) -> ReplyEvent:
-    """Rebuild an event from :func:`event_to_wire`'s dict. Raises KeyError/TypeError if bad."""
-    kind = wire.pop("k")
-    if kind == "d":
-        return Delta(**wire)
-    if kind == "s":
-        wire["replaces"] = tuple(wire.get("replaces", ()))
-        return Started(**wire)
-    if kind == "e":
-        return Done(**wire)
-    raise TypeError(f"unknown event kind {kind!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,102 +239,6 @@ class ReplyLog:
         if self._done is not None and end == self._next_seq:
             events.append(self._done)
         return events
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationChange:
-    """A conversation was renamed (``conversation`` is its new wire form) or deleted."""
-
-    conversation_id: str
-    conversation: dict[str, Any] | None
-    origin: object = None
-    """Whoever caused it (a connection), so it is not told twice."""
-
-    @property
-    def deleted(self) -> bool:
-        return self.conversation is None
-
-
-Notice = ReplyLog | ConversationChange
-
-
-class OwnerBus:
-    """Fans out notices (new replies, conversation changes) to an owner's connections.
-
-    Delivery is a synchronous call of each listener's :meth:`Listener.notify` inside
-    :meth:`publish`: no queue and no task per listener, so an idle connection costs one
-    entry here.
-    """
-
-    class Listener:
-        """What subscribes to an owner's notices (a connection)."""
-
-        __slots__ = ()
-
-        def notify(self, notice: Notice) -> None:
-            """Called inside :meth:`OwnerBus.publish`: must return at once (start a task
-            for anything that waits) and must not raise."""
-            raise NotImplementedError
-
-    def __init__(self) -> None:
-        self._listeners: dict[str, tuple[OwnerBus.Listener, ...]] = {}
-
-    def subscribe(self, owner: str, listener: OwnerBus.Listener) -> None:
-        """Deliver ``owner``'s notices to ``listener`` until :meth:`unsubscribe`."""
-        self._listeners[owner] = (*self._listeners.get(owner, ()), listener)
-
-    def unsubscribe(self, owner: str, listener: OwnerBus.Listener) -> None:
-        """Stop delivering to ``listener``; a listener not subscribed is ignored."""
-        remaining = tuple(
-            other for other in self._listeners.get(owner, ()) if other is not listener
-        )
-        if remaining:
-            self._listeners[owner] = remaining
-        else:
-            self._listeners.pop(owner, None)
-
-    def has_listeners(self, owner: str) -> bool:
-        return owner in self._listeners
-
-    def publish(self, owner: str, notice: Notice) -> None:
-        """Call every listener of ``owner`` with ``notice``, in subscription order."""
-        # A tuple: listeners that (un)subscribe meanwhile do not disturb the loop.
-        for listener in self._listeners.get(owner, ()):
-            listener.notify(notice)
-
-
-def finish_from_message(reply_log: ReplyLog, info: MessageInfo) -> None:
-    """Complete ``reply_log`` from the stored reply ``info`` (which has ended).
-
-    An empty log becomes a rebuilt one (``started``, the whole text, ``done``: its seqs are
-    not the original ones); a log that has part of the text gets the rest, then ``done``.
-    """
-    if reply_log.next_seq == 0:
-        reply_log.rebuilt = True
-        reply_log.append(
-            Started(
-                seq=0,
-                user_message_id="",
-                model=info.model or "",
-                title="",
-                created_at=info.created_at.timestamp(),
-            )
-        )
-    have = reply_log.text
-    if info.content.startswith(have) and len(info.content) > len(have):
-        reply_log.append(Delta(seq=reply_log.next_seq, text=info.content[len(have) :]))
-    wire = info.to_wire()
-    reply_log.append(
-        Done(
-            seq=reply_log.next_seq,
-            status=info.status,
-            finish_reason=info.finish_reason,
-            usage=wire["usage"],
-            ttft_ms=info.ttft_ms,
-            duration_ms=info.duration_ms,
-            error=wire["error"],
-        )
-    )
 
 
 class ReplyHub:

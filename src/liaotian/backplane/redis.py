@@ -1,7 +1,7 @@
-"""What server processes share through Redis: reply event logs, owner notices, cancels.
+"""The backplane of several processes sharing a Redis (``redis://…``).
 
-With one process nothing here runs (:class:`NoBackplane`). With ``redis_url`` set, every
-process runs a :class:`RedisBackplane`:
+Each process keeps its own logs and owner bus as :class:`~.memory.MemoryBackplane` does,
+and shares through Redis:
 
 * **Reply logs** — the events of each reply a process generates are copied, in batches, to
   the Redis stream ``{prefix}:reply:{message_id}``; entry ids are ``0-{last seq + 1}`` and
@@ -22,13 +22,17 @@ process runs a :class:`RedisBackplane`:
 * **Notices** — a new reply and a renamed or deleted conversation are published on
   ``{prefix}:notices`` so every process can tell the owner's connections.
 * **Cancels** — published on ``{prefix}:cancel``; the process running the reply stops it.
+  Asking returns at once: the publish is retried in the background for up to
+  ``backplane_cancel_deadline`` seconds, so a Redis outage never blocks a connection.
 * **Leases** — every process renews the lease of the replies it runs (in the database) and
   reaps the replies whose lease expired: their process died, so they are marked
   interrupted and a terminal event is added to their stream.
 
 Redis being down never stops a process from serving its own connections: copies to Redis
-retry with backoff (the local log is the buffer), and the database stays the source of
-truth. :meth:`RedisBackplane.close` first flushes what is pending, within its timeout.
+retry with backoff (the local log is the buffer), no call waits on Redis without a bound,
+and the database stays the source of truth. The listener, the reaper and the copier are
+supervised: an unexpected failure is logged and the loop restarted. :meth:`close` first
+flushes what is pending, within its timeout.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -46,27 +50,29 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from liaotian.events import (
-    ConversationChange,
-    Delta,
-    Done,
-    OwnerBus,
-    ReplyEvent,
-    ReplyHub,
-    ReplyKey,
-    ReplyLog,
-    event_from_wire,
-    event_to_wire,
-    finish_from_message,
-)
+from liaotian.backplane.base import CancelHandler, ConversationChange
+from liaotian.backplane.memory import MemoryBackplane
+from liaotian.errors import StoreError
+from liaotian.metrics import Metrics
+from liaotian.replies.codec import event_from_wire, event_to_wire
+from liaotian.replies.log import Delta, Done, ReplyEvent, ReplyKey, ReplyLog
+from liaotian.replies.replay import finish_from_message
 from liaotian.store import Store
 from liaotian.store.repository import INTERRUPTED_MESSAGE
+from liaotian.supervisor import supervise
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 FLUSH_INTERVAL = 0.05
 """Default of ``backplane_flush_interval``: seconds a delta may wait to be copied."""
+CANCEL_DEADLINE = 30.0
+"""Default of ``backplane_cancel_deadline``: seconds a cancel is retried while Redis is down."""
+REDIS_CALL_TIMEOUT = 2.0
+"""Bound on a Redis call a request waits for (the rest runs in the background)."""
+SOCKET_TIMEOUT = 10.0
+"""No Redis read waits longer than this on a silent connection (blocking reads ask for 1 s;
+the notice listener polls every 5 s)."""
 
 
 def entry_id(seq: int) -> str:
@@ -105,66 +111,41 @@ class _Copy:
     announced: bool = False
 
 
-class NoBackplane:
-    """One process alone: nothing is shared."""
-
-    multiprocess = False
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    def publish_reply(self, reply_log: ReplyLog) -> None:
-        return None
-
-    def publish_change(self, owner: str, change: ConversationChange) -> None:
-        return None
-
-    async def replica(self, key: ReplyKey, *, streaming: bool) -> ReplyLog | None:
-        return None
-
-    async def request_cancel(self, owner: str, message_ids: list[str]) -> None:
-        return None
-
-    def status(self) -> dict[str, object]:
-        return {"kind": "none"}
-
-
-class RedisBackplane(NoBackplane):
+class RedisBackplane(MemoryBackplane):
     """The Redis-backed backplane of one process (see the module docstring)."""
 
-    multiprocess = True
+    scheme = "redis"
 
     def __init__(
         self,
         url: str,
         *,
         store: Store,
-        hub: ReplyHub,
-        bus: OwnerBus,
+        metrics: Metrics | None = None,
         log_ttl: float,
         max_events: int,
         lease: float,
-        cancel_local: Callable[[str, list[str]], list[ReplyLog]],
         prefix: str = "liaotian",
         flush_interval: float = FLUSH_INTERVAL,
+        cancel_deadline: float = CANCEL_DEADLINE,
     ) -> None:
+        super().__init__(store, log_ttl=log_ttl)
         self.instance = uuid.uuid4().hex[:12]
         self._prefix = prefix
         self._notices = f"{prefix}:notices"
         self._cancels = f"{prefix}:cancel"
         self._redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_keepalive=True, health_check_interval=10
+            url,
+            socket_connect_timeout=2,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_keepalive=True,
+            health_check_interval=10,
         )
-        self._store = store
-        self._hub = hub
-        self._bus = bus
+        self._metrics = metrics
         self._log_ttl = max(1, int(log_ttl))
         self._max_events = max_events
         self._lease = lease
-        self._cancel_local = cancel_local
+        self._cancel_deadline = cancel_deadline
         self._tasks: set[asyncio.Task[None]] = set()
         self._flush_interval = flush_interval
         self._copies: dict[str, _Copy] = {}
@@ -184,9 +165,21 @@ class RedisBackplane(NoBackplane):
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        self._spawn(self._listen(), "liaotian-notices")
-        self._spawn(self._reap(), "liaotian-reaper")
+    async def start(self, cancel_local: CancelHandler) -> None:
+        """Listen for notices and cancels, and reap the replies of dead processes (by
+        lease: the others' replies are not this process's to interrupt)."""
+        self._cancel_local = cancel_local
+        self._spawn(self._supervised("notices", self._listen), "liaotian-notices")
+        self._spawn(self._supervised("reaper", self._reap), "liaotian-reaper")
+
+    def _supervised(
+        self, name: str, loop: Callable[[], Awaitable[None]]
+    ) -> Coroutine[Any, Any, None]:
+        return supervise(f"backplane {name}", loop, on_failure=self._task_failed)
+
+    def _task_failed(self, name: str) -> None:
+        if self._metrics is not None:
+            self._metrics.task_failures.labels(name).inc()
 
     async def close(self, flush_timeout: float = 2.0) -> None:
         """Stop; first flush what is pending and give the copies up to ``flush_timeout``
@@ -232,13 +225,17 @@ class RedisBackplane(NoBackplane):
     # -- copying local replies to Redis ------------------------------------------------------
 
     def publish_reply(self, reply_log: ReplyLog) -> None:
-        """Copy ``reply_log`` to its Redis stream as it grows, and announce it."""
+        """Tell the owner's connections here; copy ``reply_log`` to its Redis stream as it
+        grows, and announce it to the other processes."""
+        self.bus.publish(reply_log.key.owner, reply_log)
         key = reply_log.key
         copy = _Copy(key, self._stream(key.message_id))
         self._copies[key.message_id] = copy
         self._copied.clear()
         if self._flusher is None:
-            self._flusher = self._spawn(self._flush_loop(), "liaotian-copies")
+            self._flusher = self._spawn(
+                self._supervised("copier", self._flush_loop), "liaotian-copies"
+            )
         self._spawn(self._follow(copy, reply_log), f"liaotian-copy-{key.message_id}")
 
     async def _follow(self, copy: _Copy, reply_log: ReplyLog) -> None:
@@ -377,12 +374,13 @@ class RedisBackplane(NoBackplane):
             return existing
         if not streaming:
             try:
-                if not await self._redis.exists(self._stream(key.message_id)):
-                    return None
-            except (RedisError, OSError) as error:
+                async with asyncio.timeout(REDIS_CALL_TIMEOUT):
+                    if not await self._redis.exists(self._stream(key.message_id)):
+                        return None
+            except (RedisError, OSError, TimeoutError) as error:
                 self._failed(error)
-                return None
-        mirror = self._hub.create(key)
+                return None  # the database has the whole reply
+        mirror = self.hub.create(key)
         self._mirrors[key.message_id] = mirror
         self._spawn(self._mirror(mirror), f"liaotian-mirror-{key.message_id}")
         return mirror
@@ -444,7 +442,11 @@ class RedisBackplane(NoBackplane):
         Adds the text Redis did not deliver and the outcome. A mirror that received nothing
         becomes a rebuilt log (started, the whole text, done), as after a restart.
         """
-        info = await self._store.reply_status(mirror.key.owner, mirror.key.message_id)
+        try:
+            info = await self._store.reply_status(mirror.key.owner, mirror.key.message_id)
+        except StoreError as error:
+            log.warning("could not read reply %s: %s", mirror.key.message_id, error.message)
+            return  # asked again at the next quiet read
         if info is None or info.status == "streaming" or mirror.done:
             return
         finish_from_message(mirror, info)
@@ -452,6 +454,7 @@ class RedisBackplane(NoBackplane):
     # -- notices and cancels ---------------------------------------------------------------
 
     def publish_change(self, owner: str, change: ConversationChange) -> None:
+        self.bus.publish(owner, change)
         notice = {
             "kind": "change",
             "owner": owner,
@@ -460,13 +463,36 @@ class RedisBackplane(NoBackplane):
         }
         self._spawn(self._publish_notice(notice), "liaotian-notice")
 
-    async def request_cancel(self, owner: str, message_ids: list[str]) -> None:
+    async def shared_streaming(
+        self, owner: str, *, message_id: str | None = None, conversation_id: str | None = None
+    ) -> list[str]:
+        return await self._store.streaming_replies(
+            owner, message_id=message_id, conversation_id=conversation_id
+        )
+
+    def request_cancel(self, owner: str, message_ids: list[str]) -> None:
+        """Publish the cancel in the background, retried for ``backplane_cancel_deadline``
+        seconds (then dropped, with a warning: the reply ends on its own)."""
         payload = orjson.dumps({"owner": owner, "message_ids": message_ids, "from": self.instance})
-        await self._retry(lambda: self._redis.publish(self._cancels, payload))
+        self._spawn(
+            self._publish(self._cancels, payload, "cancel"), f"liaotian-cancel-{message_ids[0]}"
+        )
 
     async def _publish_notice(self, notice: dict[str, Any]) -> None:
         payload = orjson.dumps({**notice, "from": self.instance})
-        await self._retry(lambda: self._redis.publish(self._notices, payload))
+        await self._publish(self._notices, payload, "notice")
+
+    async def _publish(self, channel: str, payload: bytes, what: str) -> None:
+        """Publish, retrying with backoff until ``backplane_cancel_deadline`` passes."""
+        try:
+            async with asyncio.timeout(self._cancel_deadline):
+                await self._retry(lambda: self._redis.publish(channel, payload))
+        except TimeoutError:
+            log.warning(
+                "a %s could not reach the other processes within %g s (Redis unreachable); dropped",
+                what,
+                self._cancel_deadline,
+            )
 
     async def _listen(self) -> None:
         attempt = 0
@@ -489,30 +515,36 @@ class RedisBackplane(NoBackplane):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _on_message(self, channel: bytes, data: bytes) -> None:
+        """Act on one notice or cancel; a malformed one is logged and ignored."""
         try:
             message = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return
-        if message.get("from") == self.instance:
-            return
-        owner = message.get("owner")
-        if not isinstance(owner, str):
-            return
-        if channel == self._cancels.encode():
-            self._cancel_local(owner, [str(mid) for mid in message.get("message_ids", [])])
-        elif not self._bus.has_listeners(owner):
-            return
-        elif message.get("kind") == "reply":
-            key = ReplyKey(owner, str(message["conversation_id"]), str(message["message_id"]))
-            if self._hub.get(owner, key.message_id) is None:
-                mirror = await self.replica(key, streaming=True)
-                if mirror is not None:
-                    self._bus.publish(owner, mirror)
-        elif message.get("kind") == "change":
-            self._bus.publish(
-                owner,
-                ConversationChange(str(message["conversation_id"]), message.get("conversation")),
-            )
+            if not isinstance(message, dict) or message.get("from") == self.instance:
+                return
+            owner = message.get("owner")
+            if not isinstance(owner, str):
+                raise TypeError("no owner")
+            if channel == self._cancels.encode():
+                message_ids = message.get("message_ids")
+                if not isinstance(message_ids, list):
+                    raise TypeError("no message_ids")
+                self._cancel_local(owner, [str(mid) for mid in message_ids])
+            elif not self.bus.has_listeners(owner):
+                return
+            elif message.get("kind") == "reply":
+                key = ReplyKey(owner, str(message["conversation_id"]), str(message["message_id"]))
+                if self.hub.get(owner, key.message_id) is None:
+                    mirror = await self.replica(key, streaming=True)
+                    if mirror is not None:
+                        self.bus.publish(owner, mirror)
+            elif message.get("kind") == "change":
+                conversation = message.get("conversation")
+                if conversation is not None and not isinstance(conversation, dict):
+                    raise TypeError("conversation is not an object")
+                self.bus.publish(
+                    owner, ConversationChange(str(message["conversation_id"]), conversation)
+                )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            log.warning("ignored a malformed backplane message (%s): %.200r", error, data)
 
     # -- reaping the replies of dead processes -----------------------------------------------
 
@@ -522,8 +554,8 @@ class RedisBackplane(NoBackplane):
             await asyncio.sleep(interval)
             try:
                 stale = await self._store.reap_stale(self._lease)
-            except Exception:
-                log.exception("could not look for replies of dead processes")
+            except StoreError as error:
+                log.warning("could not look for replies of dead processes: %s", error.message)
                 continue
             for reply in stale:
                 log.warning("reply %s lost its process; marked interrupted", reply.message_id)

@@ -71,7 +71,7 @@ async def test_with_users_a_handshake_without_credentials_is_refused(
 async def test_a_token_signs_in_as_its_user(secured: RunningServer, tokens: dict[str, str]) -> None:
     """A bearer token opens a connection owned by its user; a wrong token is refused."""
     client = await open_with(secured, tokens["alice"])
-    assert (await client.recv())["owner"] == "user:alice"
+    assert (await client.recv())["owner"] == "user/1"  # alice, the first user
     await client.close()
     with pytest.raises(InvalidStatus):
         await open_with(secured, "lt_not-a-token")
@@ -128,7 +128,7 @@ async def test_signing_out_closes_the_sessions_sockets(secured: RunningServer) -
         assert await sign_in(session, secured, PASSWORD) == 200
         cookie = "; ".join(f"{c.key}={c.value}" for c in session.cookie_jar)
         client = await open_with(secured, Cookie=cookie)
-        assert (await client.recv())["owner"] == "user:alice"
+        assert (await client.recv())["owner"] == "user/1"  # alice, the first user
         async with session.post(f"{secured.http_url}/auth/logout") as response:
             assert response.status == 200
         with pytest.raises(ConnectionClosed) as closed:

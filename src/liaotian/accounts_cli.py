@@ -53,8 +53,11 @@ async def _user(args: argparse.Namespace, accounts: Accounts, password: str | No
         await accounts.set_password(args.name, password)
         print(f"password of {args.name} changed; its sessions are ended")
     elif args.action == "remove":
-        await accounts.remove_user(args.name)
-        print(f"user {args.name} removed")
+        owner = await accounts.remove_user(args.name)
+        print(
+            f"user {args.name} removed; its conversations stay in the database under the "
+            f"owner {owner}, which no other user will get"
+        )
     else:
         for name, created in await accounts.list_users():
             print(f"{name}\t{created:%Y-%m-%d %H:%M}")

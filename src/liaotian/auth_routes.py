@@ -1,8 +1,12 @@
 """HTTP routes of accounts: sign in, sign out, who am I. Used by the page.
 
 Sign-in takes JSON (so a cross-site form cannot post it), checks the ``Origin`` like the
-WebSocket handshake, is rate limited per user name, and answers every failure the same
-way (no user enumeration). The session cookie is HttpOnly, SameSite=Strict, and Secure
+WebSocket handshake, and answers every wrong name or password the same way (no user
+enumeration). It is rate limited per client address and per user name from that address
+(429), and its password checks are bounded (503 when they are all taken), both with
+``Retry-After`` (see ``liaotian.guards``). The client address is the peer's, or, behind a
+proxy uvicorn trusts (``FORWARDED_ALLOW_IPS``, 127.0.0.1 by default), the one the proxy
+put in ``X-Forwarded-For``. The session cookie is HttpOnly, SameSite=Strict, and Secure
 unless the server runs on a loopback address over plain HTTP.
 """
 
@@ -13,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from liaotian.auth import SESSION_COOKIE
-from liaotian.errors import RateLimited
+from liaotian.errors import LimitExceeded, SignInBusy
 from liaotian.services import services_of
 from liaotian.store.accounts import SESSION
 
@@ -27,6 +31,16 @@ class SignIn(BaseModel):
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _limited(limited: LimitExceeded) -> JSONResponse:
+    """429 for a rate, 503 when the password checks are all taken; with ``Retry-After``."""
+    response = _error(
+        503 if isinstance(limited, SignInBusy) else 429, limited.code, limited.message
+    )
+    if limited.retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, round(limited.retry_after)))
+    return response
 
 
 @router.get("/me")
@@ -51,14 +65,14 @@ async def login(request: Request) -> JSONResponse:
         form = SignIn.model_validate_json(await request.body())
     except ValidationError:
         return _error(400, "invalid_frame", 'send {"user": …, "password": …}')
+    guards = services.guards
     try:
-        await services.guards.check_login(form.user)
-    except RateLimited as limited:
-        response = _error(429, limited.code, limited.message)
-        if limited.retry_after is not None:
-            response.headers["Retry-After"] = str(max(1, round(limited.retry_after)))
-        return response
-    if not await auth.accounts.verify_password(form.user, form.password):
+        await guards.check_login(form.user, request.client.host if request.client else "")
+        async with guards.password_check():
+            verified = await auth.accounts.verify_password(form.user, form.password)
+    except LimitExceeded as limited:
+        return _limited(limited)
+    if not verified:
         return _error(401, "invalid_credentials", "wrong user name or password")
     secret = await auth.accounts.create_session(form.user, services.settings.session_lifetime)
     response = JSONResponse({"user": form.user})

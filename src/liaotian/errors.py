@@ -23,7 +23,8 @@ protocol), an HTTP status, or a CLI message.
     │   └── LimitExceeded                  a configured limit was reached
     │       ├── TooManyConnections             connections per owner / in total
     │       ├── RateLimited                    messages per minute per owner
-    │       └── TooManyReplies                 concurrent replies per owner
+    │       ├── TooManyReplies                 concurrent replies per owner
+    │       └── SignInBusy                     too many password checks at once (HTTP 503)
     └── ProviderError                  the model provider failed
         ├── ProviderAuthError              key rejected (401/403)
         ├── ProviderRateLimited            429 / throttled
@@ -130,6 +131,12 @@ class RateLimited(LimitExceeded):
 
 class TooManyReplies(LimitExceeded):
     code = "too_many_replies"
+
+
+class SignInBusy(LimitExceeded):
+    """Every password-check slot is taken and the queue is full; try again shortly."""
+
+    code = "sign_in_busy"
 
 
 class ProviderError(LiaotianError):

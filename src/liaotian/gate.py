@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 TRY_AGAIN_LATER = 1013
 POLICY_VIOLATION = 1008
+# An open-mode owner is its client id as given. Never allow "/" here: account owners are
+# "user/{id}" (liaotian.store.accounts), and the alphabets keep the two kinds apart.
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 Kind = Literal["v1", "seed"]
 
@@ -61,7 +63,7 @@ async def _check_handshake(
         if identity is None:
             return "authentication required"
         return identity.owner, identity
-    if CLIENT_ID.match(client_id):
+    if CLIENT_ID.fullmatch(client_id):
         return client_id, None
     return "client_id is required"
 

@@ -2,9 +2,21 @@
 
 * connections: ``max_connections`` in this process, ``max_connections_per_owner`` per owner
   in this process;
-* messages: ``messages_per_minute`` per owner, a moving window kept in this process's
-  memory, or by the ``limits`` library in Redis (shared by every process) when
-  ``redis_url`` is set.
+* messages: ``messages_per_minute`` per owner;
+* sign-in attempts: ``login_attempts_per_minute`` per user name *from one client address*,
+  and ``login_attempts_per_address_per_minute`` per address whatever the names. Keying the
+  per-user limit by address too means a stranger guessing alice's password uses up only
+  his own attempts: alice, from her address, still gets in;
+* password checks: at most ``password_checks_at_once`` argon2 verifications (64 MiB of
+  memory each) run at once in this process, ``password_check_queue`` more wait for one;
+  any beyond are refused at once (:class:`SignInBusy`) instead of queueing without bound.
+
+Rate windows (messages, sign-ins) are moving windows kept in this process's memory, or by
+the ``limits`` library in Redis (shared by every process) when ``redis_url`` is set. If
+Redis fails or is slow, the process falls back to its own windows for a while (the limits
+then hold per process instead of across them): a limit must not take the service down
+with it, nor silently vanish. The fall-back is logged once per outage and each failed
+check is counted (``liaotian_limiter_failures``).
 
 Concurrent replies per owner are counted by the engine (in the database, so across
 processes). Each refusal raises a :class:`~liaotian.errors.LimitExceeded` subclass that
@@ -13,21 +25,33 @@ says when to retry.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import Counter, deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
-from liaotian.errors import RateLimited, TooManyConnections
+from liaotian import logs
+from liaotian.errors import RateLimited, SignInBusy, TooManyConnections
 from liaotian.metrics import Metrics
 from liaotian.settings import Settings
 
+log = logging.getLogger(__name__)
+
+SHARED_TIMEOUT = 1.0
+"""Seconds a check may wait on the shared store (Redis) before this process limits alone."""
+SHARED_RETRY_AFTER = 5.0
+"""Seconds the process limits alone after the shared store failed, before asking it again."""
+
 
 class Guards:
-    """The connection caps and the message rate of this process."""
+    """The connection caps, the message and sign-in rates and the password-check slots."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self._metrics = metrics
@@ -39,6 +63,14 @@ class Guards:
         self._window = MovingWindow(settings.messages_per_minute, 60.0)
         self._login_rate = RateLimitItemPerMinute(settings.login_attempts_per_minute)
         self._login_window = MovingWindow(settings.login_attempts_per_minute, 60.0)
+        per_address = settings.login_attempts_per_address_per_minute
+        self._address_rate = RateLimitItemPerMinute(per_address)
+        self._address_window = MovingWindow(per_address, 60.0)
+        self._password_checks = Slots(
+            settings.password_checks_at_once, settings.password_check_queue
+        )
+        self._shared_down_until = 0.0
+        self._shared_down = False
         if settings.redis_url:
             shared = storage_from_string(
                 f"async+{settings.redis_url}",
@@ -74,22 +106,57 @@ class Guards:
         if self._connections[owner] <= 0:
             del self._connections[owner]
 
-    async def check_login(self, user_name: str) -> None:
-        """Count one sign-in attempt for ``user_name``; raises RateLimited over the rate."""
+    async def check_login(self, user_name: str, address: str) -> None:
+        """Count one sign-in attempt for ``user_name`` from the client ``address``.
+
+        Raises RateLimited over the address's rate (any names) or over the rate of this
+        name from this address. Attempts from other addresses do not count against it.
+        """
         refused, retry_after = await self._hit(
-            self._login_rate, self._login_window, f"login:{user_name}"
+            self._address_rate, self._address_window, f"login-address:{address}"
+        )
+        if refused:
+            self._metrics.rejections.labels("login_attempts_per_address").inc()
+            raise RateLimited(
+                "too many sign-in attempts from this address; wait a minute",
+                retry_after=retry_after,
+            )
+        # An address cannot contain "|": the key is unambiguous whatever the name.
+        refused, retry_after = await self._hit(
+            self._login_rate, self._login_window, f"login:{address}|{user_name}"
         )
         if refused:
             self._metrics.rejections.labels("login_attempts").inc()
             raise RateLimited("too many sign-in attempts; wait a minute", retry_after=retry_after)
 
-    async def check_message(self, owner: str) -> None:
-        """Count one message of ``owner``; raises RateLimited over the rate.
+    @asynccontextmanager
+    async def password_check(self) -> AsyncIterator[None]:
+        """Hold one of the password-check slots for the body; wait in the queue for one.
 
-        If the shared store (Redis) is unreachable, the message is allowed: a limit must not
-        take the service down with it.
+        Raises SignInBusy at once (nothing waits) when every slot is taken and the queue
+        is full. Cancelling while waiting leaves the queue.
         """
-        refused, retry_after = await self._hit(self._rate, self._window, owner)
+        if not self._password_checks.enter():
+            self._metrics.rejections.labels("password_checks").inc()
+            raise SignInBusy("too many sign-ins are being checked; try again", retry_after=1)
+        slots = self._password_checks
+        try:
+            await slots.acquire()
+            try:
+                yield
+            finally:
+                slots.release()
+        finally:
+            slots.leave()
+
+    @property
+    def password_checks_running(self) -> int:
+        """Password checks holding a slot now (at most ``password_checks_at_once``)."""
+        return self._password_checks.running
+
+    async def check_message(self, owner: str) -> None:
+        """Count one message of ``owner``; raises RateLimited over the rate."""
+        refused, retry_after = await self._hit(self._rate, self._window, f"messages:{owner}")
         if refused:
             self._metrics.rejections.labels("messages_per_minute").inc()
             raise RateLimited(
@@ -101,20 +168,78 @@ class Guards:
     async def _hit(
         self, rate: RateLimitItem, window: MovingWindow, key: str
     ) -> tuple[bool, float | None]:
-        """Count a hit of ``key``: (refused, seconds until allowed again when known)."""
-        if self._limiter is None:
-            wait = window.hit(key)
-            return (False, None) if wait is None else (True, round(wait, 1))
-        try:
-            if await self._limiter.hit(rate, key):
-                return False, None
-        except Exception:
+        """Count a hit of ``key``: (refused, seconds until allowed again when known).
+
+        In the shared store when there is one and it answers within SHARED_TIMEOUT, else
+        in this process's ``window``.
+        """
+        if self._limiter is not None and time.monotonic() >= self._shared_down_until:
+            try:
+                async with asyncio.timeout(SHARED_TIMEOUT):
+                    refused, retry_after = await self._shared_hit(self._limiter, rate, key)
+            except Exception as error:  # whatever Redis or its client raise: limit locally
+                self._shared_failed(error)
+            else:
+                if self._shared_down:
+                    self._shared_down = False
+                    log.info("rate limits: the shared store (redis) answers again")
+                return refused, retry_after
+        wait = window.hit(key)
+        return (False, None) if wait is None else (True, round(wait, 1))
+
+    @staticmethod
+    async def _shared_hit(
+        limiter: MovingWindowRateLimiter, rate: RateLimitItem, key: str
+    ) -> tuple[bool, float | None]:
+        if await limiter.hit(rate, key):
             return False, None
-        try:
-            stats = await self._limiter.get_window_stats(rate, key)
-            return True, max(0.0, round(stats.reset_time - time.time(), 1))
-        except Exception:
-            return True, None
+        stats = await limiter.get_window_stats(rate, key)
+        return True, max(0.0, round(stats.reset_time - time.time(), 1))
+
+    def _shared_failed(self, error: Exception) -> None:
+        """Count the failure; log it once per outage; limit locally for a while."""
+        self._metrics.limiter_failures.inc()
+        self._shared_down_until = time.monotonic() + SHARED_RETRY_AFTER
+        if not self._shared_down:
+            self._shared_down = True
+            log.error(
+                "rate limits: the shared store (redis) failed; each process limits on its "
+                "own until it answers again",
+                extra=logs.fields(error=f"{type(error).__name__}: {error}"),
+            )
+
+
+class Slots:
+    """``size`` slots and a queue of at most ``queue`` waiters for them.
+
+    A holder first takes room (:meth:`enter`: a slot or a place in the queue, or False
+    when there is none), then waits for a slot (:meth:`acquire`), and gives back both
+    (:meth:`release`, :meth:`leave`) whatever happened.
+    """
+
+    def __init__(self, size: int, queue: int) -> None:
+        self._semaphore = asyncio.Semaphore(size)
+        self._room = size + queue
+        self._entered = 0
+        self.running = 0
+        """Holders of a slot now (never more than ``size``)."""
+
+    def enter(self) -> bool:
+        if self._entered >= self._room:
+            return False
+        self._entered += 1
+        return True
+
+    def leave(self) -> None:
+        self._entered -= 1
+
+    async def acquire(self) -> None:
+        await self._semaphore.acquire()
+        self.running += 1
+
+    def release(self) -> None:
+        self.running -= 1
+        self._semaphore.release()
 
 
 class MovingWindow:

@@ -67,6 +67,12 @@ class Metrics:
             ["limit"],
             registry=self.registry,
         )
+        self.limiter_failures = Counter(
+            "liaotian_limiter_failures",
+            "Rate-limit checks the shared store (Redis) failed; this process's own limits "
+            "counted them",
+            registry=self.registry,
+        )
 
     def reply_ended(
         self,

@@ -98,7 +98,12 @@ class Settings(BaseSettings):
     auth: Literal["auto", "required"] = "auto"
     allowed_origins: list[str] = Field(default_factory=list)
     session_lifetime: float = Field(default=30 * 24 * 3600.0, gt=0)
+    # Sign-in (liaotian.guards): attempts per user name from one address, per address
+    # whatever the names, and argon2 checks (64 MiB each) at once / waiting per process.
     login_attempts_per_minute: int = Field(default=10, ge=1)
+    login_attempts_per_address_per_minute: int = Field(default=30, ge=1)
+    password_checks_at_once: int = Field(default=2, ge=1)
+    password_check_queue: int = Field(default=8, ge=0)
     credential_check_interval: float = Field(default=10.0, gt=0)
 
     max_connections: int = Field(default=10_000, ge=1)

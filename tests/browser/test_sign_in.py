@@ -121,7 +121,9 @@ async def test_signed_in_the_page_chats_as_the_user(
     await expect(answer.locator("lt-markdown")).to_have_text(
         expected_reply("hello [tokens=30] [delay=10]").strip()
     )
-    conversations, _ = await secured.services.store.list_conversations(f"user:{user}", limit=5)
+    conversations, _ = await secured.services.store.list_conversations(
+        await secured.services.auth.accounts.owner(user), limit=5
+    )
     assert [c.id for c in conversations] == [signed_in.conversation_id()]
 
 

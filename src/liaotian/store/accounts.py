@@ -1,8 +1,12 @@
 """Accounts: users with argon2 passwords, sign-in sessions and API tokens.
 
 Secrets (session cookies, API tokens) are random, shown once, and stored only as their
-SHA-256; passwords only as argon2 hashes. A user's conversations belong to the owner
-``user:{name}``.
+SHA-256; passwords only as argon2 hashes.
+
+A user's conversations belong to the owner ``user/{id}`` (:func:`account_owner`), keyed by
+the user's id, which is never reused: a user removed and created again under the same
+name is a new owner and inherits nothing. Open-mode owners are client ids, which cannot
+contain ``/`` (``liaotian.gate.CLIENT_ID``), so the two kinds of owner never collide.
 """
 
 from __future__ import annotations
@@ -35,8 +39,12 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not a password of anybody")
 
 
-def owner_of(user_name: str) -> str:
-    return f"user:{user_name}"
+ACCOUNT_OWNER_PREFIX = "user/"
+
+
+def account_owner(user_id: int) -> str:
+    """The owner id of the user ``user_id``'s conversations."""
+    return f"{ACCOUNT_OWNER_PREFIX}{user_id}"
 
 
 def hash_secret(secret: str) -> str:
@@ -48,11 +56,12 @@ class Identity:
     """Who a request is: the user, and the credential it came with (for revocation)."""
 
     user: str
+    user_id: int
     credential_id: int
 
     @property
     def owner(self) -> str:
-        return owner_of(self.user)
+        return account_owner(self.user_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,12 +137,22 @@ class Accounts:
                 .values(revoked_at=utcnow())
             )
 
-    async def remove_user(self, name: str) -> None:
-        """Delete the user and its credentials (its conversations stay, unreachable)."""
+    async def owner(self, name: str) -> str:
+        """The owner id of the user's conversations; NotFound without such a user."""
+        async with self._sessions() as session:
+            return account_owner(await self._user_id(session, name))
+
+    async def remove_user(self, name: str) -> str:
+        """Delete the user and its credentials; returns the owner id of its conversations.
+
+        They stay in the database, unreachable: they belong to the removed user's id, which
+        no later user gets, even one created with the same name.
+        """
         async with self._sessions() as session, session.begin():
             user_id = await self._user_id(session, name)
             await session.execute(delete(Credential).where(Credential.user_id == user_id))
             await session.execute(delete(User).where(User.id == user_id))
+        return account_owner(user_id)
 
     async def verify_password(self, name: str, password: str) -> bool:
         """True when ``password`` is the user's; same cost whether the user exists or not."""
@@ -184,7 +203,7 @@ class Accounts:
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(User.name, Credential.id, Credential.expires_at)
+                    select(User.name, User.id, Credential.id, Credential.expires_at)
                     .join(User, User.id == Credential.user_id)
                     .where(
                         Credential.secret_hash == hash_secret(secret),
@@ -195,10 +214,10 @@ class Accounts:
             ).first()
         if row is None:
             return None
-        name, credential_id, expires = row
+        name, user_id, credential_id, expires = row
         if expires is not None and _aware(expires) < utcnow():
             return None
-        return Identity(user=name, credential_id=credential_id)
+        return Identity(user=name, user_id=user_id, credential_id=credential_id)
 
     async def revoke(self, credential_id: int, *, user: str | None = None) -> None:
         """Revoke a credential (of ``user`` only, when given); NotFound otherwise."""

@@ -31,7 +31,11 @@ class Base(DeclarativeBase):
 
 
 class Owner(Base):
-    """Whoever owns conversations: a client id today, a user account later."""
+    """Whoever owns conversations: a client id (open mode) or ``user/{users.id}`` (an account).
+
+    Client ids cannot contain ``/``, so the two kinds never collide (see
+    ``liaotian.store.accounts``).
+    """
 
     __tablename__ = "owners"
 
@@ -99,9 +103,14 @@ class Message(Base):
 
 
 class User(Base):
-    """An account. Its conversations belong to the owner ``user:{name}``."""
+    """An account. Its conversations belong to the owner ``user/{id}``.
+
+    Ids are never reused (AUTOINCREMENT on SQLite, a sequence on PostgreSQL): a user created
+    again under a removed user's name gets a new id, hence none of the old conversations.
+    """
 
     __tablename__ = "users"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)

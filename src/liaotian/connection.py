@@ -89,14 +89,11 @@ class Connection(OwnerBus.Listener):
             return
         finally:
             engine.unsubscribe(self.owner, self)
-            tasks = [
-                *self._forwarders.values(),
-                *(self._changes or ()),
-                *(self._side_tasks or ()),
-            ]
+            tasks = [*self._forwarders.values(), *(self._changes or ())]
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # A cancel sent just before leaving still counts: let it finish (it is bounded).
+            await asyncio.gather(*tasks, *(self._side_tasks or ()), return_exceptions=True)
 
     def _busy(self) -> bool:
         return bool(self._forwarders)
@@ -213,13 +210,9 @@ class Connection(OwnerBus.Listener):
         cancelled = await self.services.engine.cancel(
             self.owner, message_id=command.message_id, conversation_id=command.conversation_id
         )
-        await self.socket.send(
-            protocol.build_result(
-                "ack",
-                command.id,
-                request="chat.cancel",
-                message_ids=cancelled,
-            )
+        # Quietly: the client may have left right after asking (the cancel still counts).
+        await self._send_quietly(
+            protocol.build_result("ack", command.id, request="chat.cancel", message_ids=cancelled)
         )
 
     async def _subscribe(self, command: SubscribeReply) -> None:

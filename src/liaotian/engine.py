@@ -84,6 +84,15 @@ class SendOptions:
     """Seed protocol: an unknown ``session_id`` names a new conversation instead of NotFound."""
 
 
+@dataclass(eq=False, slots=True)
+class _PendingStart:
+    """A reply start being stored, and whether its caller is still there to announce it."""
+
+    log: asyncio.Future[ReplyLog | None]
+    caller_gone: bool = False
+    announced: bool = False
+
+
 @dataclass(eq=False)
 class RunningReply:
     """A reply being generated in this process."""
@@ -304,17 +313,28 @@ class ChatEngine:
         # The reply is started by a callback of the transaction itself, so it starts even
         # if this caller is cancelled meanwhile (a stored reply nobody runs would keep its
         # conversation busy until a restart), and shutdown, which waits for the
-        # transactions in flight, finds every reply started by then.
+        # transactions in flight, finds every reply started by then. It is announced to
+        # the owner's connections when this caller resumes (right before the caller's own
+        # connection starts forwarding it, so that one does not forward it twice), or at
+        # once if the caller is gone.
         storing = asyncio.ensure_future(self.store.begin_reply(new))
-        started: asyncio.Future[ReplyLog | None] = asyncio.get_running_loop().create_future()
+        start = _PendingStart(asyncio.get_running_loop().create_future())
         self._storing.add(storing)
         storing.add_done_callback(
             lambda done: self._stored(
-                done, started, options, model_id, provider, model.upstream, busy_key
+                done, start, options, model_id, provider, model.upstream, busy_key
             )
         )
         try:
             await asyncio.shield(storing)
+            begun = storing.result()
+            if begun.earlier:
+                return await self._earlier_log(owner, begun.reply_id)
+            reply_log = await asyncio.shield(start.log)
+        except asyncio.CancelledError:
+            start.caller_gone = True
+            self._announce(start)
+            raise
         except StoreConflict:
             # Either this client_message_id is being stored by another process (a retry:
             # return that reply) or another process is streaming in this conversation.
@@ -325,17 +345,14 @@ class ChatEngine:
                 if earlier is not None:
                     return earlier
             raise _busy_error(new.conversation_id) from None
-        begun = storing.result()
-        if begun.earlier:
-            return await self._earlier_log(owner, begun.reply_id)
-        reply_log = await asyncio.shield(started)
         assert reply_log is not None
+        self._announce(start)
         return reply_log
 
     def _stored(
         self,
         storing: asyncio.Future[BegunReply],
-        started: asyncio.Future[ReplyLog | None],
+        start: _PendingStart,
         options: SendOptions,
         model_id: str,
         provider: Provider,
@@ -345,17 +362,29 @@ class ChatEngine:
         """When a reply's start is stored: run the reply, or release its conversation."""
         self._storing.discard(storing)
         begun = None if storing.cancelled() or storing.exception() else storing.result()
-        new_reply = begun is not None and not begun.earlier
-        if begun is None or not new_reply:
+        if begun is None or begun.earlier:
             self._busy.pop(busy_key, None)
-            started.set_result(None)
+            start.log.set_result(None)
             return
         try:
             reply_log = self._start(begun, options, model_id, provider, upstream_model, busy_key)
-            started.set_result(reply_log)
         except BaseException as error:  # pragma: no cover - _start does no I/O
-            started.set_exception(error)
+            start.log.set_exception(error)
             raise
+        start.log.set_result(reply_log)
+        if start.caller_gone:
+            self._announce(start)
+
+    def _announce(self, start: _PendingStart) -> None:
+        """Tell the owner's connections of the started reply, once (nothing if it did not
+        start or has not yet)."""
+        log_ = start.log
+        if start.announced or not log_.done() or log_.cancelled() or log_.exception():
+            return
+        reply_log = log_.result()
+        if reply_log is not None:
+            start.announced = True
+            self.backplane.publish_reply(reply_log)
 
     def _start(
         self,
@@ -366,7 +395,7 @@ class ChatEngine:
         upstream_model: str,
         busy_key: tuple[str, str],
     ) -> ReplyLog:
-        """Run the stored reply ``begun``: its log, its task, the notices."""
+        """Run the stored reply ``begun``: its log and its task (the caller announces it)."""
         conversation = begun.conversation
         owner = busy_key[0]
         reply_log = self.backplane.create_log(ReplyKey(owner, conversation.id, begun.reply_id))
@@ -395,7 +424,6 @@ class ChatEngine:
         task = asyncio.create_task(self._run(reply, provider, request, busy_key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        self.backplane.publish_reply(reply_log)
         return reply_log
 
     def _new_reply(self, owner: str, options: SendOptions, model_id: str) -> NewReply:

@@ -152,10 +152,11 @@ class SeedConnection:
         except WebSocketDisconnect:
             return
         finally:
-            tasks = [*self._forwarders.values(), *self._cancels]
-            for task in tasks:
+            forwarders = list(self._forwarders.values())
+            for task in forwarders:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # A cancel sent just before leaving still counts: let it finish (it is bounded).
+            await asyncio.gather(*forwarders, *self._cancels, return_exceptions=True)
 
     def _busy(self) -> bool:
         return bool(self._forwarders)
@@ -225,7 +226,9 @@ class SeedConnection:
                         forwarder.cancel()
         # The seed confirms a cancel whether or not anything was running.
         reply_session = request.session_id or (sessions[0] if sessions else None)
-        await self.send(seed_frame(reply_session, new_id(), CANCELLED_TEXT, "cancelled"))
+        # Quietly: the client may have left right after asking (the cancel still counts).
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await self.send(seed_frame(reply_session, new_id(), CANCELLED_TEXT, "cancelled"))
 
     def _live_logs(self) -> list[ReplyLog]:
         logs = []

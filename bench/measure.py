@@ -74,7 +74,7 @@ def measure(
 ) -> Run:
     """Run ``job`` in a load process pinned to ``core``; CPU of the servers, of the load
     (upstream + load process) and of ``others`` over the job's own window."""
-    running = procs.start_job(job, core)
+    running = procs.start_job(procs.sign_up(job, servers), core)
     groups: dict[str, list[int]] = {"server": [s.pid for s in servers], "job": [running.pid]}
     if upstream is not None:
         groups["upstream"] = [upstream.pid]

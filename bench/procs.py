@@ -186,6 +186,9 @@ class Server:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    accounts_url: str | None = None
+    """The database of its users when the server requires accounts (several processes:
+    ``redis_url`` set); load jobs then sign in (:func:`sign_up`)."""
 
     @property
     def pid(self) -> int:
@@ -258,8 +261,20 @@ def servers(
     env: Mapping[str, str], workdir: Path, *, count: int = 1, core: int = SERVER_CORE
 ) -> Iterator[list[Server]]:
     """``count`` ``liaotian serve`` processes pinned to ``core``, started one at a time (the
-    first migrates the database); stopped (SIGTERM) on exit."""
+    first migrates the database); stopped (SIGTERM) on exit. With ``redis_url`` the
+    servers require accounts: a first user is made before they start."""
     started: list[Server] = []
+    accounts_url = None
+    if env.get("LIAOTIAN_REDIS_URL"):
+        accounts_url = env["LIAOTIAN_DATABASE_URL"]
+        subprocess.run(
+            [LIAOTIAN, "user", "add", "bench", "--password-stdin"],
+            input=b"bench password\n",
+            env=dict(env),
+            cwd=workdir,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     try:
         for index in range(count):
             port = free_port()
@@ -273,13 +288,65 @@ def servers(
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
-            started.append(Server(process, port, log_path))
+            started.append(Server(process, port, log_path, accounts_url))
             wait_ready(port, process)
             del index
         yield started
     finally:
         for server in started:
             stop(server.process)
+
+
+# ---------------------------------------------------------------------------------------------
+# Accounts
+
+
+def sign_up(job: Mapping[str, Any], servers: Sequence[Server]) -> dict[str, Any]:
+    """``job``, signed in when ``servers`` require accounts: one user per connection (the
+    owners stay apart, as client ids keep them in open mode), with the API token
+    ``f"{bearer}-{i}"``. Made straight in the database, without argon2 (these users never
+    sign in with a password), before the job's window starts."""
+    accounts_url = servers[0].accounts_url if servers else None
+    if accounts_url is None or job["kind"] not in ("chat", "idle"):
+        return dict(job)
+    bearer = f"lt_{uuid.uuid4().hex}"
+    names = [f"{job['prefix']}-{index}" for index in range(job["conversations"])]
+    asyncio.run(_add_users(accounts_url, names, bearer))
+    return {**job, "bearer": bearer}
+
+
+async def _add_users(database_url: str, names: Sequence[str], bearer: str) -> None:
+    from sqlalchemy import insert, select
+
+    from liaotian.store import create_engine
+    from liaotian.store.accounts import TOKEN, hash_secret
+    from liaotian.store.models import Credential, User
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(User), [{"name": name, "password_hash": "!"} for name in names]
+            )
+            ids = dict(
+                (await connection.execute(select(User.name, User.id).where(User.name.in_(names))))
+                .tuples()
+                .all()
+            )
+            await connection.execute(
+                insert(Credential),
+                [
+                    {
+                        "user_id": ids[name],
+                        "kind": TOKEN,
+                        "name": "bench",
+                        "secret_hash": hash_secret(f"{bearer}-{index}"),
+                    }
+                    for index, name in enumerate(names)
+                ],
+            )
+    finally:
+        await engine.dispose()
 
 
 # ---------------------------------------------------------------------------------------------

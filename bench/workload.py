@@ -58,6 +58,16 @@ class Job:
     """For the embedded model: the message sent (the directives are for the fake)."""
     fresh: bool = False
     """Every turn in a new conversation (the same prompt, no history)."""
+    bearer: str | None = None
+    """Servers that require accounts: connection ``i`` signs in with the API token
+    ``f"{bearer}-{i}"`` (its own user, made by :func:`bench.procs.sign_up`)."""
+
+    def connect_to(self, index: int) -> tuple[str, dict[str, str]]:
+        """The URL and headers of connection ``index``: one owner each."""
+        url = self.urls[index % len(self.urls)]
+        if self.bearer is not None:
+            return url, {"Authorization": f"Bearer {self.bearer}-{index}"}
+        return f"{url}?client_id={self.prefix}-{index}", {}
 
     @classmethod
     def parse(cls, text: str) -> Job:
@@ -143,9 +153,9 @@ async def chat_conversation(
     job: Job, index: int, http: aiohttp.ClientSession, recorder: Recorder, start_at: float
 ) -> None:
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-    url = f"{job.urls[index % len(job.urls)]}?client_id={job.prefix}-{index}"
+    url, headers = job.connect_to(index)
     try:
-        async with http.ws_connect(url, autoping=True, max_msg_size=0) as ws:
+        async with http.ws_connect(url, autoping=True, max_msg_size=0, headers=headers) as ws:
             hello = orjson.loads((await ws.receive(timeout=30)).data)
             if hello.get("type") != "hello":
                 recorder.error(f"expected hello, got {hello}")
@@ -316,9 +326,9 @@ async def run_idle(job: Job, recorder: Recorder) -> None:
         counter = itertools.count()
 
         async def connect(index: int) -> None:
-            url = f"{job.urls[index % len(job.urls)]}?client_id={job.prefix}-{index}"
+            url, headers = job.connect_to(index)
             try:
-                ws = await http.ws_connect(url, autoping=True, heartbeat=None)
+                ws = await http.ws_connect(url, autoping=True, heartbeat=None, headers=headers)
                 hello = await ws.receive(timeout=60)
                 if hello.type is not aiohttp.WSMsgType.TEXT:
                     recorder.error(f"no hello: {hello.type.name} {hello.extra}")

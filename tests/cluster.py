@@ -1,4 +1,8 @@
-"""Several real `liaotian serve` processes on PostgreSQL and Redis, behind a real nginx."""
+"""Several real `liaotian serve` processes on PostgreSQL and Redis, behind a real nginx.
+
+Several processes require accounts: :func:`run_cluster` creates the user ``alice`` first
+and hands out her API token (:attr:`Cluster.token`).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,10 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from liaotian.store import create_engine
+from liaotian.store.accounts import Accounts
+from liaotian.store.migrate import upgrade
+
 REPO = Path(__file__).resolve().parent.parent
 LIAOTIAN = Path(sys.executable).with_name("liaotian")
 REDIS_URL = os.environ.get("LIAOTIAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -30,6 +38,24 @@ REDIS_START = [
     "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
     "--logfile", "/var/log/redis/ci.log",
 ]  # fmt: skip
+
+
+USER = "alice"
+PASSWORD = "correct horse battery"
+
+
+async def create_user(database_url: str, name: str = USER) -> str:
+    """Create ``name`` (password :data:`PASSWORD`) in the database, migrating it first;
+    return an API token of the user."""
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        accounts = Accounts(engine)
+        await accounts.add_user(name, PASSWORD)
+        _, token = await accounts.create_token(name, "tests")
+        return token
+    finally:
+        await engine.dispose()
 
 
 def free_port() -> int:
@@ -107,51 +133,91 @@ class ServerProcess:
 
 
 @dataclass
+class Nginx:
+    """nginx running deploy/nginx.conf on 127.0.0.1:``port`` (a free port, never 80)."""
+
+    port: int
+    process: asyncio.subprocess.Process
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+
+
+async def start_nginx(workdir: Path, upstream_ports: list[int]) -> Nginx:
+    """Run nginx with deploy/nginx.conf, its listen port and upstreams filled in; skip the
+    test when nginx is not installed, except under CI=true (then fail)."""
+    nginx, prefix, port = _prepare_nginx(workdir, upstream_ports)
+    process = await asyncio.create_subprocess_exec(
+        nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+        "-g", f"daemon off; pid {prefix}/nginx.pid; error_log {prefix}/error.log;",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    running = Nginx(port, process)
+    try:
+        await wait_http_ok(f"{running.http_url}/healthz")
+    except BaseException:
+        await running.stop()
+        raise
+    return running
+
+
+def _prepare_nginx(workdir: Path, upstream_ports: list[int]) -> tuple[str, Path, int]:
+    """nginx's binary, its prefix directory with the configuration written, its port."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        if os.environ.get("CI") == "true":
+            raise RuntimeError("nginx is not installed (scripts/test installs it)")
+        pytest.skip("nginx is not installed")
+    prefix = workdir / "nginx"
+    prefix.mkdir(exist_ok=True)
+    port = free_port()
+    config = (REPO / "deploy" / "nginx.conf").read_text()
+    config = re.sub(r"listen \d+;", f"listen 127.0.0.1:{port};", config)
+    config = config.replace("worker_processes auto;", "worker_processes 1;")
+    (prefix / "nginx.conf").write_text(config)
+    (prefix / "liaotian-upstreams.conf").write_text(
+        "".join(f"server 127.0.0.1:{upstream};\n" for upstream in upstream_ports)
+    )
+    return nginx, prefix, port
+
+
+@dataclass
 class Cluster:
-    """``servers`` sharing one database and Redis, and nginx in front on ``nginx_port``."""
+    """``servers`` sharing one database and Redis, and nginx in front of them once
+    started; connections sign in as :data:`USER` with ``token``."""
 
     servers: list[ServerProcess]
     workdir: Path
-    nginx_port: int = 0
-    nginx: asyncio.subprocess.Process | None = field(default=None)
+    token: str
+    nginx: Nginx | None = field(default=None)
 
     @property
     def nginx_ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.nginx_port}/ws"
+        assert self.nginx is not None
+        return self.nginx.ws_url
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers that sign a handshake in as :data:`USER`."""
+        return {"Authorization": f"Bearer {self.token}"}
 
     async def start_nginx(self) -> None:
-        """Run nginx with deploy/nginx.conf, its listen port and upstreams filled in."""
-        nginx, prefix = self._prepare_nginx()
-        self.nginx = await asyncio.create_subprocess_exec(
-            nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
-            "-g", f"daemon off; pid {prefix}/nginx.pid; error_log {prefix}/error.log;",
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        await wait_http_ok(f"http://127.0.0.1:{self.nginx_port}/healthz")
-
-    def _prepare_nginx(self) -> tuple[str, Path]:
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        if not Path(nginx).exists():
-            if os.environ.get("CI") == "true":
-                raise RuntimeError("nginx is not installed (scripts/test installs it)")
-            pytest.skip("nginx is not installed")
-        prefix = self.workdir / "nginx"
-        prefix.mkdir(exist_ok=True)
-        self.nginx_port = free_port()
-        config = (REPO / "deploy" / "nginx.conf").read_text()
-        config = re.sub(r"listen \d+;", f"listen 127.0.0.1:{self.nginx_port};", config)
-        config = config.replace("worker_processes auto;", "worker_processes 1;")
-        (prefix / "nginx.conf").write_text(config)
-        (prefix / "liaotian-upstreams.conf").write_text(
-            "".join(f"server 127.0.0.1:{server.port};\n" for server in self.servers)
-        )
-        return nginx, prefix
+        self.nginx = await start_nginx(self.workdir, [server.port for server in self.servers])
 
     async def stop(self) -> None:
         await asyncio.gather(*(server.stop() for server in self.servers))
-        if self.nginx is not None and self.nginx.returncode is None:
-            self.nginx.terminate()
-            await self.nginx.wait()
+        if self.nginx is not None:
+            await self.nginx.stop()
 
     def logs(self) -> str:
         return "\n".join(
@@ -171,9 +237,10 @@ async def run_cluster(
     nginx: bool = False,
     **settings: str,
 ) -> AsyncIterator[Cluster]:
-    """Start ``count`` processes (and nginx); stop them all on exit, printing their logs
-    when the test failed."""
+    """Create the user, start ``count`` processes (and nginx); stop them all on exit,
+    printing their logs when the test failed."""
     await redis_available()
+    token = await create_user(database_url)
     env = {
         **os.environ,
         "LIAOTIAN_DATABASE_URL": database_url,
@@ -190,9 +257,9 @@ async def run_cluster(
         **{f"LIAOTIAN_{name.upper()}": value for name, value in settings.items()},
     }
     servers = [ServerProcess(free_port(), env, workdir / f"server-{n}.log") for n in range(count)]
-    cluster = Cluster(servers, workdir)
+    cluster = Cluster(servers, workdir, token)
     try:
-        # One at a time: the first migrates the fresh database.
+        # One at a time (the user's creation migrated the database already).
         for server in servers:
             await server.start()
         if nginx:

@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from websockets.asyncio.client import connect as ws_connect
 
 from tests.cluster import REDIS_START, REDIS_URL, Cluster, run_cluster
 from tests.conftest import fresh_postgres_database
@@ -32,8 +33,11 @@ async def cluster(tmp_path: Path, postgres_url: str, fake: FakeUpstream) -> Asyn
         yield running
 
 
-async def connect(url: str, owner: str = "alice") -> RawClient:
-    client = await RawClient.open(f"{url}?client_id={owner}")
+async def connect(cluster: Cluster, url: str) -> RawClient:
+    """A connection to ``url`` signed in as the cluster's user, past its ``hello``."""
+    client = RawClient(
+        await ws_connect(url, additional_headers=cluster.headers, max_size=None, compression=None)
+    )
     assert (await client.recv())["type"] == "hello"
     return client
 
@@ -47,7 +51,7 @@ async def start(client: RawClient, message: str, **fields: object) -> Frame:
 async def test_reply_resumes_exactly_on_another_process(cluster: Cluster) -> None:
     """Cut after seq N on process A; subscribing on B after N gives exactly the rest."""
     for cut_after in (0, 7, 59):
-        a = await connect(cluster.servers[0].ws_url)
+        a = await connect(cluster, cluster.servers[0].ws_url)
         started = await start(a, "[tokens=60] [delay=15]")
         seen = [started]
         if cut_after > 0:
@@ -55,7 +59,7 @@ async def test_reply_resumes_exactly_on_another_process(cluster: Cluster) -> Non
                 lambda f, n=cut_after: f["type"] == "reply.delta" and f["seq"] >= n
             )
         await a.close()
-        b = await connect(cluster.servers[1].ws_url)
+        b = await connect(cluster, cluster.servers[1].ws_url)
         await b.send(
             {
                 "type": "chat.subscribe",
@@ -78,11 +82,11 @@ async def test_reply_resumes_exactly_on_another_process(cluster: Cluster) -> Non
 
 async def test_resume_after_the_reply_ended_is_exact_too(cluster: Cluster) -> None:
     """A reply that finished while the client was away is delivered from where it left off."""
-    a = await connect(cluster.servers[0].ws_url)
+    a = await connect(cluster, cluster.servers[0].ws_url)
     started = await start(a, "[tokens=20] [delay=5]")
     first = await a.until(of_type("reply.delta"))
     await a.close()
-    b = await connect(cluster.servers[2].ws_url)
+    b = await connect(cluster, cluster.servers[2].ws_url)
     await b.send(
         {
             "type": "chat.subscribe",
@@ -100,10 +104,10 @@ async def test_cancel_through_another_process_closes_the_upstream(
     cluster: Cluster, fake: FakeUpstream
 ) -> None:
     """A cancel sent to B stops the reply running on A and its upstream request in < 1 s."""
-    a = await connect(cluster.servers[0].ws_url)
+    a = await connect(cluster, cluster.servers[0].ws_url)
     started = await start(a, "[tokens=500] [delay=20]")
     await a.until(of_type("reply.delta"))
-    b = await connect(cluster.servers[1].ws_url)
+    b = await connect(cluster, cluster.servers[1].ws_url)
     await b.send({"type": "chat.cancel", "id": "c", "message_id": started["message_id"]})
     ack = (await b.until(lambda f: f.get("id") == "c"))[-1]
     assert ack["type"] == "ack"
@@ -117,9 +121,9 @@ async def test_cancel_through_another_process_closes_the_upstream(
 
 async def test_second_send_through_another_process_is_busy(cluster: Cluster) -> None:
     """One reply at a time per conversation holds across processes."""
-    a = await connect(cluster.servers[0].ws_url)
+    a = await connect(cluster, cluster.servers[0].ws_url)
     started = await start(a, "[tokens=200] [delay=10]")
-    b = await connect(cluster.servers[1].ws_url)
+    b = await connect(cluster, cluster.servers[1].ws_url)
     refused = await start(b, "me too", conversation_id=started["conversation_id"])
     assert (refused["type"], refused["code"]) == ("error", "conversation_busy")
     await a.close()
@@ -128,8 +132,8 @@ async def test_second_send_through_another_process_is_busy(cluster: Cluster) -> 
 
 async def test_tabs_on_different_processes_see_the_same_reply(cluster: Cluster) -> None:
     """A second tab connected to another process streams the reply the first tab started."""
-    watcher = await connect(cluster.servers[2].ws_url)
-    sender = await connect(cluster.servers[0].ws_url)
+    watcher = await connect(cluster, cluster.servers[2].ws_url)
+    sender = await connect(cluster, cluster.servers[0].ws_url)
     started = await start(sender, "hello from tab one")
     sent = [started, *await sender.until(of_type("reply.done"))]
     watched = await watcher.until(of_type("reply.done", message_id=started["message_id"]))
@@ -142,17 +146,17 @@ async def test_killed_process_replies_become_interrupted(
     cluster: Cluster, fake: FakeUpstream
 ) -> None:
     """SIGKILL mid-reply: another process marks it interrupted, text kept; followers are told."""
-    a = await connect(cluster.servers[0].ws_url)
+    a = await connect(cluster, cluster.servers[0].ws_url)
     started = await start(a, "[tokens=1000] [delay=20]")
     message_id = started["message_id"]
     await a.until(lambda f: f["type"] == "reply.delta" and f["seq"] >= 10)
-    b = await connect(cluster.servers[1].ws_url)
+    b = await connect(cluster, cluster.servers[1].ws_url)
     await b.send({"type": "chat.subscribe", "message_id": message_id, "after_seq": 0})
     await b.until(of_type("reply.delta"))
     cluster.servers[0].kill()
     frames = await b.until(of_type("reply.done"), within=20)
     assert frames[-1]["status"] == "interrupted"
-    c = await connect(cluster.servers[2].ws_url)
+    c = await connect(cluster, cluster.servers[2].ws_url)
     await c.send({"type": "conversation.history", "conversation_id": started["conversation_id"]})
     history = (await c.until(of_type("conversation.history")))[-1]["messages"]
     assert history[-1]["status"] == "interrupted"
@@ -172,11 +176,11 @@ async def test_through_nginx_any_process_resumes_a_reply(
         tmp_path, postgres_url, fake.dashscope_base_url, count=3, nginx=True
     ) as cluster:
         for attempt in range(3):
-            first = await connect(cluster.nginx_ws_url)
+            first = await connect(cluster, cluster.nginx_ws_url)
             started = await start(first, f"[tokens=40] [delay=10] attempt {attempt}")
             seen = [started, *await first.until(of_type("reply.delta"))]
             await first.close()
-            second = await connect(cluster.nginx_ws_url)
+            second = await connect(cluster, cluster.nginx_ws_url)
             await second.send(
                 {
                     "type": "chat.subscribe",
@@ -220,7 +224,7 @@ async def backplane_state(server_url: str, wanted: str) -> None:
 async def test_redis_outage_during_traffic_loses_nothing(cluster: Cluster) -> None:
     """While Redis is down, processes serve their own clients and store every reply;
     readiness says so; when Redis is back, sharing resumes by itself."""
-    a = await connect(cluster.servers[0].ws_url)
+    a = await connect(cluster, cluster.servers[0].ws_url)
     started = await start(a, "[tokens=100] [delay=20]")
     first = await a.until(of_type("reply.delta"))
     await stop_redis()
@@ -239,7 +243,7 @@ async def test_redis_outage_during_traffic_loses_nothing(cluster: Cluster) -> No
     stored = (await a.until(of_type("conversation.history")))[-1]["messages"]
     assert stored[-1]["content"] == expected_reply("while redis is down")
     second = await start(a, "[tokens=30] [delay=10] after redis")
-    b = await connect(cluster.servers[1].ws_url)
+    b = await connect(cluster, cluster.servers[1].ws_url)
     await b.send({"type": "chat.subscribe", "message_id": second["message_id"], "after_seq": 0})
     rest = await b.until(of_type("reply.done"), within=30)
     assert reply_text(rest) == "".join(f"t{n} " for n in range(30))

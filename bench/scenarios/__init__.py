@@ -37,7 +37,8 @@ def running_servers(
     with procs.servers(env, ctx.workdir, count=count) as servers:
         if warm:
             urls = [server.ws_url for server in servers]
-            procs.run_job(jobs.chat(urls, 20, turns=2, stagger=0.2, tokens=20, delay_ms=0))
+            warm_up = jobs.chat(urls, 20, turns=2, stagger=0.2, tokens=20, delay_ms=0)
+            procs.run_job(procs.sign_up(warm_up, servers))
         yield servers
         problems = [line for server in servers for line in server.log_problems()]
         if problems:

@@ -7,6 +7,8 @@ reply started on one process is followed through the other only when a client as
 here each process relays its own replies, but every reply also goes through Redis
 Streams and every limit and lease through PostgreSQL / Redis. PostgreSQL and Redis are
 not pinned, and their CPU is not in "server core %". Quick mode measures latency only.
+With ``redis_url`` the servers require accounts, so each connection signs in with an API
+token of its own user (made before the job's window: :func:`bench.procs.sign_up`).
 """
 
 from __future__ import annotations

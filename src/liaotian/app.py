@@ -10,11 +10,13 @@ from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.datastructures import Headers
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from liaotian import __version__, auth_routes
+from liaotian.auth import HostPolicy
 from liaotian.connection import Connection
 from liaotian.gate import Kind, SessionFactory, run_session
 from liaotian.seed import SeedConnection
@@ -48,6 +50,47 @@ class HashedAssets(StaticFiles):
         if response.status_code == 200:
             response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         return response
+
+
+class HostCheck:
+    """Refuses a request whose ``Host`` the server does not answer to (DNS rebinding):
+    HTTP gets 400, a WebSocket handshake 1008 before accept (HTTP 403).
+
+    The outermost layer, so a refused request costs nothing else. ``/ws`` and
+    ``/ws/chat/…`` never reach it (see :class:`LiaotianApp`): the gate checks their
+    ``Host`` with the same :class:`~liaotian.auth.HostPolicy`.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: HostPolicy) -> None:
+        self.app = app
+        self.hosts = hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not self.hosts.allows(
+            Headers(scope=scope).get("host")
+        ):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008, "reason": "host not allowed"})
+                return
+            response = _error(
+                400,
+                "host_not_allowed",
+                "this server does not answer to the host name in the request's Host header; "
+                "its operator can add the name to allowed_hosts (LIAOTIAN_ALLOWED_HOSTS)",
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+OBSERVERS_ONLY = (
+    "/metrics and /readyz answer clients on this machine only: send "
+    "'Authorization: Bearer <metrics_token>', or set metrics_access = \"any\""
+)
 
 
 class SecurityHeaders(BaseHTTPMiddleware):
@@ -146,6 +189,7 @@ def create_app(settings: Settings) -> LiaotianApp:
         openapi_url=None,
     )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(HostCheck, hosts=HostPolicy(settings))
     app.include_router(auth_routes.router)
 
     @app.get("/healthz")
@@ -155,8 +199,13 @@ def create_app(settings: Settings) -> LiaotianApp:
 
     @app.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
-        """Ready: the database answers and the providers are loaded (503 otherwise)."""
+        """Ready: the database answers and the providers are loaded (503 otherwise).
+
+        403 for a client that may not observe (:meth:`Authenticator.may_observe`).
+        """
         services = services_of(request)
+        if not services.auth.may_observe(request):
+            return _error(403, "forbidden", OBSERVERS_ONLY)
         checks: dict[str, object] = {}
         ready = True
         try:
@@ -175,8 +224,11 @@ def create_app(settings: Settings) -> LiaotianApp:
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
-        """Prometheus metrics of this process."""
-        registry = services_of(request).metrics
+        """Prometheus metrics of this process; 403 for a client that may not observe."""
+        services = services_of(request)
+        if not services.auth.may_observe(request):
+            return _error(403, "forbidden", OBSERVERS_ONLY)
+        registry = services.metrics
         return Response(registry.render(), media_type=registry.content_type)
 
     @app.get("/", include_in_schema=False)

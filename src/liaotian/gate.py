@@ -1,9 +1,9 @@
 """The WebSocket gate: who may open a connection, and the bookkeeping around it.
 
-Before a session runs, the gate checks the handshake — its ``Origin``, then the owner's
-identity (a credential when accounts are required, else the client id) — and the
-connection caps. Refusals before ``accept`` close with 1008 (policy; the client sees HTTP
-403), refusals after it send the protocol's error frame and close with 1013 (try again
+Before a session runs, the gate checks the handshake — its ``Host`` and ``Origin``, then
+the owner's identity (a credential when accounts are required, else the client id) — and
+the connection caps. Refusals before ``accept`` close with 1008 (policy; the client sees
+HTTP 403), refusals after it send the protocol's error frame and close with 1013 (try again
 later). An admitted connection is counted in the metrics and registered under its
 credential (so a sign-out closes it), and released whatever way the session ends.
 
@@ -56,6 +56,8 @@ async def _check_handshake(
     ``handshake`` is a throwaway view of the scope: the headers and cookies it parses are
     not kept for the connection's lifetime.
     """
+    if not auth.host_allowed(handshake):
+        return "host not allowed"
     if not auth.origin_allowed(handshake):
         return "origin not allowed"
     if await auth.required():

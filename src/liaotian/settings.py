@@ -44,6 +44,9 @@ SEED_DASHSCOPE_MODELS = (
     "deepseek-v3.1",
 )
 LOCAL_MODEL_ID = "smollm2-135m-instruct"
+# A host name, or "*." and a domain (its subdomains).
+ALLOWED_HOST = re.compile(r"^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*$")
+MIN_METRICS_TOKEN = 16
 
 
 class OpenAIEndpoint(BaseModel):
@@ -97,6 +100,12 @@ class Settings(BaseSettings):
 
     auth: Literal["auto", "required"] = "auto"
     allowed_origins: list[str] = Field(default_factory=list)
+    # DNS rebinding: Host names served besides loopback names, IP literals, the configured
+    # host and allowed_origins' hosts (liaotian.auth.HostPolicy).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Who may read /metrics and /readyz without metrics_token (liaotian.auth).
+    metrics_access: Literal["loopback", "any"] = "loopback"
+    metrics_token: SecretStr | None = None
     session_lifetime: float = Field(default=30 * 24 * 3600.0, gt=0)
     # Sign-in (liaotian.guards): attempts per user name from one address, per address
     # whatever the names, and argon2 checks (64 MiB each) at once / waiting per process.
@@ -173,6 +182,29 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis:// URL such as redis://127.0.0.1:6379/0")
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        names = [name.strip().lower().removesuffix(".") for name in value]
+        for name in names:
+            if name != "*" and not ALLOWED_HOST.match(name):
+                raise ValueError(
+                    f"{name!r} is not a host name: give names such as chat.example.com or "
+                    '*.example.com (no scheme, no port), or "*" for any host'
+                )
+        return names
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < MIN_METRICS_TOKEN:
+            raise ValueError(
+                f"must be at least {MIN_METRICS_TOKEN} characters (e.g. `openssl rand -hex 32`)"
+            )
         return value
 
     @field_validator("database_url")

@@ -40,6 +40,12 @@ sent in chunks of ``chunk_chars`` characters; :func:`reply_chunks` and
 ``[fault=repeat]``
     Stream the first chunk again and again, forever (``[delay=MS]`` between chunks), until
     the client goes away.
+``[fault=endless_data]``
+    A hostile upstream: after the first chunk, ``data:`` lines of 1 KiB, 16 per write, forever
+    and never a blank line, so the event never ends (``[delay=MS]`` between writes), until
+    the client goes away. With ``[hold_at=BYTES]`` it stops once it has sent that many bytes
+    of such lines (``stats.held`` counts the streams stopped there) and goes on when the test
+    sets :attr:`FakeUpstream.resume`.
 
 ``max_tokens`` in the request is honoured: the reply stops after that many chunks with
 finish reason ``"length"``. Input tokens are counted as whitespace-separated words of all
@@ -89,6 +95,7 @@ class Script:
     fault: str | None = None
     fault_arg: int | None = None
     retry_after: str = "2"
+    hold_at: int | None = None
 
     @classmethod
     def parse(cls, prompt: str) -> Script:
@@ -102,6 +109,7 @@ class Script:
             fault=fault or None,
             fault_arg=int(arg) if arg else None,
             retry_after=values.get("retry_after", "2"),
+            hold_at=int(values["hold_at"]) if "hold_at" in values else None,
         )
 
     @property
@@ -163,6 +171,10 @@ class FakeStats:
     disconnects: int = 0
     """Requests whose client went away before the answer ended (write failed or the
     connection closed while the handler was waiting)."""
+    endless_bytes: int = 0
+    """Bytes of never-ending ``data:`` lines sent (``fault=endless_data``)."""
+    held: int = 0
+    """Streams waiting at their ``hold_at`` for :attr:`FakeUpstream.resume`."""
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -341,6 +353,8 @@ class FakeUpstream:
         self._changed = asyncio.Event()
         self._sequence = 0
         self._failed: dict[str, int] = {}  # prompt -> requests failed by CODE_then_ok
+        self.resume = asyncio.Event()
+        """Set it to let the streams held at ``[hold_at=BYTES]`` go on."""
 
     # -- lifecycle
 
@@ -614,6 +628,9 @@ class FakeUpstream:
             await asyncio.sleep(script.first_delay)
             if first:
                 await response.write(first)
+            if script.fault == "endless_data":
+                await response.write(events[0])
+                await self._endless_data(response, script)
             while script.fault == "repeat":
                 await response.write(events[0])
                 # Also yields to the loop: a write to a fast reader never suspends.
@@ -650,6 +667,23 @@ class FakeUpstream:
             self.stats.streams_open -= 1
             self._notify()
         return response
+
+    async def _endless_data(self, response: web.StreamResponse, script: Script) -> None:
+        """``fault=endless_data``: one event that never ends, until the client goes away."""
+        lines = (b"data: " + b"x" * 1017 + b"\n") * 16
+        while True:
+            held = script.hold_at is not None and self.stats.endless_bytes >= script.hold_at
+            if held and not self.resume.is_set():
+                self.stats.held += 1
+                self._notify()
+                try:
+                    await self.resume.wait()
+                finally:
+                    self.stats.held -= 1
+            await response.write(lines)
+            self.stats.endless_bytes += len(lines)
+            # Also yields to the loop: a write to a fast reader never suspends.
+            await asyncio.sleep(script.delay)
 
 
 def _dumps(value: Any) -> str:

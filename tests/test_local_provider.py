@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from liaotian.errors import ProviderBadRequest, ProviderInterrupted, ProviderUnavailable
-from liaotian.providers.base import ChatMessage, ChatRequest, Finish, ProviderContext, StreamItem
+from liaotian.providers import ChatMessage, ChatRequest, Finish, ProviderContext, StreamItem
 from liaotian.providers.local import (
     EMBEDDED_FILE,
     LocalProvider,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import graphlib
 import itertools
 import re
 import socket
@@ -10,6 +12,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,6 +24,7 @@ from aiohttp.streams import StreamReader
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import liaotian.providers
 from liaotian.errors import (
     ProviderAuthError,
     ProviderBadRequest,
@@ -31,18 +35,11 @@ from liaotian.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from liaotian.providers.base import (
-    ChatMessage,
-    ChatRequest,
-    Finish,
-    Provider,
-    ProviderContext,
-    ProviderRegistry,
-    StreamItem,
-)
+from liaotian.providers.base import ChatMessage, ChatRequest, Finish, Provider, StreamItem
 from liaotian.providers.dashscope import dashscope_providers
 from liaotian.providers.http import parse_retry_after
 from liaotian.providers.openai_compat import openai_providers
+from liaotian.providers.registry import ProviderContext, ProviderRegistry
 from liaotian.providers.sse import SseDecodeError, SseDecoder, SseEvent, iter_sse
 from liaotian.settings import Settings
 from tests.conftest import SettingsFactory
@@ -714,6 +711,33 @@ async def test_discovery_failure_is_recorded_by_the_registry(
     assert "ProviderAuthError" in status["error"]
 
 
+def module_imports(path: Path) -> set[str]:
+    """The ``liaotian.providers`` modules that ``path`` imports when it is loaded (imports
+    inside functions and under ``if TYPE_CHECKING:`` happen later or never)."""
+    imported: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    return {name for name in imported if name.startswith("liaotian.providers")}
+
+
+def test_provider_modules_import_each_other_without_a_cycle() -> None:
+    """The registry builds on the interface, which imports nothing of it, and no provider
+    module needs itself back while it loads."""
+    package = Path(liaotian.providers.__file__).parent
+    graph = {
+        "liaotian.providers" + ("" if path.stem == "__init__" else f".{path.stem}"): (
+            module_imports(path)
+        )
+        for path in package.glob("*.py")
+    }
+    assert graph["liaotian.providers.base"] == set()
+    order = list(graphlib.TopologicalSorter(graph).static_order())  # CycleError on a cycle
+    assert order.index("liaotian.providers.base") < order.index("liaotian.providers.registry")
+
+
 def test_no_openai_configuration_means_no_provider() -> None:
     """Without OPENAI_BASE_URL and endpoints the factory builds nothing."""
     settings = Settings(local_enabled=False)
@@ -810,7 +834,7 @@ async def test_sse_drops_an_event_cut_off_by_the_end_of_the_body() -> None:
 
 
 async def test_sse_rejects_an_endless_line() -> None:
-    """A line longer than the limit raises SseDecodeError instead of buffering forever."""
+    """A line longer than the event limit raises SseDecodeError instead of buffering forever."""
     reader = body_reader()
     reader.feed_data(b"data: " + b"x" * 2000)
 
@@ -818,7 +842,7 @@ async def test_sse_rejects_an_endless_line() -> None:
         content = reader
 
     with pytest.raises(SseDecodeError):
-        async for _ in iter_sse(Body(), max_line_bytes=1000):  # type: ignore[arg-type]
+        async for _ in iter_sse(Body(), max_event_bytes=1000):  # type: ignore[arg-type]
             pass
 
 

@@ -24,7 +24,7 @@ from liaotian.errors import (
     ProviderRepetition,
     ProviderUnavailable,
 )
-from liaotian.providers.base import (
+from liaotian.providers import (
     ChatMessage,
     ChatRequest,
     Finish,

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     local_model_path: Path | None = None
     local_context_tokens: int = Field(default=2048, ge=128)
     local_threads: int | None = Field(default=None, ge=1)
+    # The scripted provider for demos and tests (liaotian.providers.fake); off by default.
+    fake_provider: bool = False
+    fake_provider_script: str = ""
 
     dashscope_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("DASHSCOPE_API_KEY", "dashscope_api_key")
@@ -156,6 +159,8 @@ class Settings(BaseSettings):
     provider_first_token_timeout: float = Field(default=60.0, gt=0)
     provider_idle_timeout: float = Field(default=60.0, gt=0)
     provider_total_timeout: float = Field(default=600.0, gt=0)
+    # Largest SSE event accepted from an upstream (liaotian.providers.sse).
+    provider_max_event_bytes: int = Field(default=1 << 20, ge=1024)
     # Failing providers (liaotian.providers.resilience).
     provider_retries: int = Field(default=2, ge=0, le=10)
     provider_retry_backoff: float = Field(default=0.5, gt=0, le=60)
@@ -206,6 +211,14 @@ class Settings(BaseSettings):
                 f"must be at least {MIN_METRICS_TOKEN} characters (e.g. `openssl rand -hex 32`)"
             )
         return value
+
+    @field_validator("fake_provider_script")
+    @classmethod
+    def _fake_script(cls, value: str) -> str:
+        from liaotian.providers.fake import FakeScript  # the provider owns its syntax
+
+        FakeScript.parse(value)  # raises ValueError naming the wrong directive
+        return value.strip()
 
     @field_validator("database_url")
     @classmethod

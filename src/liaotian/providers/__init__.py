@@ -1,4 +1,5 @@
-"""Model providers: the interface, the registry and the built-in backends."""
+"""Model providers: the interface (:mod:`~liaotian.providers.base`), the registry
+(:mod:`~liaotian.providers.registry`) and the built-in backends."""
 
 from liaotian.providers.base import (
     ChatMessage,
@@ -6,10 +7,13 @@ from liaotian.providers.base import (
     Finish,
     ModelInfo,
     Provider,
-    ProviderContext,
-    ProviderRegistry,
     StreamItem,
     Usage,
+)
+from liaotian.providers.registry import (
+    ProviderContext,
+    ProviderFactory,
+    ProviderRegistry,
     provider_factories,
     register_provider,
 )
@@ -21,6 +25,7 @@ __all__ = [
     "ModelInfo",
     "Provider",
     "ProviderContext",
+    "ProviderFactory",
     "ProviderRegistry",
     "StreamItem",
     "Usage",

@@ -2,4 +2,8 @@
 
 import liaotian.providers.dashscope
 import liaotian.providers.local
-import liaotian.providers.openai_compat  # noqa: F401
+import liaotian.providers.openai_compat
+
+# isort: split
+# Last, so that its ids never shadow a real model's.
+import liaotian.providers.fake  # noqa: F401

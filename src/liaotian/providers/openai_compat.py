@@ -19,10 +19,8 @@ from liaotian.providers.base import (
     Finish,
     ModelInfo,
     Provider,
-    ProviderContext,
     StreamItem,
     Usage,
-    register_provider,
 )
 from liaotian.providers.http import (
     Timeouts,
@@ -31,7 +29,8 @@ from liaotian.providers.http import (
     request_json,
     upstream_error,
 )
-from liaotian.providers.sse import SseEvent
+from liaotian.providers.registry import ProviderContext, register_provider
+from liaotian.providers.sse import MAX_EVENT_BYTES, SseEvent
 
 if TYPE_CHECKING:
     import aiohttp
@@ -53,10 +52,12 @@ class OpenAICompatProvider(Provider):
         timeouts: Timeouts,
         prefix: str = "",
         models: list[str] | None = None,
+        max_event_bytes: int = MAX_EVENT_BYTES,
     ) -> None:
         super().__init__(name)
         self._http = http
         self._timeouts = timeouts
+        self._max_event_bytes = max_event_bytes
         self._models_url = base_url + "/models"
         self._chat_url = base_url + "/chat/completions"
         self._prefix = prefix
@@ -121,6 +122,7 @@ class OpenAICompatProvider(Provider):
                 timeouts=self._timeouts,
                 parser=_ChunkParser(self.name),
                 upstream=self.name,
+                max_event_bytes=self._max_event_bytes,
             )
         return self._complete(body)
 
@@ -244,6 +246,7 @@ def openai_providers(ctx: ProviderContext) -> list[Provider]:
                 api_key=_secret(settings.openai_api_key),
                 http=ctx.http,
                 timeouts=timeouts,
+                max_event_bytes=settings.provider_max_event_bytes,
             )
         )
     for endpoint in settings.openai_endpoints:
@@ -256,6 +259,7 @@ def openai_providers(ctx: ProviderContext) -> list[Provider]:
                 timeouts=timeouts,
                 prefix=f"{endpoint.name}/",
                 models=endpoint.models,
+                max_event_bytes=settings.provider_max_event_bytes,
             )
         )
     return providers

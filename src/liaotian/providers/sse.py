@@ -5,6 +5,10 @@ At 50 tokens/s every event comes in a network read of its own, so the decoder is
 for the cost per read: whole events are cut off the buffer with one ``rfind``, a read's
 complete events are decoded and split into lines once, and line endings are only
 rewritten when a CR is present. No ``await`` or ``decode`` per line.
+
+A hostile or broken upstream cannot make it work or hold memory without bound: the
+unfinished event is capped (:data:`MAX_EVENT_BYTES` by default) and every byte is searched
+for the blank line once, however the event is cut into reads.
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ class SseEvent(NamedTuple):
 
 
 class SseDecodeError(ValueError):
-    """The body is not a usable event stream (a line over the size limit)."""
+    """The body is not a usable event stream: an event over the size limit."""
 
 
-MAX_LINE_BYTES = 1 << 20
+MAX_EVENT_BYTES = 1 << 20
+"""The default cap on one event: its lines up to the blank line that ends it, each line
+ending counted as one byte. LLM servers send events of a few hundred bytes."""
 _BOM = b"\xef\xbb\xbf"
 # SseEvent from a ready tuple without the NamedTuple's Python-level __new__.
 _event: Callable[[tuple[str, str, str | None, tuple[str, ...]]], SseEvent] = partial(
@@ -51,29 +57,43 @@ class SseDecoder:
     end of the body is never dispatched (the caller sees that the stream ended early).
     ``id`` is sticky across events, as the spec says; ``retry`` fields are ignored; a
     leading byte-order mark is skipped.
+
+    An event longer than ``max_event_bytes`` raises :class:`SseDecodeError`, wherever the
+    reads cut it. The work of a :meth:`feed` is linear in the size of its piece (plus the
+    events it completes): bytes held back are never searched again. ``scanned`` counts the
+    bytes searched for a blank line, for tests and diagnostics.
     """
 
-    __slots__ = ("_cr", "_last_id", "_max_line", "_pending", "_started")
+    __slots__ = ("_cr", "_last_id", "_max_event", "_pending", "_started", "scanned")
 
-    def __init__(self, *, max_line_bytes: int = MAX_LINE_BYTES) -> None:
-        self._pending = b""
-        """The incomplete event after the last blank line, line endings already LF."""
+    def __init__(self, *, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._pending = bytearray()
+        """The incomplete event after the last blank line, line endings already LF; it has
+        no blank line (it was searched when it arrived)."""
         self._cr = False
         """The last raw byte was a CR, held back: its LF may come in the next piece."""
         self._last_id: str | None = None
         self._started = False
-        self._max_line = max_line_bytes
+        self._max_event = max_event_bytes
+        self.scanned = 0
+        """Bytes searched for a blank line so far."""
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of the unfinished event held back (never more than ``max_event_bytes``)."""
+        return len(self._pending)
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
         """The events that ``chunk`` completes, in order (often none or one).
 
-        Raises :class:`SseDecodeError` once an unfinished line exceeds ``max_line_bytes``.
+        Raises :class:`SseDecodeError` once an event exceeds ``max_event_bytes``; the
+        decoder then holds nothing and must not be fed again.
         """
         if not self._started:
-            chunk = self._pending + chunk
-            self._pending = b""
+            chunk = bytes(self._pending) + chunk
+            self._pending.clear()
             if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
-                self._pending = chunk  # could still be a byte-order mark
+                self._pending += chunk  # could still be a byte-order mark
                 return []
             self._started = True
             if chunk.startswith(_BOM):
@@ -87,16 +107,37 @@ class SseDecoder:
                 chunk = chunk[:-1]
                 self._cr = True
             chunk = chunk.replace(b"\r\n", b"\n")
-        buffer = self._pending + chunk if self._pending else chunk
-        end = buffer.rfind(b"\n\n")
+        pending = self._pending
+        buffer: bytes | bytearray = chunk
+        self.scanned += len(chunk)
+        end = chunk.rfind(b"\n\n")
+        if pending:
+            # Only the new bytes can hold the blank line, or straddle the old ones' end;
+            # the hot path (an event per read) holds nothing and copies nothing.
+            held = len(pending)
+            if end >= 0:
+                end += held
+            elif chunk[:1] == b"\n" and pending[-1] == 10:
+                end = held - 1
+            pending += chunk  # amortised: the held bytes are not copied again
+            buffer = pending
+        max_event = self._max_event
         if end < 0:
-            self._pending = buffer
-            if len(buffer) + self._cr > self._max_line:
-                self._check_line(buffer)
+            if buffer is chunk:
+                pending += chunk
+            if len(pending) + self._cr > max_event:
+                self._too_large()
             return []
-        rest = self._pending = buffer[end + 2 :]
-        if len(rest) + self._cr > self._max_line:
-            self._check_line(rest)
+        if end + 2 > max_event and self._largest_event(buffer, end) > max_event:
+            self._too_large()
+        if buffer is pending:
+            self._pending = pending[end + 2 :]
+            if len(self._pending) + self._cr > max_event:
+                self._too_large()
+        elif end + 2 < len(buffer):
+            pending += buffer[end + 2 :]  # was empty
+            if len(pending) + self._cr > max_event:
+                self._too_large()
         events: list[SseEvent] = []
         data: str | None = None
         more: list[str] | None = None
@@ -155,23 +196,28 @@ class SseDecoder:
         self._last_id = last_id
         return events
 
-    def _check_line(self, pending: bytes) -> None:
-        line = len(pending) - pending.rfind(b"\n") - 1 + self._cr
-        if line > self._max_line:
-            raise SseDecodeError(f"event stream line longer than {self._max_line} bytes")
+    @staticmethod
+    def _largest_event(buffer: bytes | bytearray, end: int) -> int:
+        # Only when the complete events of one read add up to more than the cap (a burst).
+        return max(len(event) for event in buffer[:end].split(b"\n\n"))
+
+    def _too_large(self) -> None:
+        self._pending = bytearray()  # let the memory go now, not when the stream is closed
+        raise SseDecodeError(f"the provider sent an event larger than {self._max_event} bytes")
 
 
 async def iter_sse(
-    response: aiohttp.ClientResponse, *, max_line_bytes: int = MAX_LINE_BYTES
+    response: aiohttp.ClientResponse, *, max_event_bytes: int = MAX_EVENT_BYTES
 ) -> AsyncGenerator[SseEvent, None]:
     """Yield the events of ``response``'s body as they arrive (see :class:`SseDecoder`).
 
-    Raises :class:`SseDecodeError` for a line longer than ``max_line_bytes`` and whatever
-    aiohttp raises for the transport (``aiohttp.ClientPayloadError`` when the connection is
-    cut mid-body). The relay reads with :class:`SseDecoder` itself, one generator less.
+    Raises :class:`SseDecodeError` for an event longer than ``max_event_bytes`` and
+    whatever aiohttp raises for the transport (``aiohttp.ClientPayloadError`` when the
+    connection is cut mid-body). The relay reads with :class:`SseDecoder` itself, one
+    generator less.
     """
     content = response.content
-    decoder = SseDecoder(max_line_bytes=max_line_bytes)
+    decoder = SseDecoder(max_event_bytes=max_event_bytes)
     # readany() hands over everything buffered in one call: one await per network read.
     while chunk := await content.readany():
         for event in decoder.feed(chunk):

@@ -122,6 +122,23 @@ async def test_sign_in_sets_a_strict_http_only_cookie(secured: RunningServer) ->
             assert (await response.json())["user"] == "alice"
 
 
+async def test_sign_in_and_me_name_the_owner_the_socket_names(secured: RunningServer) -> None:
+    """``/auth/login`` and ``/auth/me`` answer the owner id the WebSocket's hello names, so
+    the page can tell a sign-in as someone else in another tab."""
+    async with browser_session() as session:
+        async with session.post(
+            f"{secured.http_url}/auth/login", json={"user": "alice", "password": PASSWORD}
+        ) as response:
+            signed_in = await response.json()
+        async with session.get(f"{secured.http_url}/auth/me") as response:
+            me = await response.json()
+        cookie = "; ".join(f"{c.key}={c.value}" for c in session.cookie_jar)
+        client = await open_with(secured, Cookie=cookie)
+        hello = await client.recv()
+        await client.close()
+    assert signed_in["owner"] == me["owner"] == hello["owner"]
+
+
 async def test_signing_out_closes_the_sessions_sockets(secured: RunningServer) -> None:
     """The socket opened with a session cookie is closed (1008) when that session signs out."""
     async with browser_session() as session:

@@ -45,11 +45,18 @@ def _limited(limited: LimitExceeded) -> JSONResponse:
 
 @router.get("/me")
 async def me(request: Request) -> JSONResponse:
-    """``{"user": name | null, "required": bool}``: who is signed in, and whether one must."""
+    """``{"user": name | null, "owner": owner id | null, "required": bool}``: who is signed
+    in (and the owner id the WebSocket ``hello`` will name), and whether one must."""
     auth = services_of(request).auth
     required = await auth.required()
     identity = await auth.identify(request)
-    return JSONResponse({"user": identity.user if identity else None, "required": required})
+    return JSONResponse(
+        {
+            "user": identity.user if identity else None,
+            "owner": identity.owner if identity else None,
+            "required": required,
+        }
+    )
 
 
 @router.post("/login")
@@ -75,7 +82,9 @@ async def login(request: Request) -> JSONResponse:
     if not verified:
         return _error(401, "invalid_credentials", "wrong user name or password")
     secret = await auth.accounts.create_session(form.user, services.settings.session_lifetime)
-    response = JSONResponse({"user": form.user})
+    identity = await auth.accounts.identify(secret, SESSION)
+    owner = identity.owner if identity is not None else None
+    response = JSONResponse({"user": form.user, "owner": owner})
     response.set_cookie(
         SESSION_COOKIE,
         secret,

@@ -3,7 +3,7 @@
  * passes through here: the session is an HttpOnly cookie the browser sends by itself.
  *
  * Contracts:
- * - `fetchMe()` resolves with `{ user, required }` (`user` null with `required` true means
+ * - `fetchMe()` resolves with `{ user, owner, required }` (`user` null with `required` true means
  *   "sign in first"), or rejects when the server could not be asked
  *   (network down, or a server without accounts).
  * - `signIn()` never rejects: it resolves with the user, or with why not (`code` is the
@@ -14,11 +14,15 @@
 export interface Me {
   /** The signed-in user; null when nobody is (open mode, or sign-in missing). */
   user: string | null;
+  /** The owner id the WebSocket's `hello` names for that user; null when nobody is signed in. */
+  owner: string | null;
   /** Whether the server requires signing in. */
   required: boolean;
 }
 
-export type SignInResult = { ok: true; user: string } | { ok: false; code: string; status: number };
+export type SignInResult =
+  | { ok: true; user: string; owner: string | null }
+  | { ok: false; code: string; status: number };
 
 export class AuthUnavailable extends Error {
   constructor(readonly status: number) {
@@ -48,11 +52,16 @@ export async function fetchMe(base = ""): Promise<Me> {
   } catch {
     throw new AuthUnavailable(0);
   }
-  if (response.status === 401) return { user: null, required: true };
+  if (response.status === 401) return { user: null, owner: null, required: true };
   if (!response.ok) throw new AuthUnavailable(response.status);
   const answer = await body(response);
   const user = field(answer, "user");
-  return { user: typeof user === "string" ? user : null, required: field(answer, "required") === true };
+  const owner = field(answer, "owner");
+  return {
+    user: typeof user === "string" ? user : null,
+    owner: typeof owner === "string" ? owner : null,
+    required: field(answer, "required") === true,
+  };
 }
 
 export async function signIn(user: string, password: string, base = ""): Promise<SignInResult> {
@@ -70,7 +79,8 @@ export async function signIn(user: string, password: string, base = ""): Promise
   const answer = await body(response);
   if (response.ok) {
     const name = field(answer, "user");
-    return { ok: true, user: typeof name === "string" ? name : user };
+    const owner = field(answer, "owner");
+    return { ok: true, user: typeof name === "string" ? name : user, owner: typeof owner === "string" ? owner : null };
   }
   const code = field(field(answer, "error"), "code");
   return { ok: false, code: typeof code === "string" ? code : `http_${response.status}`, status: response.status };

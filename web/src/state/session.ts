@@ -82,7 +82,7 @@ export class SessionController {
     } catch {
       // The server is down, or has no accounts: connect as before. If the handshake is then
       // refused, /auth/me is asked again.
-      me = { user: null, required: false };
+      me = { user: null, owner: null, required: false };
     }
     this.#show(me, false);
   }
@@ -96,7 +96,7 @@ export class SessionController {
       return false;
     }
     this.store.update(() => ({ signingIn: false }));
-    this.#begin({ user: result.user, required: true });
+    this.#begin({ user: result.user, owner: result.owner, required: true });
     return true;
   }
 
@@ -134,7 +134,7 @@ export class SessionController {
       chat.client.onState((connection) => {
         // Another tab signed in as someone else meanwhile: the cookie, hence the owner, changed.
         const owner = connection.hello?.owner;
-        if (connection.status === "open" && me.user !== null && owner !== `user:${me.user}`) void this.#recheck(chat);
+        if (connection.status === "open" && me.owner !== null && owner !== me.owner) void this.#recheck(chat);
       }),
     );
     this.store.update(() => ({ phase: "chat", user: me.user, chat, signedOut: false, signingIn: false, error: null }));

@@ -25,6 +25,9 @@ protocol), an HTTP status, or a CLI message.
     │       ├── RateLimited                    messages per minute per owner
     │       ├── TooManyReplies                 concurrent replies per owner
     │       └── SignInBusy                     too many password checks at once (HTTP 503)
+    ├── StoreError                     the database failed
+    │   ├── StoreConflict                  a write collided with a concurrent one (a unique key)
+    │   └── StoreUnavailable               the database is unreachable or refused the work
     └── ProviderError                  the model provider failed
         ├── ProviderAuthError              key rejected (401/403)
         ├── ProviderRateLimited            429 / throttled
@@ -137,6 +140,26 @@ class SignInBusy(LimitExceeded):
     """Every password-check slot is taken and the queue is full; try again shortly."""
 
     code = "sign_in_busy"
+
+
+class StoreError(LiaotianError):
+    """The database failed. The store raises these, never its driver's or SQLAlchemy's."""
+
+    code = "store_error"
+
+
+class StoreConflict(StoreError):
+    """A write collided with a concurrent one on a unique key (nothing was written)."""
+
+    code = "store_conflict"
+    retryable = True
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached or refused the transaction (nothing was written)."""
+
+    code = "store_unavailable"
+    retryable = True
 
 
 class ProviderError(LiaotianError):

@@ -73,6 +73,12 @@ class Metrics:
             "counted them",
             registry=self.registry,
         )
+        self.task_failures = Counter(
+            "liaotian_background_task_failures",
+            "Background tasks that failed unexpectedly and were restarted, by task",
+            ["task"],
+            registry=self.registry,
+        )
 
     def reply_ended(
         self,

@@ -123,12 +123,23 @@ class Settings(BaseSettings):
     ping_interval: float = Field(default=20.0, gt=0)
     ping_timeout: float = Field(default=20.0, gt=0)
     shutdown_grace: float = Field(default=10.0, ge=0)
+    # Descriptor guards (liaotian.server): seconds a connection has to send a whole request
+    # (0: no limit), and TCP connections per peer address (unset: 256 for remote peers,
+    # loopback exempt; a number applies to every peer; 0: no cap).
+    request_read_timeout: float = Field(default=10.0, ge=0)
+    max_connections_per_address: int | None = Field(default=None, ge=0)
+    # How long a reply's final write is retried while the database fails (liaotian.engine).
+    final_write_timeout: float = Field(default=8.0, ge=0)
 
     redis_url: str | None = None
     redis_prefix: str = Field(default="liaotian", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
     reply_lease: float = Field(default=15.0, gt=0)
     reply_stream_max_events: int = Field(default=10_000, ge=100)
     backplane_flush_interval: float = Field(default=0.05, ge=0, le=1)
+    # What processes share replies, notices and cancels through (liaotian.backplane):
+    # memory:// (one process) or redis://…; unset: redis_url if set, else memory://.
+    backplane_url: str | None = None
+    backplane_cancel_deadline: float = Field(default=30.0, gt=0)
 
     local_enabled: bool = True
     local_model_path: Path | None = None
@@ -252,6 +263,16 @@ class Settings(BaseSettings):
         return self.dashscope_api_key is not None and bool(
             self.dashscope_api_key.get_secret_value()
         )
+
+    @property
+    def effective_backplane_url(self) -> str:
+        """The backplane's URL: ``backplane_url``, else ``redis_url``, else ``memory://``."""
+        return self.backplane_url or self.redis_url or "memory://"
+
+    @property
+    def multiprocess(self) -> bool:
+        """Whether processes share a backplane (then each is one of several)."""
+        return not self.effective_backplane_url.startswith("memory:")
 
     @property
     def effective_default_model(self) -> str:

@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from liaotian.errors import NotFound
-from liaotian.events import ReplyStatus
+from liaotian.replies.status import ReplyStatus
 from liaotian.store.database import apply_sqlite_pragmas, open_database
 from liaotian.store.models import Conversation, Message, Owner, utcnow
 
@@ -421,7 +421,7 @@ class Store:
         Also, as the request says: creates the conversation, updates its system prompt,
         deletes the messages an edit or regenerate replaces, and reads the context for the
         model. Raises NotFound (conversation, or the message to edit or regenerate) and
-        IntegrityError when a reply already streams in the conversation, or when the
+        StoreConflict when a reply already streams in the conversation, or when the
         ``client_message_id`` was used by a send that is being stored at this moment.
         """
         return await self._db.run(lambda c: _begin_reply(c, new, utcnow()))

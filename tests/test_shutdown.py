@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from liaotian.store import Store, create_engine
 from tests.cluster import ServerProcess, free_port
 from tests.fake_upstream import FakeUpstream
-from tests.wsclient import RawClient, of_type
+from tests.wsclient import Frame, RawClient, of_type, reply_text
 
 LIAOTIAN = Path(sys.executable).with_name("liaotian")
 
@@ -57,11 +57,25 @@ async def read_until_closed(client: RawClient) -> None:
         await asyncio.wait_for(client.connection.recv(), 5)
 
 
+async def frames_until_closed(client: RawClient, within: float = 30) -> tuple[list[Frame], int]:
+    """Every frame the client receives until the server closes, and the close code."""
+    frames: list[Frame] = []
+
+    async def collect() -> None:
+        while True:
+            frames.append(await client.recv(within))
+
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(collect(), within)
+    assert closed.value.rcvd is not None, "the server closed without a close frame"
+    return frames, closed.value.rcvd.code
+
+
 async def test_sigterm_finishes_short_replies_and_interrupts_long_ones(
     tmp_path: Path, fake: FakeUpstream
 ) -> None:
-    """SIGTERM: sockets close with 1012 at once; replies that end within the grace period
-    complete, the others are saved interrupted; the process exits within the grace."""
+    """SIGTERM: replies that end within the grace period complete, the others are saved
+    interrupted and their socket closes with 1012; the process exits within the grace."""
     server = server_process(tmp_path, fake, shutdown_grace="3")
     await server.start()
     client = await RawClient.open(f"{server.ws_url}?client_id=alice")
@@ -82,6 +96,48 @@ async def test_sigterm_finishes_short_replies_and_interrupts_long_ones(
     status, text = await stored(tmp_path, long)
     assert status == "interrupted"
     assert text.startswith("t0 t1 ")
+
+
+async def test_sigterm_keeps_sockets_open_until_their_replies_end(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    """SIGTERM: an idle socket closes with 1012 at once; a v1 and a seed socket with a
+    reply streaming to them get the whole answer and its end, then 1012; the process then
+    exits without waiting out the grace."""
+    server = server_process(tmp_path, fake, shutdown_grace="60")
+    await server.start()
+    idle = await RawClient.open(f"{server.ws_url}?client_id=carol")
+    await idle.recv()
+    v1 = await RawClient.open(f"{server.ws_url}?client_id=alice")
+    await v1.recv()
+    seed = await RawClient.open(f"ws://127.0.0.1:{server.port}/ws/chat/bob")
+    v1_reply = await start(v1, "[tokens=100] [delay=50] v1")
+    await seed.send({"message": "[tokens=100] [delay=50] seed", "stream": True})
+    first_seed = await seed.recv()
+    assert first_seed["status"] == "running"
+    await v1.until(of_type("reply.delta"))
+    assert server.process is not None
+    began = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+
+    idle_frames, idle_code = await frames_until_closed(idle)
+    assert (idle_frames, idle_code) == ([], 1012)
+    assert fake.stats.streams_open == 2, "the idle socket waited for the replies"
+
+    v1_frames, v1_code = await frames_until_closed(v1)
+    assert [(f["type"], f.get("status")) for f in v1_frames[-1:]] == [("reply.done", "completed")]
+    assert v1_code == 1012
+    seed_frames, seed_code = await frames_until_closed(seed)
+    seed_frames.insert(0, first_seed)
+    assert seed_frames[-1]["status"] == "completed", "the seed client lost its answer's end"
+    assert seed_code == 1012
+    whole = "".join(f"t{n} " for n in range(100))
+    assert "".join(f["message"] for f in seed_frames if f["status"] == "running") == whole
+    assert reply_text(v1_frames, v1_reply).endswith("t99 ")
+    assert await stored(tmp_path, v1_reply) == ("completed", whole)
+
+    await asyncio.wait_for(server.process.wait(), 30)
+    assert time.monotonic() - began < 60, "the process waited out the grace"
 
 
 async def test_sigkill_then_restart_marks_replies_interrupted(

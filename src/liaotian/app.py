@@ -22,6 +22,7 @@ from liaotian.gate import Kind, SessionFactory, run_session
 from liaotian.seed import SeedConnection
 from liaotian.services import Services, services_of
 from liaotian.settings import Settings
+from liaotian.transport import Drain
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +164,13 @@ def _query_value(scope: Scope, name: str) -> str:
     return value
 
 
-def create_app(settings: Settings) -> LiaotianApp:
-    """The liaotian app for ``settings``; resources live from start-up to shutdown."""
+def create_app(settings: Settings, drain: Drain | None = None) -> LiaotianApp:
+    """The liaotian app for ``settings``; resources live from start-up to shutdown.
+
+    ``drain`` is the server's (``liaotian.server``): after its sockets drained on shutdown,
+    the replies get what is left of ``shutdown_grace``, not all of it again.
+    """
+    server_drain = drain if drain is not None else Drain(settings.shutdown_grace)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -178,7 +184,7 @@ def create_app(settings: Settings) -> LiaotianApp:
         try:
             yield
         finally:
-            await services.close(settings.shutdown_grace)
+            await services.close(server_drain.time_left())
 
     app = LiaotianApp(
         title="liaotian",

@@ -7,6 +7,7 @@ exit with status 2; they never show a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -14,9 +15,7 @@ from liaotian import __version__, logs
 from liaotian.errors import ConfigError, LiaotianError
 from liaotian.settings import Settings, load_settings
 
-# uvicorn closes connections whose frames exceed this with 1009; the application's own,
-# smaller limit (max_frame_bytes) answers with an error frame and keeps the connection.
-TRANSPORT_MAX_FRAME_BYTES = 16 << 20
+log = logging.getLogger("liaotian.serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,28 +101,32 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from liaotian.transport import check_uvicorn_version
+
+    check_uvicorn_version()  # before anything starts (build_server checks it again)
 
     from liaotian.app import create_app
-    from liaotian.transport import LeanWebSocketProtocol
+    from liaotian.server import RESERVED_FILES, build_server, raise_open_file_limit
+    from liaotian.transport import Drain
 
     settings = _settings(args)
     logs.configure(settings.log_level, settings.log_format == "json")
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        ws=LeanWebSocketProtocol,  # uvicorn's websockets-sansio, leaner (transport.py)
-        ws_per_message_deflate=False,
-        ws_max_size=TRANSPORT_MAX_FRAME_BYTES,
-        ws_ping_interval=settings.ping_interval,
-        ws_ping_timeout=settings.ping_timeout,
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace)),
-        log_level=settings.log_level,
-        lifespan="on",
-        server_header=False,
-    )
-    server = uvicorn.Server(config)
+    before, limit = raise_open_file_limit()
+    if limit >= 0:
+        log.info(
+            "open-file limit: %d%s", limit, f" (raised from {before})" if limit != before else ""
+        )
+        if limit < settings.max_connections + RESERVED_FILES:
+            log.warning(
+                "the open-file limit (%d) is below max_connections (%d) + %d: connections "
+                "past it fail; raise the hard limit (ulimit -Hn, LimitNOFILE= under systemd; "
+                "see docs/deployment.md)",
+                limit,
+                settings.max_connections,
+                RESERVED_FILES,
+            )
+    drain = Drain(settings.shutdown_grace)
+    server = build_server(create_app(settings, drain), settings, drain)
     server.run()
     return 0 if server.started else 1
 

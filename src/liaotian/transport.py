@@ -7,28 +7,42 @@ only when it fires, instead of a timeout context around every read.
 
 :class:`LeanWebSocketProtocol` is the server side: uvicorn's ``websockets-sansio``
 protocol keeping less per connection and writing text frames directly (pass it as
-uvicorn's ``ws``).
+uvicorn's ``ws``), that drains on shutdown: a socket with a reply streaming to it stays
+open until the reply ends (see :class:`Drain`). It relies on uvicorn's internals, so
+:func:`check_uvicorn_version` refuses to start on any uvicorn but the one it was written
+for. ``liaotian.server`` wires it into uvicorn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+import uvicorn
 from starlette.types import Message, Receive, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
+from websockets.http11 import Request
 from websockets.protocol import State
+
+from liaotian.errors import ConfigError
 
 BINARY = b""
 """Returned for a binary frame (neither protocol accepts them)."""
 
 IDLE_CLOSE = 1000
 GONE = 1006
+SERVICE_RESTART = 1012
+
+SERVER_EXTENSION = "liaotian.server"
+"""The scope extension through which :class:`ClientSocket` finds its
+:class:`LeanWebSocketProtocol`: a weak reference to it (absent under other servers)."""
 
 
 class ClientSocket:
@@ -49,6 +63,7 @@ class ClientSocket:
         "_idle_timeout",
         "_receive",
         "_send",
+        "_server",
         "_timer",
         "_waiting_since",
         "websocket",
@@ -63,6 +78,7 @@ class ClientSocket:
         self._waiting_since: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._server: LeanWebSocketProtocol | None = None
 
     async def send(self, frame: bytes) -> None:
         """Send ``frame`` (UTF-8 JSON) as a text frame.
@@ -85,7 +101,16 @@ class ClientSocket:
         """Close the connection (1000, "idle timeout") once it has waited ``idle_timeout``
         seconds (0: never) in :meth:`next_frame` for a frame while ``busy()`` was false
         (a connection that streams a reply is not idle). The wait for the next frame then
-        ends with None."""
+        ends with None.
+
+        ``busy()`` also tells the server, on shutdown, to keep the connection open while it
+        is true (:meth:`LeanWebSocketProtocol.shutdown`), so it must turn false once the
+        replies streaming to the connection have been sent whole."""
+        ref = (self.websocket.scope.get("extensions") or {}).get(SERVER_EXTENSION)
+        server = ref() if ref is not None else None
+        if isinstance(server, LeanWebSocketProtocol):
+            server.watch_busy(busy)
+            self._server = server
         if idle_timeout <= 0:
             return
         self._idle_timeout = idle_timeout
@@ -125,6 +150,9 @@ class ClientSocket:
 
     async def stop(self) -> None:
         """Stop watching for idleness (the session is over); waits for an idle close."""
+        if self._server is not None:
+            self._server.watch_busy(None)  # no reference cycle through the session
+            self._server = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -133,6 +161,56 @@ class ClientSocket:
 
 
 # -- the server side ------------------------------------------------------------------------
+
+UVICORN_VERSION = "0.54.0"
+"""The uvicorn :class:`LeanWebSocketProtocol` and ``liaotian.server`` were written for
+(and pinned in pyproject.toml): they override and read its protocols' internals."""
+
+
+def check_uvicorn_version(installed: str | None = None) -> None:
+    """Raise ConfigError unless ``installed`` (by default, the uvicorn imported) is
+    :data:`UVICORN_VERSION`.
+
+    Any other version may rename or reorder what the protocols rely on, and fail only
+    later, on some connection; refusing to start says so at once.
+    """
+    if installed is None:
+        installed = uvicorn.__version__
+    if installed != UVICORN_VERSION:
+        raise ConfigError(
+            f"liaotian's server transport (liaotian.transport.LeanWebSocketProtocol) relies "
+            f"on the internals of uvicorn {UVICORN_VERSION}, but uvicorn {installed} is "
+            f"installed; install the pinned version: pip install 'uvicorn[standard]=="
+            f"{UVICORN_VERSION}'"
+        )
+
+
+class Drain:
+    """A server's shutdown, as a deadline: :meth:`begin` starts ``grace`` seconds.
+
+    Until then sockets with a reply streaming to them stay open
+    (:meth:`LeanWebSocketProtocol.shutdown`); what is left of it (:meth:`time_left`) is
+    the replies' own grace afterwards (the app's lifespan), so the whole shutdown takes
+    ``grace`` seconds, not twice that.
+    """
+
+    __slots__ = ("_deadline", "grace")
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self._deadline: float | None = None
+
+    def begin(self) -> None:
+        """Start the grace (once; later calls change nothing)."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.grace
+
+    def time_left(self) -> float:
+        """Seconds left of the grace: all of it before :meth:`begin`, never below 0."""
+        if self._deadline is None:
+            return self.grace
+        return max(0.0, self._deadline - time.monotonic())
+
 
 T = TypeVar("T")
 
@@ -214,7 +292,9 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     to the transport, the way the websockets library frames it, without building its frame
     objects. Everything else — the handshake, reading, pings, closing, the frame size limit,
     per-message deflate (where the fast path steps aside) — is uvicorn's and websockets'.
-    Relies on uvicorn's internals, so uvicorn's version is pinned; the tests run on it.
+
+    On shutdown it drains instead of closing every socket at once (:meth:`shutdown`).
+    Relies on uvicorn's internals: :func:`check_uvicorn_version` guards them at start-up.
     """
 
     def __init__(
@@ -227,6 +307,93 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.queue: Mailbox[ASGIReceiveEvent] = Mailbox()  # type: ignore[assignment]
         self.writable: Flag = Flag(True)  # type: ignore[assignment]
+        self.drain: Drain | None = None
+        """Set by the HTTP protocol that upgraded to this one (``liaotian.server``)."""
+        self.on_lost: Callable[[], None] | None = None
+        """Called once when the connection is lost (set like :attr:`drain`: it frees the
+        connection's place in the count per address)."""
+        self._busy: Callable[[], bool] | None = None
+        self._drain_timer: asyncio.TimerHandle | None = None
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # absent when websockets refused the handshake
+        if scope is not None:
+            # Weak: the scope lives as long as the connection, so no cycle through it.
+            scope["extensions"][SERVER_EXTENSION] = weakref.ref(self)
+
+    def watch_busy(self, busy: Callable[[], bool] | None) -> None:
+        """``busy()`` is true while a reply streams to this connection (None: the session
+        is over); :meth:`shutdown` keeps the connection open while it is."""
+        self._busy = busy
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._busy = None
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost()
+
+    def shutdown(self) -> None:
+        """The server is shutting down (uvicorn calls this on every connection, right after
+        it stops listening).
+
+        A connection with a reply streaming to it (its session's ``busy()``) stays open
+        until the reply has been sent whole, or the :class:`Drain`'s grace has passed, and
+        then closes with 1012 and waits for the client's close frame, so nothing sent
+        before it is lost. Any other connection closes at once, with 1012 once accepted
+        (uvicorn's own shutdown). The replies go on meanwhile: the engine stops them only
+        in the app's lifespan shutdown, which uvicorn runs after these connections close.
+        """
+        if self._draining():
+            self._drain_timer = self.loop.call_later(DRAIN_POLL, self._drain_check)
+            return
+        super().shutdown()
+
+    def _draining(self) -> bool:
+        """Accepted, still open, busy, and the drain has time left."""
+        busy = self._busy
+        return (
+            self.drain is not None
+            and busy is not None
+            and self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and not self.transport.is_closing()
+            and self.conn.state is State.OPEN
+            and self.drain.time_left() > 0
+            and busy()
+        )
+
+    def _drain_check(self) -> None:
+        self._drain_timer = None
+        if self.disconnected or self.close_sent or self.transport.is_closing():
+            return
+        if self._draining():
+            assert self.drain is not None
+            delay = min(DRAIN_POLL, self.drain.time_left())
+            self._drain_timer = self.loop.call_later(delay, self._drain_check)
+            return
+        if self.conn.state is not State.OPEN:
+            super().shutdown()
+            return
+        # uvicorn's own close (an ASGI "websocket.close"), not shutdown()'s: that one closes
+        # the transport at once, which can reset the connection and lose the reply's last
+        # frames on their way.
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": SERVICE_RESTART})
+        self.conn.send_close(SERVICE_RESTART)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        left = self.drain.time_left() if self.drain is not None else 0.0
+        wait = min(self.close_timeout, max(CLOSE_WAIT_MIN, left))
+        self.close_timer = self.loop.call_later(wait, self.transport.close)
 
     async def send(self, message: ASGISendEvent) -> None:
         text = None
@@ -256,6 +423,13 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             and self.conn.state is State.OPEN
             and not self.conn.extensions
         )
+
+
+DRAIN_POLL = 0.05
+"""Seconds between looks at a draining connection's ``busy()``: it closes this long after
+its reply has been sent, at most."""
+CLOSE_WAIT_MIN = 1.0
+"""Seconds a drained connection waits at least for the client's close frame."""
 
 
 def text_frame(payload: bytes) -> bytes:

@@ -176,6 +176,8 @@ def create_app(settings: Settings, drain: Drain | None = None) -> LiaotianApp:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.start(settings)
         app.state.services = services
+        # Draining sockets must not take new replies, or a busy socket would never close.
+        server_drain.on_begin(services.engine.stop_accepting)
         log.info(
             "liaotian %s ready; default model %s",
             __version__,

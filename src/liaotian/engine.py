@@ -40,6 +40,7 @@ from liaotian.errors import (
     NotFound,
     ProviderError,
     ProviderTimeout,
+    ShuttingDown,
     StoreConflict,
     StoreError,
     TooManyReplies,
@@ -123,6 +124,10 @@ def _busy_error(conversation_id: str) -> ConversationBusy:
         f"a reply is already streaming in conversation {conversation_id}; "
         "wait for it to finish or cancel it"
     )
+
+
+def _shutting_down() -> ShuttingDown:
+    return ShuttingDown("the server is shutting down; send again (another server answers)")
 
 
 def derived_conversation_id(owner: str, client_message_id: str) -> str:
@@ -292,7 +297,7 @@ class ChatEngine:
 
     async def _send(self, owner: str, options: SendOptions) -> ReplyLog:
         if self._closing:
-            raise ConversationBusy("the server is shutting down; retry on another server")
+            raise _shutting_down()
         model_id = options.model or self.settings.effective_default_model
         provider, model = self.providers.resolve(model_id)
         await self._check_reply_quota(owner)
@@ -308,7 +313,7 @@ class ChatEngine:
 
         if self._closing:  # checked again: no await between here and the start being tracked
             del self._busy[busy_key]
-            raise ConversationBusy("the server is shutting down; retry on another server")
+            raise _shutting_down()
 
         # The reply is started by a callback of the transaction itself, so it starts even
         # if this caller is cancelled meanwhile (a stored reply nobody runs would keep its
@@ -792,6 +797,11 @@ class ChatEngine:
         return found[0] if found else None
 
     # -- shutdown ------------------------------------------------------------------------
+
+    def stop_accepting(self) -> None:
+        """Start no new reply from now on (sends raise ShuttingDown); running ones go on.
+        Called when the server begins to drain its sockets."""
+        self._closing = True
 
     async def shutdown(self, grace: float = 0.0) -> None:
         """Refuse new replies, wait up to ``grace`` s, then interrupt the rest (text saved).

@@ -18,6 +18,7 @@ protocol), an HTTP status, or a CLI message.
     ├── RequestError                   a well-formed request that cannot be served
     │   ├── NotFound                       no such conversation / reply for this owner
     │   ├── ConversationBusy               a reply is already streaming in that conversation
+    │   ├── ShuttingDown                   the server is stopping; send to another one
     │   ├── ModelNotFound                  no provider serves the model
     │   ├── ProviderNotConfigured          the provider exists but lacks its key / URL
     │   └── LimitExceeded                  a configured limit was reached
@@ -102,6 +103,13 @@ class ConversationBusy(RequestError):
     """A reply is already streaming in the conversation; wait for it or cancel it."""
 
     code = "conversation_busy"
+    retryable = True
+
+
+class ShuttingDown(RequestError):
+    """The server is stopping: it finishes the replies it runs but starts no new one."""
+
+    code = "shutting_down"
     retryable = True
 
 

@@ -194,16 +194,24 @@ class Drain:
     ``grace`` seconds, not twice that.
     """
 
-    __slots__ = ("_deadline", "grace")
+    __slots__ = ("_deadline", "_on_begin", "grace")
 
     def __init__(self, grace: float) -> None:
         self.grace = grace
         self._deadline: float | None = None
+        self._on_begin: list[Callable[[], None]] = []
+
+    def on_begin(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the drain begins (such as: start no new reply)."""
+        self._on_begin.append(callback)
 
     def begin(self) -> None:
-        """Start the grace (once; later calls change nothing)."""
+        """Start the grace and call the :meth:`on_begin` callbacks (once; later calls
+        change nothing)."""
         if self._deadline is None:
             self._deadline = time.monotonic() + self.grace
+            for callback in self._on_begin:
+                callback()
 
     def time_left(self) -> float:
         """Seconds left of the grace: all of it before :meth:`begin`, never below 0."""

@@ -20,7 +20,11 @@ LIAOTIAN = Path(sys.executable).with_name("liaotian")
 
 
 async def test_embedded_model_answers_through_the_server(make_settings: SettingsFactory) -> None:
-    """With no key and no network, the default model answers a short question for real."""
+    """With no key and no network, the default model answers a short question for real.
+
+    Asked at temperature 0 (greedy decoding: the same answer on every run), so that the
+    answer being more than whitespace does not depend on chance.
+    """
     settings = make_settings(
         local_enabled=True,
         dashscope_api_key=None,
@@ -31,7 +35,9 @@ async def test_embedded_model_answers_through_the_server(make_settings: Settings
         client = await RawClient.open(f"{server.ws_url}?client_id=solo")
         hello = await client.recv()
         assert hello["default_model"] == "smollm2-135m-instruct"
-        await client.send({"type": "chat.send", "message": "Say hello.", "max_tokens": 12})
+        await client.send(
+            {"type": "chat.send", "message": "Say hello.", "max_tokens": 12, "temperature": 0}
+        )
         frames = await client.until(of_type("reply.done"), within=60)
         assert frames[-1]["status"] == "completed", frames[-1]
         assert reply_text(frames).strip()

@@ -142,6 +142,39 @@ async def test_sigterm_keeps_sockets_open_until_their_replies_end(
     assert time.monotonic() - began < 60, "the process waited out the grace"
 
 
+async def test_a_draining_socket_takes_no_new_reply(tmp_path: Path, fake: FakeUpstream) -> None:
+    """After SIGTERM a socket kept open for its reply refuses a new send (``shutting_down``,
+    retryable) instead of starting a reply that would keep it open: it closes once the
+    reply it has ends."""
+    server = server_process(tmp_path, fake, shutdown_grace="60")
+    await server.start()
+    client = await RawClient.open(f"{server.ws_url}?client_id=alice")
+    await client.recv()
+    reply = await start(client, "[tokens=60] [delay=50] draining")
+    await client.until(of_type("reply.delta"))
+    assert server.process is not None
+    server.process.send_signal(signal.SIGTERM)
+    # The drain has begun once the server stops accepting connections.
+    async with asyncio.timeout(20):
+        while True:
+            try:
+                probe = await RawClient.open(f"{server.ws_url}?client_id=probe")
+            except OSError:
+                break
+            await probe.close()
+            await asyncio.sleep(0.02)
+    await client.send({"type": "chat.send", "id": "late", "message": "one more"})
+    frames, code = await frames_until_closed(client)
+    late = [frame for frame in frames if frame.get("id") == "late"]
+    assert [(frame["type"], frame["code"], frame["retryable"]) for frame in late] == [
+        ("error", "shutting_down", True)
+    ]
+    assert [(f["type"], f.get("status")) for f in frames[-1:]] == [("reply.done", "completed")]
+    assert reply_text(frames, reply).endswith("t59 ")
+    assert code == 1012
+    await asyncio.wait_for(server.process.wait(), 30)
+
+
 async def test_sigkill_then_restart_marks_replies_interrupted(
     tmp_path: Path, fake: FakeUpstream
 ) -> None:

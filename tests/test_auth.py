@@ -15,26 +15,16 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from liaotian.store import create_engine
 from liaotian.store.accounts import Accounts
-from liaotian.store.migrate import upgrade
+from tests.cluster import PASSWORD, create_user
 from tests.conftest import SettingsFactory
 from tests.server_harness import RunningServer, run_server
 from tests.wsclient import RawClient, of_type
 
 LIAOTIAN = Path(sys.executable).with_name("liaotian")
-PASSWORD = "correct horse battery"
 
 
-async def make_user(database_url: str, name: str) -> str:
-    """Create ``name`` in a migrated database; return an API token of it."""
-    await asyncio.to_thread(upgrade, database_url)
-    engine = create_engine(database_url)
-    try:
-        accounts = Accounts(engine)
-        await accounts.add_user(name, PASSWORD)
-        _, token = await accounts.create_token(name, "tests")
-        return token
-    finally:
-        await engine.dispose()
+make_user = create_user
+"""Create a user in a migrated database (password :data:`PASSWORD`); return its API token."""
 
 
 @pytest.fixture

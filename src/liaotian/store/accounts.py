@@ -15,17 +15,18 @@ import asyncio
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from liaotian.errors import InvalidFrame, NotFound
+from liaotian.errors import InvalidFrame, NotFound, StoreConflict
+from liaotian.store.database import DATABASE_ERRORS, domain_error
 from liaotian.store.models import Credential, User, utcnow
 
 USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -94,7 +95,17 @@ class Accounts:
     """Users and credentials in the database. Hashing runs off the event loop."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def _sessions(self) -> AsyncIterator[AsyncSession]:
+        """A session; what the database raises in it (commit included) leaves as a
+        :class:`~liaotian.errors.StoreError`."""
+        try:
+            async with self._sessionmaker() as session:
+                yield session
+        except DATABASE_ERRORS as error:
+            raise domain_error(error) from error
 
     # -- users -----------------------------------------------------------------------------
 
@@ -109,7 +120,7 @@ class Accounts:
         try:
             async with self._sessions() as session, session.begin():
                 session.add(User(name=name, password_hash=password_hash))
-        except IntegrityError:
+        except StoreConflict:
             raise InvalidFrame(f"the user {name} already exists") from None
 
     async def list_users(self) -> list[tuple[str, datetime]]:

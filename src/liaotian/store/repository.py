@@ -34,7 +34,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from liaotian.errors import NotFound
 from liaotian.replies.status import ReplyStatus
-from liaotian.store.database import apply_sqlite_pragmas, open_database
+from liaotian.store.database import (
+    DATABASE_ERRORS,
+    apply_sqlite_pragmas,
+    domain_error,
+    open_database,
+)
 from liaotian.store.models import Conversation, Message, Owner, utcnow
 
 INTERRUPTED_MESSAGE = "the server stopped while this answer was streaming"
@@ -309,9 +314,12 @@ class Store:
         self._db = open_database(engine)
 
     async def ping(self) -> None:
-        """Raise if the database cannot be reached."""
-        async with self.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        """Raise StoreUnavailable if the database cannot be reached."""
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except DATABASE_ERRORS as error:
+            raise domain_error(error) from error
 
     async def close(self) -> None:
         await self._db.close()

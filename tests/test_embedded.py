@@ -94,6 +94,7 @@ async def test_serve_command_runs_the_server(tmp_path: Path) -> None:
         ("LIAOTIAN_PORT", "http", "LIAOTIAN_PORT"),
         ("LIAOTIAN_DATABASE_URL", "mysql://x/y", "LIAOTIAN_DATABASE_URL"),
         ("DASHSCOPE_HTTP_BASE_URL", "ftp://x", "DASHSCOPE_HTTP_BASE_URL"),
+        ("LIAOTIAN_OPENAI_ENDPOINTS", "ollama", "LIAOTIAN_OPENAI_ENDPOINTS must be JSON"),
     ],
 )
 async def test_wrong_settings_stop_start_up_with_a_fix(

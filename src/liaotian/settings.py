@@ -12,10 +12,11 @@ each wrong setting and how to fix it; nothing starts with invalid settings.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -28,12 +29,35 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
 from liaotian.errors import ConfigError
+
+StringList = Annotated[list[str], NoDecode]
+"""A list of strings that an environment variable gives as JSON (``["a", "b"]``) or,
+simpler, separated by commas (``a,b``): see :func:`split_list`."""
+
+
+def split_list(value: Any) -> Any:
+    """A :data:`StringList` from the environment: a JSON array, or comma-separated items
+    (blank ones dropped); anything else (a TOML list, a default) is left to validation."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(
+                'is neither a JSON list such as ["a", "b"] nor items separated by commas'
+            ) from None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
 
 SEED_DASHSCOPE_MODELS = (
     "qwen3-max",
@@ -99,10 +123,10 @@ class Settings(BaseSettings):
     reply_log_ttl: float = Field(default=300.0, ge=0)
 
     auth: Literal["auto", "required"] = "auto"
-    allowed_origins: list[str] = Field(default_factory=list)
+    allowed_origins: StringList = Field(default_factory=list)
     # DNS rebinding: Host names served besides loopback names, IP literals, the configured
     # host and allowed_origins' hosts (liaotian.auth.HostPolicy).
-    allowed_hosts: list[str] = Field(default_factory=list)
+    allowed_hosts: StringList = Field(default_factory=list)
     # Who may read /metrics and /readyz without metrics_token (liaotian.auth).
     metrics_access: Literal["loopback", "any"] = "loopback"
     metrics_token: SecretStr | None = None
@@ -156,7 +180,7 @@ class Settings(BaseSettings):
         default="https://dashscope.aliyuncs.com/api/v1",
         validation_alias=AliasChoices("DASHSCOPE_HTTP_BASE_URL", "dashscope_base_url"),
     )
-    dashscope_models: list[str] = Field(default_factory=lambda: list(SEED_DASHSCOPE_MODELS))
+    dashscope_models: StringList = Field(default_factory=lambda: list(SEED_DASHSCOPE_MODELS))
 
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key")
@@ -199,6 +223,11 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis:// URL such as redis://127.0.0.1:6379/0")
         return value
+
+    @field_validator("allowed_origins", "allowed_hosts", "dashscope_models", mode="before")
+    @classmethod
+    def _string_list(cls, value: Any) -> Any:
+        return split_list(value)
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -354,8 +383,22 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         return settings_cls(**overrides)
     except ValidationError as exc:
         raise ConfigError(_explain(exc)) from None
+    except SettingsError as exc:  # a value the environment gives that is not JSON
+        raise ConfigError(_explain_unparsed(exc)) from None
     except ValueError as exc:  # TOML syntax errors surface as ValueError subclasses
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+
+SECRET_PARTS = ("key", "token", "password", "secret")
+"""Settings whose value is never repeated in an error message."""
+
+
+def _given(field: str, value: Any) -> str:
+    """How an error shows the value given: shortened, and never a secret's."""
+    if any(part in field for part in SECRET_PARTS):
+        return "(hidden)"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _explain(exc: ValidationError) -> str:
@@ -363,10 +406,29 @@ def _explain(exc: ValidationError) -> str:
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "settings"
         env_name = _env_name(field)
+        given = f"; given {_given(field, error['input'])}" if "input" in error else ""
         lines.append(
-            f"  - {field}: {error['msg']} (set {env_name} or '{field}' in the config file)"
+            f"  - {field}: {error['msg']}{given} (set {env_name} or '{field}' in the config file)"
         )
     return "\n".join(lines)
+
+
+def _explain_unparsed(exc: SettingsError) -> str:
+    """The message for an environment value pydantic-settings could not parse as JSON."""
+    found = re.search(r'field "?([a-z0-9_]+)"?', str(exc))
+    field = found.group(1) if found else "settings"
+    env_name = _env_name(field)
+    value = os.environ.get(env_name, os.environ.get(env_name.lower()))
+    return (
+        f"invalid settings:\n  - {field}: {env_name} must be JSON here "
+        f"(for example {FORMS.get(field, '[...]')}); given {_given(field, value)}"
+    )
+
+
+FORMS = {
+    "openai_endpoints": '[{"name": "ollama", "base_url": "http://127.0.0.1:11434/v1"}]',
+}
+"""An example of the JSON form of the settings that only take JSON from the environment."""
 
 
 def _env_name(field: str) -> str:

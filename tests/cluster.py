@@ -44,21 +44,28 @@ USER = "alice"
 PASSWORD = "correct horse battery"
 
 
-async def create_user(database_url: str, name: str = USER) -> str:
-    """Create ``name`` (password :data:`PASSWORD`) in the database, migrating it first;
-    return an API token of the user."""
+@asynccontextmanager
+async def accounts_of(database_url: str) -> AsyncIterator[Accounts]:
+    """The accounts of a migrated database (as ``liaotian user …`` sees them)."""
     await asyncio.to_thread(upgrade, database_url)
     engine = create_engine(database_url)
     try:
-        accounts = Accounts(engine)
-        await accounts.add_user(name, PASSWORD)
-        _, token = await accounts.create_token(name, "tests")
-        return token
+        yield Accounts(engine)
     finally:
         await engine.dispose()
 
 
+async def create_user(database_url: str, name: str = USER) -> str:
+    """Create ``name`` (password :data:`PASSWORD`) in the database, migrating it first;
+    return an API token of the user."""
+    async with accounts_of(database_url) as accounts:
+        await accounts.add_user(name, PASSWORD)
+        _, token = await accounts.create_token(name, "tests")
+        return token
+
+
 def free_port() -> int:
+    """A local port nothing listens on (it was free when asked)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

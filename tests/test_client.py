@@ -20,6 +20,7 @@ from liaotian.errors import (
     ProviderError,
     ProviderRateLimited,
 )
+from tests.cluster import free_port
 from tests.fake_upstream import count_input_tokens, expected_reply, reply_chunks
 from tests.server_harness import RunningServer
 from tests.tcp_proxy import TcpProxy
@@ -407,14 +408,7 @@ async def test_reconnecting_gives_up_after_reconnect_for(server: RunningServer) 
         Client(f"ws://127.0.0.1:{proxy.port}", client_id="alice", reconnect_for=0.5) as c,
     ):
         reply = await c.send("[tokens=200][delay=20]")
-        proxy.target_port = free_port_nobody_listens_on()
+        proxy.target_port = free_port()
         proxy.cut()
         with pytest.raises(ClientConnectionError):
             await asyncio.wait_for(reply.result(), TIMEOUT)
-
-
-def free_port_nobody_listens_on() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.cluster import free_port
 from tests.conftest import SettingsFactory
 from tests.server_harness import run_server
 from tests.wsclient import RawClient, of_type, reply_text
@@ -43,13 +43,6 @@ async def test_embedded_model_answers_through_the_server(make_settings: Settings
         assert reply_text(frames).strip()
         assert frames[-1]["usage"]["output_tokens"] >= 1
         await client.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def test_serve_command_runs_the_server(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import itertools
 import os
 import sys
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from liaotian.providers.local import (
     model_id_for,
 )
 from liaotian.settings import LOCAL_MODEL_ID, Settings
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -57,13 +58,6 @@ async def collect(stream: AsyncIterator[StreamItem]) -> tuple[list[str], Finish]
     deltas = items[:-1]
     assert all(isinstance(delta, str) for delta in deltas)
     return [str(delta) for delta in deltas], items[-1]
-
-
-async def wait_until(condition: Callable[[], bool]) -> None:
-    """Poll until ``condition()`` holds (the provider's state has no event to wait on)."""
-    async with asyncio.timeout(5):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.001)
 
 
 async def consume_until_cancelled(
@@ -228,7 +222,7 @@ async def test_a_waiting_request_can_be_cancelled(provider: LocalProvider) -> No
     # 512 tokens: seconds of work, far longer than the few turns of the loop below take.
     running = await start_long_generation(provider, received)
     waiting = asyncio.create_task(collect(provider.stream(ask("Say hello", max_tokens=8))))
-    await wait_until(lambda: provider.status()["waiting"] == 1)
+    await eventually(lambda: provider.status()["waiting"] == 1)
 
     await cancel_and_wait(waiting)
 
@@ -236,7 +230,7 @@ async def test_a_waiting_request_can_be_cancelled(provider: LocalProvider) -> No
     assert provider.state is LocalState.GENERATING
     assert provider.generations_finished == finished_before  # the waiting one never ran
     more = len(received) + 3
-    await wait_until(lambda: len(received) >= more)  # the running one goes on
+    await eventually(lambda: len(received) >= more)  # the running one goes on
     await cancel_and_wait(running)
     assert provider.generations_finished == finished_before + 1
 
@@ -340,7 +334,7 @@ async def test_close_stops_a_running_generation() -> None:
     fresh = LocalProvider.from_settings(settings(), run_to_max_tokens=True)
     await fresh.start()
     consumer = asyncio.create_task(collect(fresh.stream(ask(LONG_PROMPT, max_tokens=512))))
-    await wait_until(lambda: fresh.state is LocalState.GENERATING)
+    await eventually(lambda: fresh.state is LocalState.GENERATING)
 
     async with asyncio.timeout(10):  # a hang guard: finish_reason says it was stopped
         await fresh.close()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,32 +12,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from liaotian.store import create_engine
-from liaotian.store.accounts import Accounts
 from liaotian.store.migrate import alembic_config, upgrade
+from tests.cluster import PASSWORD, accounts_of, create_user
 from tests.conftest import SettingsFactory
 from tests.server_harness import RunningServer, run_server
 from tests.wsclient import Frame, RawClient, of_type
 
-PASSWORD = "correct horse battery"
-
-
-@asynccontextmanager
-async def accounts_of(database_url: str) -> AsyncIterator[Accounts]:
-    """The accounts of a migrated database (as ``liaotian user …`` sees them)."""
-    await asyncio.to_thread(upgrade, database_url)
-    engine = create_engine(database_url)
-    try:
-        yield Accounts(engine)
-    finally:
-        await engine.dispose()
-
-
-async def add_user(database_url: str, name: str) -> str:
-    """Create ``name``; return an API token of it."""
-    async with accounts_of(database_url) as accounts:
-        await accounts.add_user(name, PASSWORD)
-        _, token = await accounts.create_token(name, "tests")
-        return token
+add_user = create_user
+"""Create a user (password :data:`PASSWORD`); return an API token of it."""
 
 
 async def remove_user(database_url: str, name: str) -> None:

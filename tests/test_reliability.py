@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,12 +17,13 @@ from liaotian.engine import SendOptions
 from liaotian.services import Services
 from liaotian.store import Store, create_engine
 from liaotian.store.repository import NewReply
-from tests.cluster import REDIS_URL, redis_available
+from tests.cluster import REDIS_URL, free_port, redis_available
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream
 from tests.server_harness import run_server
 from tests.tcp_proxy import TcpProxy
 from tests.test_auth import make_user, open_with
+from tests.waiting import eventually
 from tests.wsclient import RawClient, of_type
 
 HANG = "[fault=hang] wait"
@@ -96,15 +96,6 @@ class DatabaseFaults:
             release_pg()
             await ending[0]
             await pg.close()
-
-
-async def eventually(condition: Callable[[], bool], within: float = 20.0) -> None:
-    """Return once ``condition()`` holds (checked every few ms); TimeoutError otherwise."""
-    async with asyncio.timeout(within):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.005)
 
 
 async def reply_status(database_url: str, owner: str, message_id: str) -> str | None:
@@ -201,13 +192,6 @@ async def test_a_final_write_that_cannot_be_saved_says_so(
     assert "could not be saved" in done["error"]["message"]
 
 
-def closed_port() -> int:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port: int = closed.getsockname()[1]
-        return port
-
-
 async def test_a_cancel_for_another_process_is_answered_while_redis_is_down(
     make_settings: SettingsFactory, database_url: str
 ) -> None:
@@ -244,7 +228,7 @@ async def test_a_cancel_for_another_process_is_answered_while_redis_is_down(
                         title="elsewhere",
                     )
                 )
-                proxy.target_port = closed_port()
+                proxy.target_port = free_port()
                 proxy.cut()
                 await client.send({"type": "chat.cancel", "id": 1, "message_id": begun.reply_id})
                 await client.send({"type": "ping", "id": 2})

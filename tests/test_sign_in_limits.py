@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +15,7 @@ from liaotian.errors import RateLimited
 from liaotian.guards import Guards
 from liaotian.metrics import Metrics
 from liaotian.settings import Settings
+from tests.cluster import free_port
 from tests.conftest import SettingsFactory
 from tests.server_harness import RunningServer, run_server
 from tests.test_owners import PASSWORD, add_user
@@ -143,17 +143,9 @@ async def first_answers(
 # -- a shared limiter that fails ------------------------------------------------------------
 
 
-def closed_port() -> int:
-    """A local port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def unreachable_redis_guards(**overrides: Any) -> tuple[Guards, Metrics]:
     settings = Settings(
-        redis_url=f"redis://127.0.0.1:{closed_port()}/0", local_enabled=False, **overrides
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", local_enabled=False, **overrides
     )
     metrics = Metrics()
     return Guards(settings, metrics), metrics

@@ -106,6 +106,9 @@ def make_settings(database_url: str, fake: FakeUpstream) -> SettingsFactory:
             "openai_base_url": fake.openai_base_url,
             "checkpoint_interval": 0.05,
             "default_model": "qwen-plus",
+            # Each client id its own owner, so tests can keep owners apart without accounts;
+            # the shared default is tested in tests/test_open_owner.py.
+            "open_owner": "per-client",
             "shutdown_grace": 0,
             # Retries before the first token are real (tests/test_resilience.py), but fast.
             "provider_retry_backoff": 0.01,

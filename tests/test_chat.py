@@ -464,7 +464,7 @@ async def test_provider_failures_end_the_reply_with_a_stable_code(server: Runnin
         "[fault=429] [retry_after=0]": "provider_rate_limited",
         "[fault=500]": "provider_unavailable",
         "[fault=stream_error]": "provider_bad_request",
-        "[fault=drop_after=3] [tokens=10]": "provider_unavailable",
+        "[fault=drop_after=3] [tokens=10]": "provider_interrupted",
     }
     for prompt, code in expectations.items():
         frames = await chat(client, prompt)

@@ -277,12 +277,13 @@ async def test_refused_connection_raises_unavailable(make_provider: ProviderFact
 async def test_dropped_connection_fails_after_the_first_chunks(
     kind: str, fake: FakeUpstream, make_provider: ProviderFactory
 ) -> None:
-    """A connection cut mid-answer raises, after the chunks that did arrive were yielded."""
+    """A connection cut mid-answer raises ProviderInterrupted (the stream ended without
+    finishing), after the chunks that did arrive were yielded."""
     provider = await make_provider(kind)
     prompt = "[fault=drop_after=2] a long enough answer"
     deltas, error = await collect_error(provider.stream(chat(prompt)))
     assert deltas == reply_chunks(prompt)[:2]
-    assert isinstance(error, ProviderUnavailable | ProviderInterrupted)
+    assert isinstance(error, ProviderInterrupted), error
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -170,11 +170,11 @@ async def test_server_error_is_retried_then_answered(
 async def test_connection_reset_before_the_first_token_is_retried(
     make_settings: SettingsFactory, fake: FakeUpstream
 ) -> None:
-    """A connection cut before any token is retried, then reported as provider_unavailable."""
+    """A stream cut before any token is retried, then reported as provider_interrupted."""
     prompt = "[fault=drop_after=0]"
     async with serving(make_settings, provider_retries=2) as server:
         code, _ = error_of(await ask(server, prompt))
-    assert code == "provider_unavailable"
+    assert code == "provider_interrupted"
     assert fake.stats.drops == 3
 
 
@@ -265,7 +265,7 @@ async def test_errors_of_a_working_provider_are_not_retried() -> None:
 @pytest.mark.parametrize(
     ("model", "fault", "code"),
     [
-        ("qwen-plus", "[fault=drop_after=3]", "provider_unavailable"),
+        ("qwen-plus", "[fault=drop_after=3]", "provider_interrupted"),
         ("qwen-plus", "[fault=stream_error]", "provider_bad_request"),
         ("fake-chat", "[fault=stream_error]", "provider_unavailable"),
         ("qwen-plus", "[fault=malformed]", "provider_unavailable"),

@@ -181,7 +181,7 @@ def create_app(settings: Settings, drain: Drain | None = None) -> LiaotianApp:
         log.info(
             "liaotian %s ready; default model %s",
             __version__,
-            settings.effective_default_model,
+            services.providers.default_model,
         )
         try:
             yield

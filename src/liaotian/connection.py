@@ -72,7 +72,7 @@ class Connection(OwnerBus.Listener):
         engine.subscribe(self.owner, self)
         try:
             await socket.send(
-                protocol.build_hello(self.owner, settings.effective_default_model, __version__)
+                protocol.build_hello(self.owner, self.services.providers.default_model, __version__)
             )
             socket.watch_idle(settings.idle_timeout, self._busy)
             while True:
@@ -292,7 +292,7 @@ class Connection(OwnerBus.Listener):
                 "models",
                 command.id,
                 models=[model.to_wire() for model in self.services.providers.models()],
-                default=self.services.settings.effective_default_model,
+                default=self.services.providers.default_model,
             )
         )
 

@@ -298,7 +298,7 @@ class ChatEngine:
     async def _send(self, owner: str, options: SendOptions) -> ReplyLog:
         if self._closing:
             raise _shutting_down()
-        model_id = options.model or self.settings.effective_default_model
+        model_id = options.model or self.providers.default_model
         provider, model = self.providers.resolve(model_id)
         await self._check_reply_quota(owner)
         new = self._new_reply(owner, options, model_id)

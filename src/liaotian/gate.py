@@ -38,6 +38,9 @@ POLICY_VIOLATION = 1008
 # An open-mode owner is its client id as given. Never allow "/" here: account owners are
 # "user/{id}" (liaotian.store.accounts), and the alphabets keep the two kinds apart.
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+# The owner that protocol-v1 clients share in open mode with ``open_owner = "shared"``: on
+# one machine, the page, the CLI and the Python client see the same conversations.
+OPEN_OWNER = "local"
 Kind = Literal["v1", "seed"]
 
 
@@ -49,9 +52,12 @@ class Session(Protocol):
 
 
 async def _check_handshake(
-    handshake: HTTPConnection, auth: Authenticator, client_id: str
+    handshake: HTTPConnection, auth: Authenticator, client_id: str, kind: Kind
 ) -> tuple[str, Identity | None] | str:
     """The owner (and identity, with accounts) of a handshake, or why it is refused.
+
+    Without accounts, a protocol-v1 client is :data:`OPEN_OWNER` when owners are shared
+    (then its client id is not needed), else its client id; a seed client is its client id.
 
     ``handshake`` is a throwaway view of the scope: the headers and cookies it parses are
     not kept for the connection's lifetime.
@@ -65,6 +71,8 @@ async def _check_handshake(
         if identity is None:
             return "authentication required"
         return identity.owner, identity
+    if kind == "v1" and auth.settings.open_owner == "shared":
+        return OPEN_OWNER, None
     if CLIENT_ID.fullmatch(client_id):
         return client_id, None
     return "client_id is required"
@@ -86,7 +94,7 @@ async def run_session(
     """Check the handshake, accept, admit the owner, run ``session(...).run()``, release."""
     auth = services.auth
     websocket: WebSocket = WebSocket(scope, receive, send)
-    checked = await _check_handshake(HTTPConnection(scope), auth, client_id)
+    checked = await _check_handshake(HTTPConnection(scope), auth, client_id, kind)
     if isinstance(checked, str):
         await websocket.close(code=POLICY_VIOLATION, reason=checked)
         return

@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     reply_log_ttl: float = Field(default=300.0, ge=0)
 
     auth: Literal["auto", "required"] = "auto"
+    # Open mode (no accounts): "shared", the page, the CLI and the Python client are one
+    # owner (OPEN_OWNER in liaotian.gate); "per-client", each client id is its own owner.
+    # Seed-protocol clients always own their conversations by their client_id.
+    open_owner: Literal["shared", "per-client"] = "shared"
     allowed_origins: StringList = Field(default_factory=list)
     # DNS rebinding: Host names served besides loopback names, IP literals, the configured
     # host and allowed_origins' hosts (liaotian.auth.HostPolicy).
@@ -302,15 +306,6 @@ class Settings(BaseSettings):
     def multiprocess(self) -> bool:
         """Whether processes share a backplane (then each is one of several)."""
         return not self.effective_backplane_url.startswith("memory:")
-
-    @property
-    def effective_default_model(self) -> str:
-        """The model used when a request names none."""
-        if self.default_model:
-            return self.default_model
-        if self.dashscope_enabled:
-            return SEED_DASHSCOPE_MODELS[0]
-        return model_id_for(self.local_model_path)
 
     @classmethod
     def settings_customise_sources(

@@ -309,14 +309,21 @@ def error_from_response(
     )
 
 
-def transport_error(upstream: str, exc: BaseException) -> ProviderError:
-    """The ProviderError for an exception raised while talking to the upstream."""
+def transport_error(upstream: str, exc: BaseException, *, streaming: bool = False) -> ProviderError:
+    """The ProviderError for an exception raised while talking to the upstream.
+
+    ``streaming``: the upstream had answered 200 and its body was being read. A connection
+    cut or reset then is ProviderInterrupted (the stream ended without finishing); before
+    that it is ProviderUnavailable (the upstream could not be reached).
+    """
     if isinstance(exc, TimeoutError):  # aiohttp's connect timeout
         return ProviderTimeout(f"{upstream}: could not connect in time")
     if isinstance(exc, SseDecodeError):
         return ProviderUnavailable(f"{upstream}: {exc}; the reply was stopped")
     if isinstance(exc, orjson.JSONDecodeError):
         return ProviderUnavailable(f"{upstream} sent malformed data: {exc}")
+    if streaming and isinstance(exc, _CUT_ERRORS):
+        return ProviderInterrupted(f"{upstream} cut the connection before the answer was complete")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ProviderUnavailable(f"{upstream} cut the response short")
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -324,6 +331,9 @@ def transport_error(upstream: str, exc: BaseException) -> ProviderError:
         return ProviderUnavailable(f"{upstream}: cannot connect ({reason})")
     return ProviderUnavailable(f"{upstream}: connection failed ({type(exc).__name__})")
 
+
+# A connection that ends mid-body: cut (payload incomplete), closed or reset by the peer.
+_CUT_ERRORS = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionError)
 
 # Everything the network, aiohttp or a bad body can raise; mapped by transport_error().
 TRANSPORT_ERRORS = (
@@ -375,14 +385,15 @@ async def relay_sse(
     """POST ``body`` to ``url`` and yield the text deltas ``parser`` finds, then one Finish.
 
     Raises only ProviderError: the reply's own error, ProviderTimeout (connect, first
-    token, idle, total), ProviderUnavailable (connection refused, reset or cut short,
-    malformed data, an event over ``max_event_bytes``) or ProviderInterrupted (the body
-    ended before the answer was complete).
+    token, idle, total), ProviderUnavailable (connection refused or reset before the
+    answer, malformed data, an event over ``max_event_bytes``) or ProviderInterrupted (the
+    body ended, or the connection was cut, before the answer was complete).
     A failure after the answer is complete (while reading usage or the end marker) is
     ignored. Cancelling the consuming task or closing this iterator closes the upstream
     connection before the cancellation or close completes.
     """
     deadline = StreamDeadline(timeouts, upstream)
+    streaming = False  # True once the upstream answered 200: its body is being read
     try:
         async with http.post(
             url, data=body, headers=headers, timeout=timeouts.client_timeout()
@@ -400,6 +411,7 @@ async def relay_sse(
                     code=code,
                     message=message or "answered with JSON instead of an event stream",
                 )
+            streaming = True
             content = response.content
             deadline.attach(content)
             # One await per network read, then plain calls per event: at 50 tokens/s every
@@ -436,7 +448,7 @@ async def relay_sse(
         raise
     except TRANSPORT_ERRORS as exc:
         if not parser.complete:
-            raise transport_error(upstream, exc) from exc
+            raise transport_error(upstream, exc, streaming=streaming) from exc
     finally:
         deadline.close()
     if not parser.complete:

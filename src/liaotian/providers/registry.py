@@ -36,6 +36,11 @@ class ProviderContext:
     http: aiohttp.ClientSession
 
 
+# Providers whose models are never the default while a configured one has an available model.
+_DEMO_KINDS = frozenset({"local", "fake"})
+# The default when no provider lists any model: a name that resolves to ModelNotFound.
+_NO_MODEL = "none"
+
 ProviderFactory = Callable[[ProviderContext], list[Provider]]
 _FACTORIES: dict[str, ProviderFactory] = {}
 
@@ -68,6 +73,8 @@ class ProviderRegistry:
     def __init__(self, providers: list[Provider], settings: Settings | None = None) -> None:
         self.providers = providers
         self._failed: dict[str, str] = {}
+        self._configured_default = None if settings is None else settings.default_model
+        self._default: str | None = None
         self.policy = (
             ResiliencePolicy() if settings is None else ResiliencePolicy.from_settings(settings)
         )
@@ -97,6 +104,7 @@ class ProviderRegistry:
                 await provider.start()
             except Exception as exc:  # a broken provider must not stop the others
                 self._failed[provider.name] = f"{type(exc).__name__}: {exc}"
+        self._default = self._choose_default()
 
     async def close(self) -> None:
         for provider in self.providers:
@@ -112,6 +120,32 @@ class ProviderRegistry:
                     listed.append(model)
         return listed
 
+    @property
+    def default_model(self) -> str:
+        """The model a request that names none gets (worked out once, after :meth:`start`)."""
+        if self._default is None:
+            self._default = self._choose_default()
+        return self._default
+
+    def _choose_default(self) -> str:
+        """The ``default_model`` setting when given; else the first available
+        model of a configured provider (DashScope, then the OpenAI-compatible endpoints, in
+        registration order) over the embedded model, which is a tiny demo; else the first
+        available model of any kind; else the first listed one (its use then fails with what
+        to configure), so the default is always a model that exists when any is listed.
+        """
+        if self._configured_default:
+            return self._configured_default
+        models = self.models()
+        kinds = {provider.name: provider.kind for provider in self.providers}
+        available = [model for model in models if model.available]
+        for model in available:
+            if kinds.get(model.provider) not in _DEMO_KINDS:
+                return model.id
+        if available:
+            return available[0].id
+        return models[0].id if models else _NO_MODEL
+
     def resolve(self, model_id: str) -> tuple[Provider, ModelInfo]:
         """The provider and model for ``model_id``.
 
@@ -124,10 +158,12 @@ class ProviderRegistry:
                     if not model.available:
                         raise ProviderNotConfigured(f"{model_id} needs {model.reason}")
                     return provider, model
+        offered = ", ".join(model.id for model in self.models() if model.available)
         raise ModelNotFound(
-            f"no provider serves the model {model_id!r}; list models with models.list, or "
-            "configure DASHSCOPE_API_KEY (Qwen models) or OPENAI_BASE_URL (an OpenAI-compatible "
-            "server)"
+            f"no provider serves the model {model_id!r}; "
+            + (f"the models here are: {offered}" if offered else "no model is available")
+            + "; configure DASHSCOPE_API_KEY (Qwen models) or OPENAI_BASE_URL "
+            "(an OpenAI-compatible server) for more"
         )
 
     def status(self) -> dict[str, object]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import BrowserContext, Request, expect
@@ -16,7 +15,7 @@ LAZY_CHUNK = re.compile(r"/assets/(katex|python|javascript|typescript|bash|rust)
 
 
 @pytest.fixture
-async def requests(context: BrowserContext) -> AsyncIterator[list[str]]:
+def requests(context: BrowserContext) -> list[str]:
     """The URLs the page requests, from its first load on."""
     urls: list[str] = []
 
@@ -24,7 +23,7 @@ async def requests(context: BrowserContext) -> AsyncIterator[list[str]]:
         urls.append(request.url)
 
     context.on("request", record)
-    yield urls
+    return urls
 
 
 async def ask(chat: ChatPage, prompt: str) -> None:
@@ -138,7 +137,8 @@ async def test_highlighting_languages_load_when_a_block_needs_them(
     await expect(block.locator(".code-lang")).to_have_text("py")
     await expect(block.locator(".hljs-keyword").first).to_have_text("def")
     fetched = [url for url in requests if LAZY_CHUNK.search(url)]
-    assert len(fetched) == 1 and "/assets/python-" in fetched[0]
+    assert len(fetched) == 1
+    assert "/assets/python-" in fetched[0]
     await ask(chat, "\n```ts\nconst x: number = 1;\n```")
     await expect(chat.last_answer_text.locator(".hljs-keyword").first).to_have_text("const")
     await chat.assert_healthy()

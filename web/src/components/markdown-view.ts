@@ -3,7 +3,9 @@
  *
  * While an answer streams, its text changes with every delta; parsing it each time would
  * waste work the screen never shows. Renders are batched to animation frames, and spaced out
- * further when one render is slow (a long answer), so typing stays smooth.
+ * further when one render is slow (a long answer), so typing stays smooth. When a render had
+ * to show code or math plainly because its highlighter or KaTeX was still loading, it renders
+ * again once they are loaded.
  */
 import { onLocaleChange, t } from "../i18n";
 import { renderMarkdown } from "../render/markdown";
@@ -64,7 +66,7 @@ export class MarkdownView extends HTMLElement {
     if (this.#frame !== null) cancelAnimationFrame(this.#frame);
     this.#frame = null;
     const started = performance.now();
-    const fragment = renderMarkdown(this.#text, {
+    const { fragment, ready } = renderMarkdown(this.#text, {
       copy: t("message.copy"),
       copyCode: t("message.copyCode"),
       image: (alt) => t("message.image", { alt }),
@@ -73,6 +75,13 @@ export class MarkdownView extends HTMLElement {
     this.#rendered = this.#text;
     this.#lastRenderAt = performance.now();
     this.#lastCostMs = this.#lastRenderAt - started;
+    if (ready) {
+      const rendered = this.#rendered;
+      void ready.then(() => {
+        // Unless a newer render has happened (and asked again) in the meantime.
+        if (this.isConnected && this.#rendered === rendered) this.#schedule();
+      });
+    }
   }
 
   #onClick = (event: Event): void => {

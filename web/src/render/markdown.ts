@@ -1,15 +1,19 @@
 /**
  * Markdown → a sanitized DocumentFragment, for model answers.
  *
- * Three layers, each from a maintained library: markdown-it with raw HTML off (HTML in the
- * text is shown as text), highlight.js for code, then DOMPurify over the result with an
- * allow-list of the tags markdown-it produces. Nothing here is a hand-written parser or
- * sanitizer; the post-processing only adds our own elements (code block toolbars) with DOM
- * calls, never HTML strings.
+ * Layers, each from a maintained library: markdown-it with raw HTML off (HTML in the text is
+ * shown as text), highlight.js for code and KaTeX for TeX math (`math.ts`), then DOMPurify
+ * over the result with an allow-list of the tags markdown-it and KaTeX's MathML produce.
+ * Nothing here is a hand-written parser or sanitizer; the post-processing only adds our own
+ * elements (code block toolbars) with DOM calls, never HTML strings.
+ *
+ * Highlighting languages and KaTeX are fetched when first needed: until then the code or the
+ * formula shows as plain text, and the result's `ready` says when to render again.
  */
 import DOMPurify from "dompurify";
 import MarkdownIt from "markdown-it";
 import { highlight } from "./highlight";
+import { mathPlugin, type MathEnv } from "./math";
 
 export interface MarkdownLabels {
   copyCode: string;
@@ -23,8 +27,15 @@ const md = new MarkdownIt({
   linkify: true,
   breaks: false,
   typographer: false,
-  highlight: (code, language) => highlight(code, language) ?? "",
+  highlight: (code, language) => highlight(code, language, wait) ?? "",
 });
+mathPlugin(md);
+
+/** The loads the render under way waits on (markdown-it's highlight hook gets no env). */
+let waiting: Promise<void>[] = [];
+const wait = (loaded: Promise<void>): void => {
+  waiting.push(loaded);
+};
 
 // Images from a model could load any origin (a tracking pixel, a leak of the conversation in
 // the URL). The CSP blocks them anyway; we show them as plain links the user can choose to open.
@@ -55,8 +66,24 @@ const ALLOWED_TAGS = [
   "a", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "li",
   "ol", "p", "pre", "s", "span", "strong", "sub", "sup", "table", "tbody", "td", "th", "thead",
   "tr", "ul",
+  // The MathML KaTeX writes. `annotation` holds the TeX source as text (never
+  // `annotation-xml`, which could carry HTML); `mglyph` (an image) is left out.
+  "math", "semantics", "annotation", "menclose", "mfrac", "mi", "mn", "mo", "mover", "mpadded",
+  "mphantom", "mroot", "mrow", "ms", "mspace", "msqrt", "mstyle", "msub", "msubsup", "msup",
+  "mtable", "mtd", "mtext", "mtr", "munder", "munderover",
 ];
-const ALLOWED_ATTR = ["href", "title", "class", "start"];
+// MathML presentation attributes (no href, src or style).
+const MATHML_ATTR = [
+  "accent", "accentunder", "columnalign", "columnlines", "columnspacing", "depth", "display",
+  "displaystyle", "encoding", "fence", "height", "largeop", "linethickness", "lspace",
+  "mathbackground", "mathcolor", "mathsize", "mathvariant", "maxsize", "minsize",
+  "movablelimits", "notation", "rowlines", "rowspacing", "rspace", "scriptlevel", "separator",
+  "stretchy", "symmetric", "voffset", "width", "xmlns",
+];
+const ALLOWED_ATTR = ["href", "title", "class", "start", ...MATHML_ATTR];
+// Attributes whose values are never URLs, so ALLOWED_URI_REGEXP (which only `href` needs)
+// must not drop values such as display="block" or start="3".
+const URI_SAFE_ATTR = ["start", ...MATHML_ATTR];
 
 purify.addHook("afterSanitizeAttributes", (node) => {
   if (node.tagName === "A") {
@@ -67,18 +94,30 @@ purify.addHook("afterSanitizeAttributes", (node) => {
   }
 });
 
+export interface Rendered {
+  fragment: DocumentFragment;
+  /** Settles when something this render had to show plainly (a highlighting language, the
+   * math renderer) has loaded: render again then. Null when nothing is loading. */
+  ready: Promise<void> | null;
+}
+
 /** Sanitized DOM for `text` in markdown; safe to insert whatever the text contains. */
-export function renderMarkdown(text: string, labels: MarkdownLabels): DocumentFragment {
+export function renderMarkdown(text: string, labels: MarkdownLabels): Rendered {
   imageLabel = labels.image;
-  const html = md.render(text);
+  waiting = [];
+  const env: MathEnv = { wait };
+  const html = md.render(text, env);
+  const ready = waiting.length === 0 ? null : Promise.all(waiting).then(() => undefined);
+  waiting = [];
   const fragment = purify.sanitize(html, {
     ALLOWED_TAGS,
     ALLOWED_ATTR,
+    ADD_URI_SAFE_ATTR: URI_SAFE_ATTR,
     ALLOWED_URI_REGEXP: /^(?:https?:|mailto:|#)/i,
     RETURN_DOM_FRAGMENT: true,
   });
   decorate(fragment, labels);
-  return fragment;
+  return { fragment, ready };
 }
 
 /** Code blocks get a language label and a copy button; tables scroll on narrow screens. */

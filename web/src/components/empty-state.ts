@@ -2,6 +2,7 @@
 import { html, type TemplateResult } from "lit";
 import { type MessageKey, t } from "../i18n";
 import { LightElement } from "./base";
+import { logo } from "./logo";
 
 const EXAMPLES = [1, 2, 3, 4] as const;
 
@@ -17,7 +18,7 @@ export class EmptyState extends LightElement {
 
   protected override render(): TemplateResult {
     return html`<div class="empty-state">
-      <div class="empty-logo" aria-hidden="true">聊</div>
+      <div class="empty-logo" aria-hidden="true">${logo(34)}</div>
       <h2 class="empty-title">${t("empty.title")}</h2>
       <p class="empty-subtitle">
         ${this.model ? t("empty.subtitle", { model: this.model }) : t("empty.subtitleNoModel")}

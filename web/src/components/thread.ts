@@ -11,6 +11,7 @@ import { type ChatController, isBusy } from "../state/chat";
 import type { Thread } from "../state/types";
 import { LightElement } from "./base";
 import { icons } from "./icons";
+import { logo } from "./logo";
 import "./message";
 
 /** Closer to the bottom than this (px) counts as "at the bottom". */
@@ -114,7 +115,7 @@ export class ThreadView extends LightElement {
           )}
           ${waiting
             ? html`<article class="msg msg-assistant" data-role="assistant" data-status="sending" aria-busy="true">
-                <div class="avatar" aria-hidden="true">聊</div>
+                <div class="avatar" aria-hidden="true">${logo(18)}</div>
                 <div class="msg-body"><div class="typing" aria-label=${t("thread.sending")}><span></span><span></span><span></span></div></div>
               </article>`
             : nothing}

@@ -146,7 +146,7 @@ export class App extends LightElement {
     }
     if (thread === undefined || (key === DRAFT && thread.messages.length === 0)) {
       const model = this.controller.modelProblem === null ? this.controller.model : null;
-      return html`<lt-empty-state .model=${model}></lt-empty-state>`;
+      return html`<lt-empty-state .model=${model} .info=${this.controller.modelInfo(model)}></lt-empty-state>`;
     }
     return html`<lt-thread .thread=${thread} .conversationId=${key} .controller=${this.controller}></lt-thread>`;
   }

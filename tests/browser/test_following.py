@@ -24,7 +24,8 @@ FOLLOWED = """(needle) => {
   if (!answer.textContent.includes(needle)) return false;
   const view = scroller.getBoundingClientRect();
   const box = answer.getBoundingClientRect();
-  return box.height > view.height && box.bottom <= view.bottom + 2 && box.bottom > view.bottom - 120;
+  const inView = box.bottom <= view.bottom + 2 && box.bottom > view.bottom - 120;
+  return box.height > view.height && inView;
 }"""
 
 

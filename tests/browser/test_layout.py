@@ -41,7 +41,8 @@ FIGURES = """(meta) => {
       ? box.top > meta.querySelector(".chip").getBoundingClientRect().bottom - 1
       : box.top >= previous.bottom - 1;
     const separator = getComputedStyle(item, "::before").content.includes("·");
-    return { text: item.textContent, startsLine: first, dot: separator && box.left >= clip.left - 0.5 };
+    const dot = separator && box.left >= clip.left - 0.5;
+    return { text: item.textContent, startsLine: first, dot };
   });
 }"""
 

@@ -177,18 +177,19 @@ export class MessageView extends LightElement {
       data-action="copy"
       title=${this.copied ? t("message.copied") : label}
       aria-label=${label}
-      @click=${this.#copy}
+      @click=${() => void this.copy()}
     >
       ${this.copied ? icons.check() : icons.copy()}
     </button>`;
   }
 
-  #copy = async (): Promise<void> => {
+  /** Copy the message's text (its markdown source, for an answer) and show it was copied. */
+  async copy(): Promise<void> {
     if (await copyText(this.message.content)) {
       this.copied = true;
       setTimeout(() => (this.copied = false), 1500);
     }
-  };
+  }
 
   #startEdit = async (): Promise<void> => {
     this.editing = true;

@@ -195,7 +195,6 @@ export const en = {
   "shortcuts.newLine": "New line in the message",
   "shortcuts.help": "Show these shortcuts",
   "shortcuts.or": "or",
-  "shortcuts.copied": "Last answer copied",
   "empty.demo.title": "Try the tiny demo model",
   "empty.demo.subtitle": "{model} is a tiny model (135M parameters) running offline on this server: good for trying the page, not for real questions.",
   "empty.demo.configure": "For a real model, set DASHSCOPE_API_KEY (Qwen) or OPENAI_BASE_URL (any OpenAI-compatible server) where the server runs, then restart it. Every setting: docs/configuration.md.",

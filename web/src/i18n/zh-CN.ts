@@ -198,7 +198,6 @@ export const zhCN: Messages = {
   "shortcuts.newLine": "在消息中换行",
   "shortcuts.help": "显示这些快捷键",
   "shortcuts.or": "或",
-  "shortcuts.copied": "已复制最后一个回答",
   "empty.demo.title": "试试这个小小的演示模型",
   "empty.demo.subtitle": "{model} 是一个很小的模型（1.35 亿参数），在这台服务器上离线运行：适合试用页面，不适合回答真正的问题。",
   "empty.demo.configure": "要使用真正的模型，请在运行服务器的地方设置 DASHSCOPE_API_KEY（通义千问）或 OPENAI_BASE_URL（任何兼容 OpenAI 的服务），然后重启服务器。全部设置见 docs/configuration.md。",

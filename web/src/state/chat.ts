@@ -257,11 +257,6 @@ export class ChatController {
     this.#setProblem({ code: elsewhere ? "busy_elsewhere" : "conversation_busy", message: "busy" });
   }
 
-  /** The text of the shown conversation's last answer that has any ("" if none). */
-  lastAnswerText(): string {
-    return this.activeThread?.messages.findLast((m) => m.role === "assistant" && m.content !== "")?.content ?? "";
-  }
-
   /** Stop the answer being written in the shown conversation. */
   stop(): void {
     const view = this.state.view;

@@ -42,8 +42,24 @@ async def followed(chat: ChatPage, needle: str) -> None:
     await chat.page.wait_for_function(FOLLOWED, arg=needle, polling="raf", timeout=15_000)
 
 
+# The scroller's scrollTop once it has not moved for 10 frames (a wheel scroll is animated;
+# only for a view that is not following anything, or it would never settle).
+SETTLED_TOP = """() => new Promise((resolve) => {
+  const scroller = document.querySelector("lt-thread .scroller");
+  let last = scroller.scrollTop;
+  let still = 0;
+  const tick = () => {
+    const top = scroller.scrollTop;
+    still = top === last ? still + 1 : 0;
+    last = top;
+    if (still >= 10) resolve(top); else requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+})"""
+
+
 async def scroller_top(chat: ChatPage) -> float:
-    top = await chat.page.evaluate('document.querySelector("lt-thread .scroller").scrollTop')
+    top = await chat.page.evaluate(SETTLED_TOP)
     assert isinstance(top, (int, float))
     return float(top)
 
@@ -84,7 +100,8 @@ async def test_scrolling_up_stops_following_and_the_bottom_resumes_it(small: Cha
     await expect(jump).to_be_visible()
     top = await scroller_top(chat)
     await expect(chat.last_answer_text).to_contain_text("t200 ")
-    assert await scroller_top(chat) == top
+    now = await page.evaluate('document.querySelector("lt-thread .scroller").scrollTop')
+    assert now == top
     assert await chat.last_answer.get_attribute("data-status") == "streaming"
     # Back to the bottom by hand: following resumes.
     await page.mouse.wheel(0, 100_000)

@@ -12,11 +12,14 @@ import type { Composer } from "./composer";
 import type { ConfirmDialog } from "./confirm-dialog";
 import { download } from "./dom";
 import type { Header } from "./header";
+import type { MessageView } from "./message";
+import type { ShortcutsDialog } from "./shortcuts-dialog";
 import "./composer";
 import "./confirm-dialog";
 import "./empty-state";
 import "./header";
 import "./settings-panel";
+import "./shortcuts-dialog";
 import "./sidebar";
 import "./thread";
 import "./toasts";
@@ -128,6 +131,7 @@ export class App extends LightElement {
         : nothing}
       <lt-toasts .toasts=${state.toasts} .controller=${controller}></lt-toasts>
       <lt-confirm-dialog></lt-confirm-dialog>
+      <lt-shortcuts-dialog></lt-shortcuts-dialog>
     </div>`;
   }
 
@@ -146,7 +150,7 @@ export class App extends LightElement {
     }
     if (thread === undefined || (key === DRAFT && thread.messages.length === 0)) {
       const model = this.controller.modelProblem === null ? this.controller.model : null;
-      return html`<lt-empty-state .model=${model}></lt-empty-state>`;
+      return html`<lt-empty-state .model=${model} .info=${this.controller.modelInfo(model)}></lt-empty-state>`;
     }
     return html`<lt-thread .thread=${thread} .conversationId=${key} .controller=${this.controller}></lt-thread>`;
   }
@@ -156,6 +160,33 @@ export class App extends LightElement {
     const title = view.kind === "conversation" ? this.controller.activeConversation?.title : undefined;
     document.title = title ? `${title} · liaotian` : "liaotian 聊天";
   }
+
+  #newChat = (): void => {
+    this.controller.newChat();
+    this.#afterNavigate();
+  };
+
+  #focusComposer = (): void => {
+    this.querySelector<Composer>("lt-composer")?.focus();
+  };
+
+  #focusSearch = async (): Promise<void> => {
+    if (!this.sidebarOpen) this.#toggleSidebar();
+    await this.updateComplete;
+    const input = this.querySelector<HTMLInputElement>(".search input");
+    input?.focus();
+    input?.select();
+  };
+
+  /** The last answer with text, as its copy button copies it (the button shows it did). */
+  #copyLastAnswer = async (): Promise<void> => {
+    const views = [...this.querySelectorAll<MessageView>("lt-message")];
+    await views.findLast((view) => view.message.role === "assistant" && view.message.content !== "")?.copy();
+  };
+
+  #showShortcuts = (): void => {
+    this.querySelector<ShortcutsDialog>("lt-shortcuts-dialog")?.open();
+  };
 
   #toggleSidebar = (): void => {
     this.sidebarOpen = !this.sidebarOpen;
@@ -192,10 +223,35 @@ export class App extends LightElement {
     if (!sent) this.querySelector<Composer>("lt-composer")?.fill(event.detail);
   };
 
-  /** Esc stops the answer being written (unless a dialog, menu or editor takes it first). */
+  /**
+   * The keyboard shortcuts (listed in shortcuts-dialog.ts): Ctrl/⌘+Shift+O new chat, Ctrl/⌘+K
+   * search, Shift+Esc the message box, Ctrl/⌘+Shift+C copy the last answer, ? (outside a
+   * field) or Ctrl/⌘+/ this list, and Esc, which closes a menu or the settings, else stops the
+   * answer being written. None of them while a dialog is open (it has the keyboard).
+   */
   #onKeydown = (event: KeyboardEvent): void => {
-    if (event.key !== "Escape" || event.defaultPrevented) return;
+    if (event.defaultPrevented || event.isComposing || event.altKey) return;
     if (document.querySelector("dialog[open]")) return;
+    const mod = event.ctrlKey || event.metaKey;
+    const action = mod
+      ? event.shiftKey
+        ? { KeyO: this.#newChat, KeyC: this.#copyLastAnswer }[event.code]
+        : event.code === "KeyK"
+          ? this.#focusSearch
+          : event.key === "/" || event.code === "Slash"
+            ? this.#showShortcuts
+            : undefined
+      : event.key === "?" && !isTyping(event.target)
+        ? this.#showShortcuts
+        : event.key === "Escape" && event.shiftKey
+          ? this.#focusComposer
+          : undefined;
+    if (action !== undefined) {
+      event.preventDefault();
+      void action();
+      return;
+    }
+    if (event.key !== "Escape" || mod) return;
     const menu = document.querySelector<HTMLDetailsElement>("details.menu[open]");
     if (menu) {
       menu.open = false;
@@ -210,6 +266,13 @@ export class App extends LightElement {
       this.controller.stop();
     }
   };
+}
+
+/** Whether keys pressed in `target` are text being typed. */
+function isTyping(target: EventTarget | null): boolean {
+  if (!(target instanceof HTMLElement)) return false;
+  if (target instanceof HTMLInputElement) return !["button", "checkbox", "radio", "range", "submit"].includes(target.type);
+  return target instanceof HTMLTextAreaElement || target instanceof HTMLSelectElement || target.isContentEditable;
 }
 
 customElements.define("lt-app", App);

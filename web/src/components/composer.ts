@@ -123,7 +123,9 @@ export class Composer extends LightElement {
     // keyCode 229: some browsers report the IME's Enter this way instead of isComposing.
     if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) return;
     event.preventDefault();
-    if (!this.busy) (event.target as HTMLTextAreaElement).form?.requestSubmit();
+    // While an answer is being written (maybe by another tab), say so instead of nothing.
+    if (this.busy) this.controller.explainBusy();
+    else (event.target as HTMLTextAreaElement).form?.requestSubmit();
   };
 
   #submit = async (event: SubmitEvent): Promise<void> => {

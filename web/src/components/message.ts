@@ -9,6 +9,7 @@ import { isLocalId, type Message } from "../state/types";
 import { LightElement } from "./base";
 import { autosize, copyText } from "./dom";
 import { icons } from "./icons";
+import { logo } from "./logo";
 import "./markdown-view";
 
 export class MessageView extends LightElement {
@@ -99,7 +100,7 @@ export class MessageView extends LightElement {
       aria-label=${t("message.assistant")}
       aria-busy=${streaming ? "true" : "false"}
     >
-      <div class="avatar" aria-hidden="true">聊</div>
+      <div class="avatar" aria-hidden="true">${logo(18)}</div>
       <div class="msg-body">
         ${message.content === "" && streaming
           ? html`<div class="typing" aria-label=${t("message.status.streaming")}><span></span><span></span><span></span></div>`
@@ -144,8 +145,12 @@ export class MessageView extends LightElement {
       parts.push(t("message.outputTokens", { output: formatNumber(usage.output_tokens) }));
     }
     return html`<footer class="msg-meta">
-      <span class="chip status-${message.status}" data-status=${message.status}>${t(`message.status.${message.status}` as MessageKey)}</span>
-      ${parts.map((part) => html`<span class="meta-part">${part}</span>`)}
+      <span class="meta-parts"
+        ><span class="meta-list"
+          ><span class="chip status-${message.status}" data-status=${message.status}>${t(`message.status.${message.status}` as MessageKey)}</span
+          >${parts.map((part) => html`<span class="meta-part">${part}</span>`)}</span
+        ></span
+      >
       <span class="msg-actions">
         ${message.content ? this.#copyButton(t("message.copyAnswer")) : nothing}
         ${this.last
@@ -172,18 +177,19 @@ export class MessageView extends LightElement {
       data-action="copy"
       title=${this.copied ? t("message.copied") : label}
       aria-label=${label}
-      @click=${this.#copy}
+      @click=${() => void this.copy()}
     >
       ${this.copied ? icons.check() : icons.copy()}
     </button>`;
   }
 
-  #copy = async (): Promise<void> => {
+  /** Copy the message's text (its markdown source, for an answer) and show it was copied. */
+  async copy(): Promise<void> {
     if (await copyText(this.message.content)) {
       this.copied = true;
       setTimeout(() => (this.copied = false), 1500);
     }
-  };
+  }
 
   #startEdit = async (): Promise<void> => {
     this.editing = true;

@@ -12,6 +12,7 @@ import type { Conversation } from "../state/types";
 import { getTheme, setTheme } from "../theme";
 import { LightElement } from "./base";
 import { icons } from "./icons";
+import { logo } from "./logo";
 
 const SEARCH_DELAY_MS = 250;
 const DAY_MS = 86_400_000;
@@ -88,7 +89,7 @@ export class Sidebar extends LightElement {
     return html`<nav class="sidebar-inner" aria-label=${t("sidebar.label")}>
       <div class="sidebar-head">
         <a class="brand" href="/" @click=${this.#newChat}>
-          <span class="logo" aria-hidden="true">聊</span>
+          <span class="logo" aria-hidden="true">${logo(18)}</span>
           <span class="brand-name">liaotian <span lang="zh-CN">聊天</span></span>
         </a>
         <button type="button" class="icon-btn" data-action="close-sidebar" aria-label=${t("sidebar.close")} title=${t("sidebar.close")}

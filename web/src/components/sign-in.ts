@@ -8,6 +8,7 @@ import { getLocale, type Locale, LOCALES, type MessageKey, setLocale, t } from "
 import type { SessionController, SignInProblem } from "../state/session";
 import { LightElement } from "./base";
 import { icons } from "./icons";
+import { logo } from "./logo";
 
 const ERRORS: Record<SignInProblem["kind"], MessageKey> = {
   invalid_credentials: "signIn.error.invalid_credentials",
@@ -58,7 +59,7 @@ export class SignIn extends LightElement {
     return html`<main class="sign-in">
       <div class="sign-in-card">
         <div class="sign-in-brand">
-          <span class="logo" aria-hidden="true">聊</span>
+          <span class="logo" aria-hidden="true">${logo(18)}</span>
           <span class="brand-name">liaotian <span lang="zh-CN">聊天</span></span>
         </div>
         <h1 id="sign-in-title">${t("signIn.title")}</h1>

@@ -1,7 +1,8 @@
 /**
  * <lt-thread>: the open conversation's messages, in a scroller that stays pinned to the
  * bottom while an answer grows, unless the user scrolls up (then a "jump to latest" button
- * appears). Older pages load when the top comes into view.
+ * appears). Every new reply (send, regenerate, edit) pins it again, and so does scrolling
+ * back to the bottom. Older pages load when the top comes into view.
  */
 import { html, nothing, type PropertyValues, type TemplateResult } from "lit";
 import { repeat } from "lit/directives/repeat.js";
@@ -10,10 +11,21 @@ import { type ChatController, isBusy } from "../state/chat";
 import type { Thread } from "../state/types";
 import { LightElement } from "./base";
 import { icons } from "./icons";
+import { logo } from "./logo";
 import "./message";
 
 /** Closer to the bottom than this (px) counts as "at the bottom". */
 const PIN_SLACK = 48;
+
+/** A scroll within this long (ms) of the user's wheel, touch or key counts as theirs. */
+const USER_SCROLL_MS = 1000;
+/** Keys that scroll the view up. */
+const UP_KEYS = new Set(["ArrowUp", "PageUp", "Home", " "]);
+
+/** The reply being written in `thread`, if any: a new one is followed from its start. */
+function streamingId(thread: Thread | undefined): string | undefined {
+  return thread?.messages.findLast((m) => m.role === "assistant" && m.status === "streaming")?.id;
+}
 
 export class ThreadView extends LightElement {
   static override properties = {
@@ -33,6 +45,12 @@ export class ThreadView extends LightElement {
   #topSentinel = new IntersectionObserver((entries) => {
     if (entries.some((entry) => entry.isIntersecting)) void this.#loadEarlier();
   });
+  /** scrollTop at the last scroll event, or after our own scrolling. */
+  #lastTop = 0;
+  /** When the user last touched, turned the wheel or pressed a key (performance.now()). */
+  #userAt = Number.NEGATIVE_INFINITY;
+  /** The user holds the scrollbar (a press on the scroller itself). */
+  #dragging = false;
   /** Before older messages are put above: the first message and the distance to the bottom. */
   #restore: { firstId: string | undefined; fromBottom: number } | null = null;
 
@@ -41,14 +59,26 @@ export class ThreadView extends LightElement {
     this.pinned = true;
   }
 
+  override connectedCallback(): void {
+    super.connectedCallback();
+    window.addEventListener("pointerup", this.#onPointerUp);
+  }
+
   override disconnectedCallback(): void {
     super.disconnectedCallback();
+    window.removeEventListener("pointerup", this.#onPointerUp);
     this.#resize.disconnect();
     this.#topSentinel.disconnect();
   }
 
   protected override willUpdate(changed: PropertyValues<this>): void {
     if (changed.has("conversationId")) this.pinned = true;
+    if (changed.has("thread")) {
+      const old = changed.get("thread") as Thread | undefined;
+      const sent = this.thread.sending && !old?.sending;
+      const reply = streamingId(this.thread);
+      if (sent || (reply !== undefined && reply !== streamingId(old))) this.pinned = true;
+    }
   }
 
   protected override render(): TemplateResult {
@@ -56,7 +86,14 @@ export class ThreadView extends LightElement {
     const busy = isBusy(thread);
     const lastAnswer = thread.messages.findLast((m) => m.role === "assistant");
     const waiting = thread.sending && !thread.messages.some((m) => m.status === "streaming");
-    return html`<div class="scroller" @scroll=${this.#onScroll} @wheel=${this.#onWheel}>
+    return html`<div
+        class="scroller"
+        @scroll=${this.#onScroll}
+        @wheel=${this.#onWheel}
+        @touchmove=${this.#onUserInput}
+        @keydown=${this.#onKey}
+        @pointerdown=${this.#onPointerDown}
+      >
         <div class="column" role="log" aria-live="polite" aria-label=${t("thread.label")}>
           ${thread.hasMore
             ? html`<div class="load-earlier">
@@ -78,7 +115,7 @@ export class ThreadView extends LightElement {
           )}
           ${waiting
             ? html`<article class="msg msg-assistant" data-role="assistant" data-status="sending" aria-busy="true">
-                <div class="avatar" aria-hidden="true">聊</div>
+                <div class="avatar" aria-hidden="true">${logo(18)}</div>
                 <div class="msg-body"><div class="typing" aria-label=${t("thread.sending")}><span></span><span></span><span></span></div></div>
               </article>`
             : nothing}
@@ -120,20 +157,50 @@ export class ThreadView extends LightElement {
 
   #scrollToBottom(): void {
     const scroller = this.#scroller;
-    if (scroller) scroller.scrollTop = scroller.scrollHeight;
+    if (!scroller) return;
+    scroller.scrollTop = scroller.scrollHeight;
+    this.#lastTop = scroller.scrollTop;
   }
 
   #onScroll = (): void => {
     const scroller = this.#scroller;
     if (!scroller) return;
-    const fromBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight;
-    const pinned = fromBottom <= PIN_SLACK;
-    if (pinned !== this.pinned) this.pinned = pinned;
+    // Only the user leaves the bottom: content that shrinks or grows around our own
+    // scrolling (the view clamped, an answer rendered before this event) does not.
+    const top = scroller.scrollTop;
+    const fromBottom = scroller.scrollHeight - top - scroller.clientHeight;
+    const byUser = this.#dragging || performance.now() - this.#userAt < USER_SCROLL_MS;
+    if (fromBottom <= PIN_SLACK) {
+      if (!this.pinned) this.pinned = true;
+    } else if (byUser && top < this.#lastTop - 1 && this.pinned) {
+      this.pinned = false;
+    }
+    this.#lastTop = top;
   };
 
   /** A wheel turn upwards is the user taking over, even before the scroll position moves. */
   #onWheel = (event: WheelEvent): void => {
+    this.#onUserInput();
     if (event.deltaY < 0 && this.pinned && (this.#scroller?.scrollTop ?? 0) > 0) this.pinned = false;
+  };
+
+  #onUserInput = (): void => {
+    this.#userAt = performance.now();
+  };
+
+  #onKey = (event: KeyboardEvent): void => {
+    if (UP_KEYS.has(event.key)) this.#onUserInput();
+  };
+
+  /** A press on the scroller itself (not on a message) is on its scrollbar. */
+  #onPointerDown = (event: PointerEvent): void => {
+    if (event.target === this.#scroller) this.#dragging = true;
+  };
+
+  #onPointerUp = (): void => {
+    if (!this.#dragging) return;
+    this.#dragging = false;
+    this.#onUserInput();
   };
 
   #jump = (): void => {

@@ -36,6 +36,8 @@ const HISTORY_PAGE = 100;
 const CONVERSATION_PAGE = 50;
 const SEND_ATTEMPTS = 5;
 const TOAST_MS = 7000;
+/** Problems that only say an answer is being written. */
+const BUSY_CODES = new Set(["conversation_busy", "busy_elsewhere"]);
 
 export function problemOf(error: unknown, model?: string | null): Problem {
   const withModel = model ? { model } : {};
@@ -57,6 +59,8 @@ export class ChatController {
   #searchToken = 0;
   #nextToast = 1;
   #stopListening: (() => void)[] = [];
+  /** Replies this page started (send, regenerate, edit): any other is another tab's. */
+  #mine = new Set<string>();
 
   constructor(readonly client: ProtocolClient) {
     const id = conversationInUrl();
@@ -184,7 +188,7 @@ export class ChatController {
     if (this.state.view.kind === "missing") this.newChat(false);
     const key = this.threadKey;
     if (isBusy(this.state.threads[key])) {
-      this.#setProblem({ code: "conversation_busy", message: "busy" });
+      this.explainBusy();
       return false;
     }
     const modelProblem = this.modelProblem;
@@ -241,6 +245,16 @@ export class ChatController {
       this.#setProblem(problemOf(error, options.model ?? this.model));
       return false;
     }
+  }
+
+  /**
+   * Say why nothing can be sent now: an answer is being written in the shown conversation,
+   * by this page or by another tab of the same owner (whose Enter would otherwise do nothing).
+   */
+  explainBusy(): void {
+    const streaming = this.activeThread?.messages.findLast((m) => m.role === "assistant" && m.status === "streaming");
+    const elsewhere = streaming !== undefined && !this.#mine.has(streaming.id);
+    this.#setProblem({ code: elsewhere ? "busy_elsewhere" : "conversation_busy", message: "busy" });
   }
 
   /** Stop the answer being written in the shown conversation. */
@@ -419,7 +433,10 @@ export class ChatController {
         this.store.update((state) => replyDelta(state, frame));
         break;
       case "reply.done":
+        this.#mine.delete(frame.message_id);
         this.store.update((state) => replyDone(state, frame));
+        // "An answer is being written" is over once it is.
+        if (BUSY_CODES.has(this.state.composerProblem?.code ?? "") && !isBusy(this.activeThread)) this.dismissProblem();
         break;
       case "conversation.updated":
         this.store.update((state) => conversationUpdated(state, frame.conversation));
@@ -558,6 +575,7 @@ export class ChatController {
 
   /** The reply started: the conversation now has the system prompt that was sent with it. */
   #afterStart(key: string, started: ReplyStartedFrame, options: ReplyOptions): void {
+    this.#mine.add(started.message_id);
     this.store.update((state) => {
       const systemPrompts = { ...state.systemPrompts };
       delete systemPrompts[key];

@@ -58,6 +58,20 @@ function upsertFirst(list: Conversation[], conversation: Conversation, query: st
   return [conversation, ...rest];
 }
 
+/**
+ * The open conversation as last seen in any list: kept in `opened`, so a search that hides
+ * it from the sidebar leaves its title and actions in the header.
+ */
+function openedFrom(state: AppState, ...lists: Conversation[][]): Conversation | null {
+  const view = state.view;
+  if (view.kind !== "conversation") return state.opened;
+  for (const list of lists) {
+    const found = list.find((item) => item.id === view.id);
+    if (found !== undefined) return found;
+  }
+  return state.opened?.id === view.id ? state.opened : null;
+}
+
 function patchConversation(
   list: Conversation[],
   id: string,
@@ -125,11 +139,13 @@ export function replyStarted(state: AppState, frame: ReplyStartedFrame): Patch {
     streaming_message_id: frame.message_id,
   };
   const progress: ReplyProgress = { conversationId, lastSeq: frame.seq };
+  const conversations = upsertFirst(state.conversations, summary, state.query);
   return {
     threads,
     view,
     replies: { ...state.replies, [frame.message_id]: progress },
-    conversations: upsertFirst(state.conversations, summary, state.query),
+    conversations,
+    opened: openedFrom({ ...state, view }, [summary], conversations),
   };
 }
 
@@ -258,7 +274,12 @@ export function conversationsLoaded(state: AppState, frame: ConversationsFrame, 
   const list = append ? [...state.conversations] : [];
   const have = new Set(list.map((item) => item.id));
   for (const item of frame.conversations) if (!have.has(item.id)) list.push(item);
-  return { conversations: list, conversationsHasMore: frame.has_more, conversationsLoading: false };
+  return {
+    conversations: list,
+    conversationsHasMore: frame.has_more,
+    conversationsLoading: false,
+    opened: openedFrom(state, list, state.conversations),
+  };
 }
 
 export function conversationUpdated(state: AppState, conversation: WireConversation): Patch {

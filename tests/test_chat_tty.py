@@ -33,11 +33,19 @@ class Terminal:
         env.pop("NO_COLOR")  # rendering is what is tested here
         # No cursor-position requests: pyte would not answer them.
         env.update({"TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"})
-        self.screen = pyte.Screen(COLUMNS, ROWS)
+        self.screen = pyte.HistoryScreen(COLUMNS, ROWS, history=10_000)
         self._stream = pyte.Stream(self.screen)
         self.child = pexpect.spawn(
             str(SCRIPT), ["chat", *args], env=env, dimensions=(ROWS, COLUMNS), encoding="utf-8"
         )
+
+    @property
+    def scrollback(self) -> list[str]:
+        """The lines scrolled off the top of the screen, oldest first."""
+        return [
+            "".join(line[x].data for x in range(COLUMNS)).rstrip()
+            for line in self.screen.history.top
+        ]
 
     @property
     def lines(self) -> list[str]:
@@ -180,4 +188,22 @@ async def test_ctrl_c_on_a_terminal_cancels_the_streaming_answer(
     terminal.type(CTRL_C)
     await terminal.until(lambda t: "[cancelled]" in t.lines, "the cancel")
     await terminal.at_prompt()
+    assert await terminal.leave() == 0
+
+
+async def test_an_answer_taller_than_the_screen_ends_whole_and_once(
+    tmp_path: Path, server: RunningServer, terminals: list[Terminal]
+) -> None:
+    """While it streams, only the answer's tail is redrawn; once done it is printed whole:
+    the screen and its scrollback hold every token exactly once, in order."""
+    terminal = Terminal(tmp_path, "--server", server_url(server), "--client-id", "tty")
+    terminals.append(terminal)
+    await terminal.at_prompt()
+    terminal.type("[tokens=1500][delay=1]" + ENTER)
+    await terminal.until(lambda t: any("tokens" in line for line in t.lines), "the status line")
+    await terminal.at_prompt()
+    everything = [str(line) for line in terminal.scrollback] + terminal.lines
+    words = " ".join(everything).split()
+    tokens = [word for word in words if word[:1] == "t" and word[1:].isdigit()]
+    assert tokens == [f"t{n}" for n in range(1500)]
     assert await terminal.leave() == 0

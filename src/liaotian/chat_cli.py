@@ -73,6 +73,7 @@ HELP = (
     ("/list", "list your conversations"),
     ("/open ID", "continue conversation ID or ID prefix (shows its history)"),
     ("/help", "show this help"),
+    ("↑ ↓  Ctrl+R", "earlier lines, and searching them (kept across sessions)"),
     ("/quit", "leave (Ctrl+D or Ctrl+C at the prompt, too)"),
 )
 

@@ -277,3 +277,21 @@ def test_default_client_id_is_created_once_and_kept_private(tmp_path: Path) -> N
     assert path.read_text().strip() == first
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["client_id"]
+
+
+async def test_a_connection_over_the_cap_says_why(
+    tmp_path: Path, make_settings: SettingsFactory
+) -> None:
+    """A connection refused after the handshake (too many for the owner) is reported with
+    the server's words, not as a server that did not say hello."""
+    async with (
+        run_server(make_settings(max_connections_per_owner=1)) as running,
+        Client(running.http_url, client_id="cli"),
+    ):
+        run = await run_cli(tmp_path, "--server", server_url(running), "--client-id", "cli", "hi")
+    assert (run.returncode, run.stdout) == (2, "")
+    assert run.stderr.startswith(
+        f"cannot reach liaotian at {server_url(running)}: the server refused the connection: "
+    )
+    assert "too_many_connections" not in run.stderr
+    assert "hello" not in run.stderr

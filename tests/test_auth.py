@@ -255,3 +255,29 @@ async def test_user_and_token_commands(tmp_path: Path) -> None:
     assert "revoked" in (await run("token", "list"))[1]
     assert (await run("user", "remove", "carol"))[0] == 0
     assert "carol" not in (await run("user", "list"))[1]
+
+
+async def test_user_add_without_a_terminal_or_password_stdin_says_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """No terminal to ask on (stdin a pipe, no controlling terminal), no --password-stdin:
+    one line saying to pipe the password, status 2, no traceback, no user created; a
+    refused password is said in words, without the protocol's error code."""
+    env = {**os.environ, "LIAOTIAN_DATABASE_URL": f"sqlite:///{tmp_path}/accounts.db"}
+
+    async def run(*args: str, stdin: str = "") -> tuple[int | None, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            str(LIAOTIAN), *args, env=env, cwd=tmp_path, start_new_session=True,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 60)
+        return process.returncode, out.decode(), err.decode()
+
+    code, out, err = await run("user", "add", "bob", stdin="a long enough password\n")
+    assert (code, out) == (2, "")
+    assert err == "liaotian: no terminal to ask for the password: pipe it with --password-stdin\n"
+    assert "bob" not in (await run("user", "list"))[1]
+    code, out, err = await run("user", "add", "bob", "--password-stdin", stdin="short\n")
+    assert (code, out) == (2, "")
+    assert err == "liaotian: a password needs at least 8 characters\n"

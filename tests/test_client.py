@@ -12,7 +12,7 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from liaotian.client import Client, ClientConnectionError, Reply, error_from_frame
+from liaotian.client import Client, ClientConnectionError, Reply, SignInRequired, error_from_frame
 from liaotian.errors import (
     ConversationBusy,
     ModelNotFound,
@@ -20,10 +20,12 @@ from liaotian.errors import (
     ProviderError,
     ProviderRateLimited,
 )
-from tests.cluster import free_port
+from tests.cluster import accounts_of, create_user, free_port
+from tests.conftest import SettingsFactory
 from tests.fake_upstream import count_input_tokens, expected_reply, reply_chunks
-from tests.server_harness import RunningServer
+from tests.server_harness import RunningServer, run_server
 from tests.tcp_proxy import TcpProxy
+from tests.waiting import eventually
 
 TIMEOUT = 20.0
 SLOW = "[tokens=400][delay=20]"  # long enough to act on while it streams
@@ -412,3 +414,25 @@ async def test_reconnecting_gives_up_after_reconnect_for(server: RunningServer) 
         proxy.cut()
         with pytest.raises(ClientConnectionError):
             await asyncio.wait_for(reply.result(), TIMEOUT)
+
+
+async def test_a_revoked_token_stops_reconnecting_at_once(
+    make_settings: SettingsFactory, database_url: str
+) -> None:
+    """The server closes the connection of a revoked token; the client's reconnect is then
+    refused, and it gives up at once with SignInRequired instead of retrying for
+    ``reconnect_for`` seconds."""
+    token = await create_user(database_url, "alice")
+    settings = make_settings(credential_check_interval=0.1)
+    async with (
+        run_server(settings) as running,
+        Client(running.http_url, client_id="ignored", token=token, reconnect_for=60) as client,
+    ):
+        async with accounts_of(database_url) as accounts:
+            (listed,) = await accounts.list_tokens("alice")
+            await accounts.revoke(listed.id)
+        await eventually(lambda: client.closed, within=10)
+        with pytest.raises(SignInRequired) as refused:
+            await client.ping()
+    assert refused.value.token_given
+    assert "invalid or revoked" in refused.value.message

@@ -22,9 +22,20 @@ def run_accounts(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_run(args, settings, password))
 
 
+NO_TERMINAL = "no terminal to ask for the password: pipe it with --password-stdin"
+
+
 def _read_password(from_stdin: bool) -> str:
+    """The password from stdin's first line, or asked twice at the terminal.
+
+    Without a terminal (stdin not a tty) and without ``--password-stdin``, exits with
+    status 2 and says so: getpass would read the pipe unmasked, or fail with a traceback.
+    """
     if from_stdin:
         return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        print(f"liaotian: {NO_TERMINAL}", file=sys.stderr)
+        raise SystemExit(2)
     first = getpass.getpass("password: ")
     if getpass.getpass("again: ") != first:
         print("liaotian: the passwords differ", file=sys.stderr)

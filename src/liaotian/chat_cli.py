@@ -7,34 +7,38 @@ answer failed (or was cancelled), 2 the server cannot be reached or the argument
 
 ``liaotian chat`` alone opens an interactive chat (``/help`` lists its commands). Ctrl+C
 while an answer streams cancels that answer on the server; at the prompt, Ctrl+C or Ctrl+D
-leaves.
+leaves. On a terminal, lines are edited with history kept across sessions and answers are
+rendered as markdown; piped, lines are read plainly and answers written as received
+(:mod:`liaotian.terminal`).
+
+``liaotian models`` lists the server's models, whether each is ready (and what it needs
+when not), and marks the default.
 
 The owner id (``--client-id``) defaults to a random id created on first use and kept in
 ``$XDG_CONFIG_HOME/liaotian/client_id`` (``~/.config/liaotian/client_id``): it is what lets
-the next session see the same conversations, so it is private (mode 0600).
+the next session see the same conversations, so it is private (mode 0600). The typed lines'
+history is kept beside it, in ``history`` (mode 0600 too).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import codecs
 import contextlib
 import os
 import secrets
 import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Final, TextIO
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from liaotian.cli_words import TOKEN_HOWTO, describe, unknown_model
 from liaotian.client import (
     CLIENT_ID,
     Client,
@@ -42,9 +46,19 @@ from liaotian.client import (
     MessageInfo,
     Reply,
     ReplyResult,
+    SignInRequired,
     ws_url,
 )
-from liaotian.errors import ConfigError, LiaotianError
+from liaotian.errors import ConfigError, LiaotianError, ModelNotFound
+from liaotian.terminal import (
+    Interrupt,
+    LineReader,
+    PromptReader,
+    Reader,
+    answer_view,
+    history,
+    markdown_of,
+)
 
 DEFAULT_SERVER = "ws://127.0.0.1:8011"
 EXIT_OK = 0
@@ -59,19 +73,40 @@ HELP = (
     ("/list", "list your conversations"),
     ("/open ID", "continue conversation ID or ID prefix (shows its history)"),
     ("/help", "show this help"),
+    ("↑ ↓  Ctrl+R", "earlier lines, and searching them (kept across sessions)"),
     ("/quit", "leave (Ctrl+D or Ctrl+C at the prompt, too)"),
 )
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """``--server``, ``--token`` and ``--client-id``: which server, as whom."""
+    parser.add_argument(
+        "--server", default=DEFAULT_SERVER, help=f"server URL (default {DEFAULT_SERVER})"
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("LIAOTIAN_TOKEN"),
+        help=(
+            "API token, for a server that requires accounts (default $LIAOTIAN_TOKEN; "
+            "create one on the server with 'liaotian token create USER')"
+        ),
+    )
+    parser.add_argument(
+        "--client-id",
+        help="owner id (default: one created on first use, kept in the user config dir)",
+    )
 
 
 def add_chat_parser(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> argparse.ArgumentParser:
-    """Add the ``chat`` sub-command to the ``liaotian`` parser."""
+    """Add the ``chat`` and ``models`` sub-commands to the ``liaotian`` parser."""
     parser = subparsers.add_parser(
         "chat",
         help="chat with a liaotian server from the terminal",
         description=(
-            "Ask one question (the answer goes to stdout) or, without QUESTION, chat interactively."
+            "Ask one question (the answer goes to stdout) or, without QUESTION, chat "
+            "interactively (/help lists its commands)."
         ),
     )
     parser.add_argument(
@@ -79,29 +114,68 @@ def add_chat_parser(
         nargs="?",
         help="ask this and print the answer ('-' reads the question from stdin)",
     )
+    add_connection_options(parser)
     parser.add_argument(
-        "--server", default=DEFAULT_SERVER, help=f"server URL (default {DEFAULT_SERVER})"
+        "-m", "--model", help="model id (default: the server's default; liaotian models lists them)"
     )
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("LIAOTIAN_TOKEN"),
-        help="API token, for a server that requires accounts (default $LIAOTIAN_TOKEN)",
-    )
-    parser.add_argument(
-        "--client-id",
-        help="owner id (default: one created on first use, kept in the user config dir)",
-    )
-    parser.add_argument("-m", "--model", help="model id (default: the server's default)")
     parser.add_argument("-c", "--conversation", help="continue this conversation id")
     parser.add_argument(
         "--no-stream", action="store_true", help="ask the model for the whole answer at once"
     )
     parser.add_argument("--system", help="system prompt for a new conversation")
+    models = subparsers.add_parser(
+        "models",
+        help="list the server's models",
+        description=(
+            "List the models the server knows: whether each is ready and, when not, what it "
+            "needs; * marks the server's default."
+        ),
+    )
+    add_connection_options(models)
     return parser
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """Run ``liaotian models``; returns the exit status."""
+    return _run(args, lambda client_id: _print_models(args, client_id))
+
+
+async def _print_models(args: argparse.Namespace, client_id: str) -> int:
+    async with Client(args.server, client_id=client_id, token=args.token) as client:
+        listing = await client.models()
+    rows = [
+        (
+            "*" if model["id"] == listing["default"] else " ",
+            model["id"],
+            model["provider"],
+            "ready" if model["available"] else f"unavailable: needs {model['reason']}",
+        )
+        for model in listing["models"]
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in (1, 2)] if rows else [0, 0]
+    for mark, name, provider, status in rows:
+        print(f"{mark} {name:<{widths[0]}}  {provider:<{widths[1]}}  {status}".rstrip())
+    if any(mark == "*" for mark, *_ in rows):
+        print("* the default model")
+    else:
+        print(f"the default model, {listing['default']}, is not among them")
+    return EXIT_OK
 
 
 def run_chat(args: argparse.Namespace) -> int:
     """Run ``liaotian chat``; returns the exit status."""
+
+    def chat(client_id: str) -> Coroutine[None, None, int]:
+        if args.question is not None:
+            question = sys.stdin.read().rstrip() if args.question == "-" else args.question
+            return ask(args, client_id, question)
+        return ChatSession(args, client_id).run()
+
+    return _run(args, chat)
+
+
+def _run(args: argparse.Namespace, work: Callable[[str], Coroutine[None, None, int]]) -> int:
+    """Check the connection options, run ``work(client_id)``; unreachable servers exit 2."""
     try:
         ws_url(args.server)
     except ValueError as exc:
@@ -114,10 +188,10 @@ def run_chat(args: argparse.Namespace) -> int:
         print("liaotian: --client-id must be 1-128 of A-Z a-z 0-9 _ . : -", file=sys.stderr)
         return EXIT_UNREACHABLE
     try:
-        if args.question is not None:
-            question = sys.stdin.read().rstrip() if args.question == "-" else args.question
-            return asyncio.run(ask(args, client_id, question))
-        return asyncio.run(ChatSession(args, client_id).run())
+        return asyncio.run(work(client_id))
+    except SignInRequired as error:
+        print(f"{error.message}. {TOKEN_HOWTO}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except ClientConnectionError as error:
         print(error.message, file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -212,7 +286,7 @@ async def ask(args: argparse.Namespace, client_id: str, question: str) -> int:
                 system_prompt=args.system,
             )
         except LiaotianError as error:
-            print(f"liaotian: {error.message}", file=sys.stderr)
+            print(f"liaotian: {await _explain(client, error, args.model)}", file=sys.stderr)
             return EXIT_FAILED
         main = asyncio.current_task()
         assert main is not None
@@ -251,12 +325,22 @@ async def ask(args: argparse.Namespace, client_id: str, question: str) -> int:
     return EXIT_FAILED if cancelling is None else EXIT_INTERRUPTED
 
 
+async def _explain(client: Client, error: LiaotianError, model: str | None) -> str:
+    """Plain words for a refused request; an unknown model names the models there are."""
+    model = model or client.hello.get("default_model")
+    if isinstance(error, ModelNotFound) and isinstance(model, str):
+        with contextlib.suppress(LiaotianError, ClientConnectionError, TimeoutError):
+            listing = await client.models()
+            return unknown_model(model, [known["id"] for known in listing["models"]])
+    return describe(error)
+
+
 def describe_failure(result: ReplyResult) -> str:
     """One line saying why an answer did not complete."""
     if result.status == "cancelled":
         return "the answer was cancelled"
     if result.error is not None:
-        return f"{result.error.message} [{result.error.code}]"
+        return describe(result.error)
     return f"the answer ended with status {result.status}"
 
 
@@ -274,61 +358,6 @@ def _silence_stdout() -> None:
 # -- interactive -------------------------------------------------------------------------
 
 
-class _Interrupt:
-    """Ctrl+C pressed at the prompt."""
-
-
-INTERRUPT: Final = _Interrupt()
-Line = str | None | _Interrupt
-
-
-class LineReader:
-    """Lines of stdin, read by a daemon thread so the event loop never blocks.
-
-    The thread uses ``os.read`` on the file descriptor, not ``input()``: a daemon thread
-    blocked inside ``sys.stdin`` holds its buffer lock, and the interpreter then aborts at
-    exit ("could not acquire lock for <stdin> at interpreter shutdown").
-    """
-
-    def __init__(self, stream: TextIO) -> None:
-        self._fd = stream.fileno()
-        self._lines: asyncio.Queue[Line] = asyncio.Queue()
-        self._loop = asyncio.get_running_loop()
-        self._thread: threading.Thread | None = None
-
-    async def readline(self) -> Line:
-        """The next line (without its newline), None at end of input, or INTERRUPT."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="stdin", daemon=True)
-            self._thread.start()
-        return await self._lines.get()
-
-    def interrupt(self) -> None:
-        self._lines.put_nowait(INTERRUPT)
-
-    def _run(self) -> None:
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pending = ""
-        while True:
-            try:
-                chunk = os.read(self._fd, 65536)
-            except OSError:
-                chunk = b""
-            pending += decoder.decode(chunk, final=not chunk)
-            *lines, pending = pending.split("\n")
-            for line in lines:
-                self._put(line.removesuffix("\r"))
-            if not chunk:
-                if pending:
-                    self._put(pending)
-                self._put(None)
-                return
-
-    def _put(self, line: Line) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
-            self._loop.call_soon_threadsafe(self._lines.put_nowait, line)
-
-
 class ChatSession:
     """The interactive chat: a prompt, streamed answers, slash commands."""
 
@@ -342,6 +371,7 @@ class ChatSession:
         self._on_interrupt: Callable[[], None] | None = None
         self._client: Client | None = None
         self._echo_input = not sys.stdin.isatty()
+        self._terminal = sys.stdout.isatty()
 
     @property
     def client(self) -> Client:
@@ -352,7 +382,11 @@ class ChatSession:
         """Chat until /quit, end of input or Ctrl+C at the prompt; returns the exit status."""
         main = asyncio.current_task()
         assert main is not None
-        reader = LineReader(sys.stdin)
+        reader: Reader
+        if sys.stdin.isatty() and self._terminal:
+            reader = PromptReader(history(config_dir()))
+        else:
+            reader = LineReader(sys.stdin)
 
         def interrupt() -> None:
             if self._on_interrupt is not None:
@@ -367,7 +401,7 @@ class ChatSession:
             with on_interrupt(interrupt):
                 return await self._loop(reader)
 
-    async def _loop(self, reader: LineReader) -> int:
+    async def _loop(self, reader: Reader) -> int:
         hello = self.client.hello
         self.console.print(
             f"[bold]liaotian[/] {escape(self.args.server)} · "
@@ -377,14 +411,16 @@ class ChatSession:
         if self.conversation_id is not None:
             await self._open(self.conversation_id)
         while True:
-            self.console.print("[bold cyan]you[/] › ", end="")
+            if not reader.shows_prompt:
+                self.console.print("[bold cyan]you[/] › ", end="")
             self._on_interrupt = reader.interrupt
             try:
                 line = await reader.readline()
             finally:
                 self._on_interrupt = None
-            if line is None or isinstance(line, _Interrupt):
-                self.console.print()
+            if line is None or isinstance(line, Interrupt):
+                if not reader.shows_prompt:
+                    self.console.print()
                 return EXIT_OK
             if self._echo_input:  # a terminal echoes what is typed, a pipe does not
                 self.console.print(line, markup=False)
@@ -409,7 +445,7 @@ class ChatSession:
                 system_prompt=self.system_prompt if self.conversation_id is None else None,
             )
         except LiaotianError as error:
-            self._error(error.message)
+            self._error(await _explain(self.client, error, self.model))
             return
         self.conversation_id = reply.conversation_id
         await self._stream(reply)
@@ -427,19 +463,23 @@ class ChatSession:
                 return
             cancelling = asyncio.create_task(_cancel_quietly(reply))
 
-        name = reply.model or self.model or "assistant"
-        self.console.print(f"[bold green]{escape(name)}[/] › ", end="")
+        self._speaker(reply.model or self.model or "assistant")
         self._on_interrupt = interrupt
+        view = answer_view(self.console, self._terminal)
         try:
             async for text in reply:
-                self.console.print(text, end="", markup=False, soft_wrap=True)
+                view.write(text)
             result = await reply.result()
         finally:
             self._on_interrupt = None
+            view.close()
             if cancelling is not None:
                 await cancelling
-        self.console.print()
         self.console.print(self._status_line(result), style="dim", markup=False)
+
+    def _speaker(self, name: str) -> None:
+        """Who speaks next: on its own line above a rendered answer, else before the text."""
+        self.console.print(f"[bold green]{escape(name)}[/] ›", end="\n" if self._terminal else " ")
 
     def _status_line(self, result: ReplyResult) -> str:
         if result.status == "cancelled":
@@ -481,7 +521,7 @@ class ChatSession:
             else:
                 self._error(f"unknown command {text!r}; /help lists the commands")
         except LiaotianError as error:
-            self._error(error.message)
+            self._error(describe(error))
         return True
 
     def _help(self) -> None:
@@ -554,9 +594,12 @@ class ChatSession:
     def _show_message(self, message: MessageInfo) -> None:
         if message["role"] == "user":
             self.console.print("[bold cyan]you[/] › ", end="")
+            self.console.print(message["content"], markup=False, soft_wrap=True)
         else:
-            name = message.get("model") or "assistant"
-            self.console.print(f"[bold green]{escape(name)}[/] › ", end="")
-        self.console.print(message["content"], markup=False, soft_wrap=True)
+            self._speaker(message.get("model") or "assistant")
+            if self._terminal:
+                self.console.print(markdown_of(message["content"]))
+            else:
+                self.console.print(message["content"], markup=False, soft_wrap=True)
         if message["role"] == "assistant" and message["status"] != "completed":
             self.console.print(f"[{message['status']}]", style="dim", markup=False)

@@ -1,7 +1,8 @@
-"""The ``liaotian`` command: ``serve``, ``migrate``, ``chat``.
+"""The ``liaotian`` command: ``serve``, ``migrate``, ``user``, ``token``, ``chat``, ``models``.
 
-Errors the user can fix (bad settings, an unreachable server) print one clear line and
-exit with status 2; they never show a traceback.
+Errors the user can fix (bad settings, an unreachable server) print one clear line, in
+plain words (:mod:`liaotian.cli_words`), and exit with status 2; they never show a
+traceback. Every sub-command and argument has a help text (``liaotian CMD --help``).
 """
 
 from __future__ import annotations
@@ -12,51 +13,73 @@ import sys
 from collections.abc import Sequence
 
 from liaotian import __version__, logs
-from liaotian.errors import ConfigError, LiaotianError
+from liaotian.cli_words import describe
+from liaotian.errors import LiaotianError
 from liaotian.settings import Settings, load_settings
 
 log = logging.getLogger("liaotian.serve")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="liaotian", description="LLM chat server over WebSocket")
-    parser.add_argument("--version", action="version", version=f"liaotian {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+CONFIG_HELP = "TOML settings file (see docs/configuration.md; default: LIAOTIAN_* variables)"
 
-    serve = commands.add_parser("serve", help="run the server")
-    serve.add_argument("--config", help="TOML settings file (see docs/configuration.md)")
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str
+) -> argparse.ArgumentParser:
+    """A sub-command whose one-line ``text`` is both its help and its description."""
+    return commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="liaotian",
+        description="A chat server for large language models over WebSocket, and its clients.",
+    )
+    parser.add_argument("--version", action="version", version=f"liaotian {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, title="commands", metavar="COMMAND"
+    )
+
+    serve = _command(commands, "serve", "run the server (the page at /, the WebSocket at /ws)")
+    serve.add_argument("--config", help=CONFIG_HELP)
     serve.add_argument("--host", help="address to listen on (LIAOTIAN_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (LIAOTIAN_PORT)")
 
-    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
-    migrate.add_argument("--config", help="TOML settings file")
+    migrate = _command(commands, "migrate", "bring the database schema up to date")
+    migrate.add_argument("--config", help=CONFIG_HELP)
 
-    user = commands.add_parser("user", help="manage user accounts")
-    user.add_argument("--config", help="TOML settings file")
-    user_actions = user.add_subparsers(dest="action", required=True)
+    user = _command(commands, "user", "manage user accounts (run on the server's machine)")
+    user.add_argument("--config", help=CONFIG_HELP)
+    user_actions = user.add_subparsers(
+        dest="action", required=True, title="actions", metavar="ACTION"
+    )
     for action, text in (
-        ("add", "create a user (asks for the password)"),
+        ("add", "create a user (asks for the password twice)"),
         ("passwd", "change a user's password (ends its sessions)"),
         ("remove", "delete a user and its sessions and tokens"),
     ):
-        sub = user_actions.add_parser(action, help=text)
-        sub.add_argument("name")
+        sub = _command(user_actions, action, text)
+        sub.add_argument("name", help="the user's name")
         if action != "remove":
             sub.add_argument(
-                "--password-stdin", action="store_true", help="read the password from stdin"
+                "--password-stdin",
+                action="store_true",
+                help="read the password from the first line of stdin (for scripts)",
             )
-    user_actions.add_parser("list", help="list the users")
+    _command(user_actions, "list", "list the users")
 
-    token = commands.add_parser("token", help="manage API tokens (for scripts and the CLI)")
-    token.add_argument("--config", help="TOML settings file")
-    token_actions = token.add_subparsers(dest="action", required=True)
-    create = token_actions.add_parser("create", help="create a token for a user (shown once)")
-    create.add_argument("name", help="the user")
+    token = _command(commands, "token", "manage API tokens (for scripts and the terminal client)")
+    token.add_argument("--config", help=CONFIG_HELP)
+    token_actions = token.add_subparsers(
+        dest="action", required=True, title="actions", metavar="ACTION"
+    )
+    create = _command(token_actions, "create", "create a token for a user (shown once)")
+    create.add_argument("name", help="the user the token signs in as")
     create.add_argument("--label", default="", help="what the token is for")
-    listing = token_actions.add_parser("list", help="list tokens")
-    listing.add_argument("name", nargs="?", help="only this user's")
-    revoke = token_actions.add_parser("revoke", help="revoke a token (closes its sockets)")
-    revoke.add_argument("id", type=int)
+    listing = _command(token_actions, "list", "list tokens (id, user, state, created, label)")
+    listing.add_argument("name", nargs="?", help="only this user's tokens")
+    revoke = _command(token_actions, "revoke", "revoke a token (closes its connections)")
+    revoke.add_argument("id", type=int, help="the token's id (liaotian token list shows it)")
 
     from liaotian.chat_cli import add_chat_parser
 
@@ -75,14 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from liaotian.accounts_cli import run_accounts
 
             return run_accounts(args, _settings(args))
-        from liaotian.chat_cli import run_chat
+        from liaotian.chat_cli import run_chat, run_models
 
-        return run_chat(args)
-    except ConfigError as error:
-        print(f"liaotian: {error.message}", file=sys.stderr)
-        return 2
+        return run_models(args) if args.command == "models" else run_chat(args)
     except LiaotianError as error:
-        print(f"liaotian: {error.message} [{error.code}]", file=sys.stderr)
+        print(f"liaotian: {describe(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

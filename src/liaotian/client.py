@@ -19,7 +19,9 @@ Errors:
   by its ``code`` (``ModelNotFound``, ``NotFound``, ``ConversationBusy``, ...), with the
   server's ``message`` and ``retryable``; an unknown code raises a plain LiaotianError;
 * a connection that cannot be opened, or that drops, raises :class:`ClientConnectionError`
-  from every pending call and every unfinished reply at once: nothing waits forever;
+  from every pending call and every unfinished reply at once: nothing waits forever; a
+  server that requires signing in and got no token, or a token it does not accept, raises
+  its subclass :class:`SignInRequired`;
 * a request the server does not answer within ``request_timeout`` raises TimeoutError.
 
 A reply that ends badly is not an exception: :meth:`Reply.result` returns its status
@@ -65,6 +67,7 @@ __all__ = [
     "ModelList",
     "Reply",
     "ReplyResult",
+    "SignInRequired",
     "error_from_frame",
 ]
 
@@ -88,6 +91,15 @@ class ClientConnectionError(ConnectionError):
         super().__init__(message)
         self.message = message
         self.url = url
+
+
+class SignInRequired(ClientConnectionError):
+    """The server requires signing in: no token was given (``token_given`` False), or the
+    token is not a live one (invalid, revoked, or its user removed)."""
+
+    def __init__(self, message: str, *, url: str, token_given: bool) -> None:
+        super().__init__(message, url=url)
+        self.token_given = token_given
 
 
 # -- result types (the wire shapes of docs/protocol.md) -------------------------------------
@@ -458,6 +470,7 @@ class Client:
         self._lost: ClientConnectionError | None = None
         self.reconnect_for = reconnect_for
         self._headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._token_given = bool(token)
         self.reconnects = 0
         """How many times the connection was re-established."""
         self._closing = False
@@ -502,12 +515,20 @@ class Client:
         except TimeoutError:
             await self._abort()
             raise self._unreachable(f"no answer within {self.open_timeout:g} s") from None
+        except InvalidStatus as exc:
+            await self._abort()
+            if exc.response.status_code == 403:
+                raise await self._refused() from None
+            raise self._unreachable(_describe_connect_error(exc)) from None
         except (OSError, InvalidHandshake, InvalidURI, ConnectionClosed) as exc:
             await self._abort()
             raise self._unreachable(_describe_connect_error(exc)) from None
         except orjson.JSONDecodeError:
             await self._abort()
             raise self._unreachable("the server's first frame is not JSON") from None
+        if isinstance(hello, dict) and hello.get("type") == "error":
+            await self._abort()  # refused after accept (too many connections)
+            raise self._unreachable(f"the server refused the connection: {hello.get('message')}")
         if not isinstance(hello, dict) or hello.get("type") != "hello":
             await self._abort()
             raise self._unreachable("the server did not say hello (is it a liaotian server?)")
@@ -543,6 +564,32 @@ class Client:
             with contextlib.suppress(Exception):
                 await self._ws.close()
             self._ws = None
+
+    async def _refused(self) -> ClientConnectionError:
+        """Why the server refused the handshake with HTTP 403.
+
+        The server closes such a handshake before accepting it, so the reason it gives
+        (authentication required, origin or host not allowed) never reaches the client:
+        ``GET /auth/me`` with the same credential and ``Host`` tells them apart.
+        """
+        me = await _probe_me(self.url, self._headers, self.open_timeout)
+        if me is not None and me.get("required") is True and me.get("user") is None:
+            if self._token_given:
+                message = (
+                    f"liaotian at {self.server} does not accept the token: it is invalid or revoked"
+                )
+            else:
+                message = f"liaotian at {self.server} requires signing in, and no token was given"
+            return SignInRequired(message, url=self.server, token_given=self._token_given)
+        if me is not None and me.get("error", {}).get("code") == "host_not_allowed":
+            return self._unreachable(
+                "the server does not answer to this host name (its operator can add it to "
+                "allowed_hosts)"
+            )
+        return self._unreachable(
+            "the server refused the connection (HTTP 403: its origin or host check, or a "
+            "proxy in front of it)"
+        )
 
     def _unreachable(self, reason: str) -> ClientConnectionError:
         return ClientConnectionError(
@@ -843,7 +890,7 @@ class Client:
                 await self._open()
                 break
             except ClientConnectionError as error:
-                if time.monotonic() + delay > deadline:
+                if isinstance(error, SignInRequired) or time.monotonic() + delay > deadline:
                     self._reconnecting = None
                     self._connection_lost(error)
                     return
@@ -955,13 +1002,32 @@ class Client:
             self._unroute(reply)
 
 
+async def _probe_me(
+    url: str, headers: dict[str, str] | None, seconds: float
+) -> dict[str, Any] | None:
+    """The JSON of ``GET /auth/me`` beside the WebSocket ``url`` (with ``headers``), or None
+    when it cannot be had (not a liaotian server, unreachable, not JSON)."""
+    import aiohttp  # only on this rare path
+
+    parts = urlsplit(url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    me = urlunsplit((scheme, parts.netloc, parts.path.removesuffix("/ws") + "/auth/me", "", ""))
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as session,
+            session.get(me, headers=headers or {}, allow_redirects=False) as response,
+        ):
+            body = await response.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
 def _describe_connect_error(exc: BaseException) -> str:
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
         if status == 404:
             return "HTTP 404: no WebSocket endpoint there (is it a liaotian server?)"
-        if status == 403:
-            return "HTTP 403: the server refused the connection (origin or client id rejected)"
         return f"HTTP {status} instead of a WebSocket handshake"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"

@@ -228,6 +228,8 @@ def server_env(
             "LIAOTIAN_MAX_CONNECTIONS": "30000",
             "LIAOTIAN_MAX_CONNECTIONS_PER_OWNER": "1000",
             "LIAOTIAN_MAX_REPLIES_PER_OWNER": "1000",
+            # Clients are many users, each its own owner (open mode shares one by default).
+            "LIAOTIAN_OPEN_OWNER": "per-client",
             "DASHSCOPE_API_KEY": "bench-key",
             "DASHSCOPE_HTTP_BASE_URL": f"{upstream_url}/api/v1",
         }

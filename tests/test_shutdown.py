@@ -27,6 +27,8 @@ def server_process(tmp_path: Path, fake: FakeUpstream, **settings: str) -> Serve
         "LIAOTIAN_LOCAL_ENABLED": "false",
         "LIAOTIAN_DEFAULT_MODEL": "qwen-plus",
         "LIAOTIAN_CHECKPOINT_INTERVAL": "0.1",
+        # The clients below are owners of their own (the default shares one in open mode).
+        "LIAOTIAN_OPEN_OWNER": "per-client",
         "DASHSCOPE_API_KEY": "test-key",
         "DASHSCOPE_HTTP_BASE_URL": fake.dashscope_base_url,
         **{f"LIAOTIAN_{name.upper()}": value for name, value in settings.items()},

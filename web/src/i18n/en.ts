@@ -95,7 +95,7 @@ export const en = {
   "empty.example4.title": "Translate",
   "empty.example4.prompt": "Translate into Chinese: “A disconnect is not a cancel.”",
   "missing.title": "This conversation is not here",
-  "missing.body": "It was deleted, or the link belongs to another browser.",
+  "missing.body": "It was deleted, or it belongs to someone else.",
   "missing.action": "Start a new chat",
   "thread.label": "Messages",
   "thread.loading": "Loading the conversation…",

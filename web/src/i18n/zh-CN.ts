@@ -97,7 +97,7 @@ export const zhCN: Messages = {
   "empty.example4.title": "翻译",
   "empty.example4.prompt": "翻译成英文：“断开连接不等于取消。”",
   "missing.title": "找不到这个对话",
-  "missing.body": "它已被删除，或者这个链接属于另一个浏览器。",
+  "missing.body": "它已被删除，或者属于其他人。",
   "missing.action": "开始新对话",
   "thread.label": "消息",
   "thread.loading": "正在加载对话…",

@@ -3,9 +3,6 @@ demo model, and always one that exists."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import ClassVar
@@ -19,9 +16,8 @@ from liaotian.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import expected_reply
 from tests.server_harness import RunningServer, run_server
+from tests.test_chat_cli import run_cli, server_url
 from tests.wsclient import Frame, RawClient, of_type
-
-LIAOTIAN = Path(sys.executable).with_name("liaotian")
 
 
 class Listed(Provider):
@@ -139,17 +135,6 @@ async def test_liaotian_chat_works_out_of_the_box_with_an_endpoint(
     """`liaotian chat "…"` with no model named gets the endpoint's model's answer."""
     settings = make_settings(local_enabled=False, dashscope_api_key=None, default_model=None)
     async with run_server(settings) as server:
-        process = await asyncio.create_subprocess_exec(
-            str(LIAOTIAN),
-            "chat",
-            "--server",
-            f"ws://127.0.0.1:{server.port}",
-            "hello there",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "NO_COLOR": "1"},
-        )
-        async with asyncio.timeout(30):
-            stdout, stderr = await process.communicate()
-    assert process.returncode == 0, stderr.decode()
-    assert stdout.decode().strip() == expected_reply("hello there").strip()
+        run = await run_cli(tmp_path, "--server", server_url(server), "hello there")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == expected_reply("hello there").strip()

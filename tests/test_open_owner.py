@@ -8,8 +8,6 @@ the same conversations; seed-protocol clients keep their own ``client_id`` as in
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 from liaotian.client import Client
@@ -17,9 +15,8 @@ from liaotian.gate import OPEN_OWNER
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import expected_reply
 from tests.server_harness import RunningServer, run_server
+from tests.test_chat_cli import run_cli, server_url
 from tests.wsclient import Frame, RawClient, of_type
-
-LIAOTIAN = Path(sys.executable).with_name("liaotian")
 
 
 async def hello_of(url: str) -> tuple[RawClient, Frame]:
@@ -67,20 +64,9 @@ async def test_the_cli_and_the_python_client_share_the_pages_conversations(
 ) -> None:
     """What `liaotian chat` (its own stored client id) and Client(...) start, the page lists."""
     async with run_server(make_settings(open_owner="shared")) as server:
-        process = await asyncio.create_subprocess_exec(
-            str(LIAOTIAN),
-            "chat",
-            "--server",
-            f"ws://127.0.0.1:{server.port}",
-            "from the terminal",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={"XDG_CONFIG_HOME": str(tmp_path / "config"), "NO_COLOR": "1", "PATH": ""},
-        )
-        async with asyncio.timeout(30):
-            stdout, stderr = await process.communicate()
-        assert process.returncode == 0, stderr.decode()
-        assert stdout.decode().strip() == expected_reply("from the terminal").strip()
+        run = await run_cli(tmp_path, "--server", server_url(server), "from the terminal")
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == expected_reply("from the terminal").strip()
         async with Client(server.ws_url, client_id="a-script") as client:
             reply = await client.send("from a script")
             await reply.result()

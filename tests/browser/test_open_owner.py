@@ -3,9 +3,6 @@ client started, and a /c/<id> link opens in any browser on the machine."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,8 +15,7 @@ from tests.browser.conftest import new_context
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import expected_reply
 from tests.server_harness import RunningServer, run_server
-
-LIAOTIAN = Path(sys.executable).with_name("liaotian")
+from tests.test_chat_cli import run_cli, server_url
 
 
 @pytest.fixture
@@ -32,19 +28,8 @@ async def shared(make_settings: SettingsFactory) -> AsyncIterator[RunningServer]
 async def test_the_page_lists_what_the_cli_and_the_python_client_started(
     browser: Browser, shared: RunningServer, tmp_path: Path
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        str(LIAOTIAN),
-        "chat",
-        "--server",
-        f"ws://127.0.0.1:{shared.port}",
-        "asked from the terminal",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "NO_COLOR": "1"},
-    )
-    async with asyncio.timeout(30):
-        _, stderr = await process.communicate()
-    assert process.returncode == 0, stderr.decode()
+    run = await run_cli(tmp_path, "--server", server_url(shared), "asked from the terminal")
+    assert run.returncode == 0, run.stderr
     async with Client(shared.ws_url, client_id="a-script") as client:
         reply = await client.send("asked from a script")
         await reply.result()

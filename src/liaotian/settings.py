@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AliasChoices,
     BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -88,6 +89,22 @@ class OpenAIEndpoint(BaseModel):
     @classmethod
     def _http_url(cls, value: str) -> str:
         return _check_http_url(value)
+
+
+class ModelSettings(BaseModel):
+    """What one model can do and how it is called (``[models."qwen-plus"]`` in the TOML file,
+    or ``LIAOTIAN_MODELS`` as JSON). Unset fields keep the provider's defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vision: bool | None = None
+    thinking: bool | None = None
+    thinking_default: bool | None = None
+    thinking_fixed: bool | None = None
+    search: bool | None = None
+    reasoning_in_history: bool | None = None
+    endpoint: Literal["text", "multimodal"] | None = None
+    """DashScope only: the text-generation or the multimodal-generation endpoint."""
 
 
 def _check_http_url(value: str) -> str:
@@ -193,6 +210,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url")
     )
     openai_endpoints: list[OpenAIEndpoint] = Field(default_factory=list)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+    """Per model id (as clients name it): capabilities and DashScope endpoint overrides."""
 
     provider_connect_timeout: float = Field(default=10.0, gt=0)
     provider_first_token_timeout: float = Field(default=60.0, gt=0)

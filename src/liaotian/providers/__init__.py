@@ -2,11 +2,16 @@
 (:mod:`~liaotian.providers.registry`) and the built-in backends."""
 
 from liaotian.providers.base import (
+    Capabilities,
     ChatMessage,
     ChatRequest,
     Finish,
+    ImagePart,
     ModelInfo,
     Provider,
+    Reasoning,
+    Source,
+    Sources,
     StreamItem,
     Usage,
 )
@@ -19,14 +24,19 @@ from liaotian.providers.registry import (
 )
 
 __all__ = [
+    "Capabilities",
     "ChatMessage",
     "ChatRequest",
     "Finish",
+    "ImagePart",
     "ModelInfo",
     "Provider",
     "ProviderContext",
     "ProviderFactory",
     "ProviderRegistry",
+    "Reasoning",
+    "Source",
+    "Sources",
     "StreamItem",
     "Usage",
     "provider_factories",

@@ -14,18 +14,18 @@ import this module.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from liaotian.errors import ModelNotFound, ProviderNotConfigured
-from liaotian.providers.base import ChatRequest, ModelInfo, Provider, StreamItem
+from liaotian.providers.base import Capabilities, ChatRequest, ModelInfo, Provider, StreamItem
 from liaotian.providers.resilience import CircuitBreaker, ResiliencePolicy, resilient_stream
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from liaotian.settings import Settings
+    from liaotian.settings import ModelSettings, Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +74,9 @@ class ProviderRegistry:
         self.providers = providers
         self._failed: dict[str, str] = {}
         self._configured_default = None if settings is None else settings.default_model
+        self._model_settings: Mapping[str, ModelSettings] = (
+            {} if settings is None else settings.models
+        )
         self._default: str | None = None
         self.policy = (
             ResiliencePolicy() if settings is None else ResiliencePolicy.from_settings(settings)
@@ -111,14 +114,29 @@ class ProviderRegistry:
             await provider.close()
 
     def models(self) -> list[ModelInfo]:
+        """Every model, first provider wins, with the ``models`` setting's capabilities."""
         seen: set[str] = set()
         listed = []
         for provider in self.providers:
             for model in provider.models():
                 if model.id not in seen:
                     seen.add(model.id)
-                    listed.append(model)
+                    listed.append(self._configured(model))
         return listed
+
+    def _configured(self, model: ModelInfo) -> ModelInfo:
+        """``model`` with the capabilities the ``models`` setting overrides."""
+        overrides = self._model_settings.get(model.id)
+        if overrides is None:
+            return model
+        changed = {
+            name: value
+            for name in Capabilities.__slots__
+            if (value := getattr(overrides, name)) is not None
+        }
+        if not changed:
+            return model
+        return replace(model, capabilities=replace(model.capabilities, **changed))
 
     @property
     def default_model(self) -> str:
@@ -157,7 +175,7 @@ class ProviderRegistry:
                 if model.id == model_id:
                     if not model.available:
                         raise ProviderNotConfigured(f"{model_id} needs {model.reason}")
-                    return provider, model
+                    return provider, self._configured(model)
         offered = ", ".join(model.id for model in self.models() if model.available)
         raise ModelNotFound(
             f"no provider serves the model {model_id!r}; "

@@ -1,4 +1,6 @@
-"""Database tables: owners, conversations, messages. Alembic migrations mirror this file."""
+"""Database tables: owners, conversations, messages, attachments, users, credentials.
+
+Alembic migrations mirror this file."""
 
 from __future__ import annotations
 
@@ -7,10 +9,12 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    JSON,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -63,7 +67,13 @@ class Conversation(Base):
 
 
 class Message(Base):
-    """One user or assistant message. An assistant message is a reply with an outcome."""
+    """One user or assistant message. An assistant message is a reply with an outcome.
+
+    A reply's parts: ``content`` is the answer text, ``reasoning`` the model's thinking,
+    ``sources`` its web search results (a JSON list of ``{index, url, title, site, icon}``);
+    a user message's ``attachments`` is a JSON list of ``{id, media_type, width, height,
+    name, bytes}`` naming rows of :class:`Attachment`.
+    """
 
     __tablename__ = "messages"
     __table_args__ = (
@@ -88,18 +98,50 @@ class Message(Base):
     conversation_pk: Mapped[int] = mapped_column(ForeignKey("conversations.pk", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text, default="")
+    reasoning: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sources: Mapped[list[dict[str, object]] | None] = mapped_column(JSON, nullable=True)
+    attachments: Mapped[list[dict[str, object]] | None] = mapped_column(JSON, nullable=True)
     status: Mapped[str] = mapped_column(String(16))
     model: Mapped[str | None] = mapped_column(String(200), nullable=True)
     client_message_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     finish_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
     input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reasoning_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cached_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    thinking_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     ttft_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     duration_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Attachment(Base):
+    """An image uploaded by its owner: validated, re-encoded without metadata, kept here so
+    every process can serve it. ``conversation_pk`` is set when a message first uses it
+    (deleting the conversation deletes it); one never used is removed after a while."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (
+        Index("ix_attachments_owner_created", "owner_id", "created_at"),
+        Index("ix_attachments_conversation", "conversation_pk"),
+    )
+
+    pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
+    conversation_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("conversations.pk", ondelete="CASCADE"), nullable=True
+    )
+    media_type: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class User(Base):

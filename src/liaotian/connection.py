@@ -329,6 +329,10 @@ def _options(
         system_prompt=command.system_prompt,
         temperature=command.temperature,
         max_tokens=command.max_tokens,
+        thinking=command.thinking,
+        thinking_budget=command.thinking_budget,
+        search=command.search,
+        attachments=tuple(getattr(command, "attachments", ())),
     )
 
 

@@ -44,15 +44,35 @@ from liaotian.errors import (
     StoreConflict,
     StoreError,
     TooManyReplies,
+    UnsupportedCapability,
 )
 from liaotian.metrics import Metrics
-from liaotian.providers import ChatMessage, ChatRequest, Finish, Provider, ProviderRegistry
-from liaotian.replies.log import Delta, Done, ReplyKey, ReplyLog, Started
+from liaotian.providers import (
+    Capabilities,
+    ChatMessage,
+    ChatRequest,
+    Finish,
+    ImagePart,
+    ModelInfo,
+    Provider,
+    ProviderRegistry,
+    Reasoning,
+    Sources,
+)
+from liaotian.replies.log import (
+    Delta,
+    Done,
+    ReasoningDelta,
+    ReplyKey,
+    ReplyLog,
+    SourcesFound,
+    Started,
+)
 from liaotian.replies.replay import finish_from_message
 from liaotian.replies.status import ReplyStatus
 from liaotian.settings import Settings
 from liaotian.store import ConversationInfo, ReplyOutcome, Store
-from liaotian.store.repository import BegunReply, NewReply, new_id
+from liaotian.store.repository import BegunReply, ContextMessage, NewReply, Partial, new_id
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +103,13 @@ class SendOptions:
     """Answer the last user message again (``message`` is ignored), deleting what follows."""
     create_missing_conversation: bool = False
     """Seed protocol: an unknown ``session_id`` names a new conversation instead of NotFound."""
+    thinking: bool | None = None
+    """Think before answering (None: the model's default)."""
+    thinking_budget: int | None = None
+    search: bool | None = None
+    """Search the web (None: off)."""
+    attachments: tuple[str, ...] = ()
+    """Ids of the owner's uploaded images the message shows."""
 
 
 @dataclass(eq=False, slots=True)
@@ -103,8 +130,14 @@ class RunningReply:
     seq_saved: int = 1
     """The log's ``next_seq`` when the text was last saved (1: nothing to save yet)."""
     first_token_at: float | None = None
+    """When the first part (reasoning or text) arrived."""
+    thinking_started_at: float | None = None
+    thinking_ended_at: float | None = None
+    """When the first reasoning part arrived, and the first text part after it."""
     cancel_requested: bool = False
     pump: asyncio.Task[Finish | None] | None = None
+    images: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    """Images to load before calling the provider: (message index, attachment ids)."""
 
     @property
     def key(self) -> ReplyKey:
@@ -112,6 +145,18 @@ class RunningReply:
 
     def content(self) -> str:
         return self.log.text
+
+    def partial(self) -> Partial:
+        """What a checkpoint saves."""
+        log_ = self.log
+        return Partial(log_.key.message_id, log_.text, log_.reasoning or None, log_.sources)
+
+    def thinking_ms(self, now: float) -> float | None:
+        """How long the model thought (until the answer began, or ``now``), or None."""
+        if self.thinking_started_at is None:
+            return None
+        ended = self.thinking_ended_at if self.thinking_ended_at is not None else now
+        return round((ended - self.thinking_started_at) * 1000, 1)
 
     @property
     def deltas(self) -> int:
@@ -133,6 +178,29 @@ def _shutting_down() -> ShuttingDown:
 def derived_conversation_id(owner: str, client_message_id: str) -> str:
     """The conversation id of a new conversation opened by ``client_message_id``."""
     return hashlib.sha256(f"{owner}\0{client_message_id}".encode()).hexdigest()[:32]
+
+
+def check_capabilities(model: ModelInfo, options: SendOptions) -> None:
+    """Raise UnsupportedCapability when ``options`` ask ``model`` for what it cannot do."""
+    capabilities = model.capabilities
+    if options.attachments and not capabilities.vision:
+        raise UnsupportedCapability(
+            f"{model.id} cannot read images; pick a model that can (vision) or send text only",
+            capability="vision",
+        )
+    if (options.thinking or options.thinking_budget is not None) and not capabilities.thinking:
+        raise UnsupportedCapability(f"{model.id} cannot think before answering", capability="thinking")
+    if (
+        options.thinking is not None
+        and capabilities.thinking_fixed
+        and options.thinking != capabilities.thinking_default
+    ):
+        state = "on" if capabilities.thinking_default else "off"
+        raise UnsupportedCapability(
+            f"{model.id} always has thinking {state}; it cannot be switched", capability="thinking"
+        )
+    if options.search and not capabilities.search:
+        raise UnsupportedCapability(f"{model.id} cannot search the web", capability="search")
 
 
 def make_title(message: str) -> str:
@@ -178,7 +246,7 @@ class Checkpointer:
                 idle.append(reply.key.message_id)
         if dirty:
             saved = [reply.log.next_seq for reply in dirty]
-            batch = [(reply.key.message_id, reply.content()) for reply in dirty]
+            batch = [reply.partial() for reply in dirty]
             await self._store.checkpoint(batch)
             for reply, parts in zip(dirty, saved, strict=True):
                 reply.seq_saved = parts
@@ -300,6 +368,7 @@ class ChatEngine:
             raise _shutting_down()
         model_id = options.model or self.providers.default_model
         provider, model = self.providers.resolve(model_id)
+        check_capabilities(model, options)
         await self._check_reply_quota(owner)
         new = self._new_reply(owner, options, model_id)
 
@@ -326,9 +395,7 @@ class ChatEngine:
         start = _PendingStart(asyncio.get_running_loop().create_future())
         self._storing.add(storing)
         storing.add_done_callback(
-            lambda done: self._stored(
-                done, start, options, model_id, provider, model.upstream, busy_key
-            )
+            lambda done: self._stored(done, start, options, model, provider, busy_key)
         )
         try:
             await asyncio.shield(storing)
@@ -359,9 +426,8 @@ class ChatEngine:
         storing: asyncio.Future[BegunReply],
         start: _PendingStart,
         options: SendOptions,
-        model_id: str,
+        model: ModelInfo,
         provider: Provider,
-        upstream_model: str,
         busy_key: tuple[str, str],
     ) -> None:
         """When a reply's start is stored: run the reply, or release its conversation."""
@@ -372,7 +438,7 @@ class ChatEngine:
             start.log.set_result(None)
             return
         try:
-            reply_log = self._start(begun, options, model_id, provider, upstream_model, busy_key)
+            reply_log = self._start(begun, options, model, provider, busy_key)
         except BaseException as error:  # pragma: no cover - _start does no I/O
             start.log.set_exception(error)
             raise
@@ -395,35 +461,46 @@ class ChatEngine:
         self,
         begun: BegunReply,
         options: SendOptions,
-        model_id: str,
+        model: ModelInfo,
         provider: Provider,
-        upstream_model: str,
         busy_key: tuple[str, str],
     ) -> ReplyLog:
         """Run the stored reply ``begun``: its log and its task (the caller announces it)."""
         conversation = begun.conversation
         owner = busy_key[0]
+        capabilities = model.capabilities
+        thinking = None
+        if capabilities.thinking:
+            thinking = capabilities.thinking_default if options.thinking is None else options.thinking
+        search = bool(options.search) and capabilities.search
         reply_log = self.backplane.create_log(ReplyKey(owner, conversation.id, begun.reply_id))
         reply_log.append(
             Started(
                 seq=0,
                 user_message_id=begun.user_message_id,
-                model=model_id,
+                model=model.id,
                 title=conversation.title,
                 created_at=begun.created_at.timestamp(),
                 client_message_id=options.client_message_id,
                 user_text=begun.user_text,
                 replaces=begun.replaces,
+                user_attachments=begun.user_attachments,
+                thinking=thinking,
+                search=search,
             )
         )
+        messages, images = self._model_messages(conversation, begun, capabilities)
         request = ChatRequest(
-            model=upstream_model,
-            messages=self._model_messages(conversation, begun.context, begun.user_text),
+            model=model.upstream,
+            messages=messages,
             stream=options.stream,
             temperature=options.temperature,
             max_tokens=options.max_tokens,
+            thinking=thinking,
+            thinking_budget=options.thinking_budget if thinking else None,
+            search=search,
         )
-        reply = RunningReply(log=reply_log, started_at=time.monotonic())
+        reply = RunningReply(log=reply_log, started_at=time.monotonic(), images=images)
         self._running[begun.reply_id] = reply
         self._running_per_owner[owner] += 1
         task = asyncio.create_task(self._run(reply, provider, request, busy_key))
@@ -455,11 +532,12 @@ class ChatEngine:
             history_messages=self.settings.history_messages,
             history_chars=self.settings.history_max_chars,
             create=create,
-            title=make_title(options.message),
+            title=make_title(options.message) or "Image",
             client_message_id=options.client_message_id,
             system_prompt=options.system_prompt,
             truncate_from=options.truncate_from,
             regenerate=options.regenerate,
+            attachments=options.attachments,
         )
 
     async def _check_reply_quota(self, owner: str) -> None:
@@ -530,14 +608,42 @@ class ChatEngine:
         return rebuilt
 
     def _model_messages(
-        self, conversation: ConversationInfo, context: list[tuple[str, str]], message: str
-    ) -> list[ChatMessage]:
+        self, conversation: ConversationInfo, begun: BegunReply, capabilities: Capabilities
+    ) -> tuple[list[ChatMessage], tuple[tuple[int, tuple[str, ...]], ...]]:
+        """The messages the model sees, and which of them show which images.
+
+        Images go only to a vision model, the newest ``history_images`` of them (older
+        ones are left out, their text stays); reasoning only to a model whose
+        ``reasoning_in_history`` is on.
+        """
+        turns = [*begun.context, ContextMessage("user", begun.user_text, None, begun.user_attachments)]
         messages = []
         if conversation.system_prompt:
             messages.append(ChatMessage("system", conversation.system_prompt))
-        messages.extend(ChatMessage(role, content) for role, content in context)
-        messages.append(ChatMessage("user", message))
-        return messages
+        offset = len(messages)
+        images: list[tuple[int, tuple[str, ...]]] = []
+        budget = self.settings.history_images if capabilities.vision else 0
+        for index in range(len(turns) - 1, -1, -1):
+            attachments = turns[index].attachments
+            if attachments and budget > 0 and turns[index].role == "user":
+                ids = tuple(str(item["id"]) for item in attachments[-budget:])
+                budget -= len(ids)
+                images.append((offset + index, ids))
+        for turn in turns:
+            reasoning = turn.reasoning if capabilities.reasoning_in_history else None
+            messages.append(ChatMessage(turn.role, turn.content, reasoning=reasoning))
+        images.reverse()
+        return messages, tuple(images)
+
+    async def _with_images(self, owner: str, reply: RunningReply, request: ChatRequest) -> ChatRequest:
+        """``request`` with the images its messages show, loaded from the store."""
+        wanted = [attachment_id for _, ids in reply.images for attachment_id in ids]
+        found = await self.store.load_images(owner, wanted)
+        messages = list(request.messages)
+        for index, ids in reply.images:
+            parts = tuple(ImagePart(*found[i]) for i in ids if i in found)
+            messages[index] = replace(messages[index], images=parts)
+        return replace(request, messages=messages)
 
     # -- running -------------------------------------------------------------------------
 
@@ -646,23 +752,42 @@ class ChatEngine:
         append = reply.log.append
         # Through the registry, not provider.stream(): retries before the first token, the
         # provider's circuit breaker, the repetition guard.
-        stream = self.providers.stream(provider, request)
+        stream = None
         try:
             async with asyncio.timeout(timeout):
+                if reply.images:
+                    request = await self._with_images(reply.key.owner, reply, request)
+                stream = self.providers.stream(provider, request)
                 async for item in stream:
-                    if isinstance(item, Finish):
+                    if type(item) is str:
+                        if not item:
+                            continue
+                        if reply.first_token_at is None:
+                            reply.first_token_at = time.monotonic()
+                        elif reply.thinking_started_at is not None and reply.thinking_ended_at is None:
+                            reply.thinking_ended_at = time.monotonic()
+                        append(Delta(seq=reply.log.next_seq, text=item))
+                    elif isinstance(item, Finish):
                         return item
-                    if not item:
-                        continue
-                    if reply.first_token_at is None:
-                        reply.first_token_at = time.monotonic()
-                    append(Delta(seq=reply.log.next_seq, text=item))
+                    elif isinstance(item, Reasoning):
+                        if not item.text:
+                            continue
+                        now = time.monotonic()
+                        if reply.first_token_at is None:
+                            reply.first_token_at = now
+                        if reply.thinking_started_at is None:
+                            reply.thinking_started_at = now
+                        append(ReasoningDelta(seq=reply.log.next_seq, text=item.text))
+                    elif isinstance(item, Sources):
+                        sources = tuple(source.to_wire() for source in item.items)
+                        append(SourcesFound(seq=reply.log.next_seq, sources=sources))
+                    # Other items (tool calls, later) are not parts this engine knows yet.
         except TimeoutError:
             raise ProviderTimeout(f"the reply took longer than {timeout:g} s") from None
         finally:
             # Close the upstream stream now (its connection goes back to the pool), not
             # whenever the generator is collected.
-            closing = getattr(stream, "aclose", None)
+            closing = None if stream is None else getattr(stream, "aclose", None)
             if closing is not None:
                 with contextlib.suppress(Exception):
                     await closing()
@@ -680,6 +805,9 @@ class ChatEngine:
         )
         base: dict[str, Any] = {
             "content": reply.content(),
+            "reasoning": reply.log.reasoning or None,
+            "sources": reply.log.sources,
+            "thinking_ms": reply.thinking_ms(now),
             "ttft_ms": ttft,
             "duration_ms": round((now - reply.started_at) * 1000, 1),
         }
@@ -716,21 +844,18 @@ class ChatEngine:
             finish_reason=finish.finish_reason,
             input_tokens=finish.usage.input_tokens,
             output_tokens=finish.usage.output_tokens,
+            reasoning_tokens=finish.usage.reasoning_tokens,
+            cached_tokens=finish.usage.cached_tokens,
             **base,
         )
 
     @staticmethod
     def _done_event(reply: RunningReply, outcome: ReplyOutcome) -> Done:
-        usage = None
-        if outcome.input_tokens is not None or outcome.output_tokens is not None:
-            usage = {
-                key: value
-                for key, value in (
-                    ("input_tokens", outcome.input_tokens),
-                    ("output_tokens", outcome.output_tokens),
-                )
-                if value is not None
-            }
+        usage = {
+            name: value
+            for name in ("input_tokens", "output_tokens", "reasoning_tokens", "cached_tokens")
+            if (value := getattr(outcome, name)) is not None
+        }
         error = None
         if outcome.error_code is not None:
             error = {"code": outcome.error_code, "message": outcome.error_message}
@@ -738,10 +863,11 @@ class ChatEngine:
             seq=reply.log.next_seq,
             status=outcome.status.value,
             finish_reason=outcome.finish_reason,
-            usage=usage,
+            usage=usage or None,
             ttft_ms=outcome.ttft_ms,
             duration_ms=outcome.duration_ms,
             error=error,
+            thinking_ms=outcome.thinking_ms,
         )
 
     # -- cancelling ----------------------------------------------------------------------

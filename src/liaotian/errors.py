@@ -21,6 +21,7 @@ protocol), an HTTP status, or a CLI message.
     │   ├── ShuttingDown                   the server is stopping; send to another one
     │   ├── ModelNotFound                  no provider serves the model
     │   ├── ProviderNotConfigured          the provider exists but lacks its key / URL
+    │   ├── UnsupportedCapability          the model cannot do what was asked (images, …)
     │   └── LimitExceeded                  a configured limit was reached
     │       ├── TooManyConnections             connections per owner / in total
     │       ├── RateLimited                    messages per minute per owner
@@ -119,6 +120,17 @@ class ModelNotFound(RequestError):
 
 class ProviderNotConfigured(RequestError):
     code = "provider_not_configured"
+
+
+class UnsupportedCapability(RequestError):
+    """The request asks the model for something it cannot do: ``capability`` names it
+    (``vision``, ``thinking``, ``search``). Raised before the provider is called."""
+
+    code = "unsupported_capability"
+
+    def __init__(self, message: str, *, capability: str) -> None:
+        super().__init__(message)
+        self.capability = capability
 
 
 class LimitExceeded(RequestError):

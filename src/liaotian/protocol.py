@@ -21,10 +21,12 @@ from liaotian.errors import (
     LiaotianError,
     UnknownFrameType,
 )
-from liaotian.replies.log import Done, ReplyEvent, Started
+from liaotian.replies.log import Delta, Done, ReasoningDelta, ReplyEvent, SourcesFound, Started
 
 PROTOCOL_VERSION = 1
 MAX_JSON_DEPTH = 32
+MAX_ATTACHMENTS = 8
+"""Images one message may show."""
 
 RequestId = Annotated[str | int, Field(union_mode="left_to_right")]
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -36,26 +38,30 @@ class _Frame(BaseModel):
     id: RequestId | None = Field(default=None, description="echoed in the answer frames")
 
 
-class SendMessage(_Frame):
+class _ReplyOptions(_Frame):
+    """How to answer: the model and its options (every reply-starting frame takes them)."""
+
+    model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    stream: bool = True
+    system_prompt: Annotated[str, Field(max_length=32_000)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2, strict=False)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    thinking: bool | None = None
+    thinking_budget: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    search: bool | None = None
+
+
+Attachments = Annotated[list[Identifier], Field(max_length=MAX_ATTACHMENTS)]
+
+
+class SendMessage(_ReplyOptions):
     """Start a reply: store the user's message and stream the model's answer."""
 
     type: Literal["chat.send"]
     message: str
     conversation_id: Identifier | None = None
-    model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    stream: bool = True
-    system_prompt: Annotated[str, Field(max_length=32_000)] | None = None
-    temperature: Annotated[float, Field(ge=0, le=2, strict=False)] | None = None
-    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     client_message_id: Identifier | None = None
-
-
-class _ReplyOptions(_Frame):
-    model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    stream: bool = True
-    system_prompt: Annotated[str, Field(max_length=32_000)] | None = None
-    temperature: Annotated[float, Field(ge=0, le=2, strict=False)] | None = None
-    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    attachments: Attachments = Field(default_factory=list)
 
 
 class RegenerateReply(_ReplyOptions):
@@ -72,6 +78,7 @@ class EditMessage(_ReplyOptions):
     conversation_id: Identifier
     message_id: Identifier
     message: str
+    attachments: Attachments = Field(default_factory=list)
 
 
 class CancelReply(_Frame):
@@ -175,7 +182,9 @@ def parse_frame(data: str | bytes, *, max_bytes: int, max_message_chars: int) ->
     except ValidationError as exc:
         raise InvalidFrame(describe_validation_error(exc)) from None
     if isinstance(command, SendMessage | EditMessage):
-        check_message_text(command.message, max_message_chars)
+        if len(set(command.attachments)) != len(command.attachments):
+            raise InvalidFrame("attachments: an image is attached twice")
+        check_message_text(command.message, max_message_chars, images=len(command.attachments))
     return command
 
 
@@ -203,9 +212,10 @@ def _too_deep(value: Any) -> bool:
     return False
 
 
-def check_message_text(message: str, max_chars: int) -> None:
-    """Raise EmptyMessage for blank text and InvalidFrame for text over ``max_chars``."""
-    if not message.strip():
+def check_message_text(message: str, max_chars: int, *, images: int = 0) -> None:
+    """Raise EmptyMessage for blank text without images and InvalidFrame for text over
+    ``max_chars``."""
+    if not images and not message.strip():
         raise EmptyMessage("message is empty")
     if len(message) > max_chars:
         raise InvalidFrame(
@@ -275,6 +285,9 @@ def build_reply_event(
             "model": event.model,
             "title": event.title,
             "created_at": event.created_at,
+            "user_attachments": list(event.user_attachments),
+            "thinking": event.thinking,
+            "search": event.search,
         }
         if event.client_message_id is not None:
             frame["client_message_id"] = event.client_message_id
@@ -290,9 +303,28 @@ def build_reply_event(
             "ttft_ms": event.ttft_ms,
             "duration_ms": event.duration_ms,
             "error": event.error,
+            "thinking_ms": event.thinking_ms,
         }
-    else:
+    elif isinstance(event, Delta):
         return build_delta(conversation_id, message_id, event.seq, event.text, request_id)
+    elif isinstance(event, ReasoningDelta):
+        frame = {
+            "type": "reply.reasoning",
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "seq": event.seq,
+            "text": event.text,
+        }
+    elif isinstance(event, SourcesFound):
+        frame = {
+            "type": "reply.sources",
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "seq": event.seq,
+            "sources": list(event.sources),
+        }
+    else:  # pragma: no cover - every event type is handled above
+        raise TypeError(f"not a reply event: {event!r}")
     if request_id is not None:
         frame["id"] = request_id
     return encode(frame)
@@ -328,6 +360,9 @@ def build_error(error: LiaotianError, request_id: str | int | None = None, **ext
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
         frame["retry_after"] = retry_after
+    capability = getattr(error, "capability", None)
+    if capability is not None:
+        frame["capability"] = capability
     if request_id is not None:
         frame["id"] = request_id
     frame.update({key: value for key, value in extra.items() if value is not None})

@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     default_model: str | None = None
     history_messages: int = Field(default=20, ge=1, le=1000)
     history_max_chars: int = Field(default=48_000, ge=100)
+    history_images: int = Field(default=4, ge=0, le=32)
+    """The newest images of a conversation that go back to a vision model with a request."""
     checkpoint_interval: float = Field(default=0.5, gt=0, le=60)
     max_frame_bytes: int = Field(default=1 << 20, ge=1024)
     max_message_chars: int = Field(default=32_000, ge=1)

@@ -4,28 +4,50 @@ from __future__ import annotations
 
 from typing import Any
 
-from liaotian.replies.log import Delta, Done, ReplyEvent, Started
+from liaotian.replies.log import Delta, Done, ReasoningDelta, ReplyEvent, SourcesFound, Started
+
+_TUPLE_FIELDS = {"replaces", "user_attachments", "sources"}
 
 
 def event_to_wire(event: ReplyEvent) -> dict[str, Any]:
     """A plain dict for another process (the inverse of :func:`event_from_wire`)."""
     if isinstance(event, Delta):
         return {"k": "d", "seq": event.seq, "text": event.text}
-    if isinstance(event, Started):
-        wire = {field: getattr(event, field) for field in Started.__slots__}
-        wire["replaces"] = list(event.replaces)
-        return {"k": "s", **wire}
-    return {"k": "e", **{field: getattr(event, field) for field in Done.__slots__}}
+    if isinstance(event, ReasoningDelta):
+        return {"k": "r", "seq": event.seq, "text": event.text}
+    wire: dict[str, Any] = {
+        field: list(value) if field in _TUPLE_FIELDS else value
+        for field in type(event).__slots__
+        if (value := getattr(event, field)) is not None or field in ("seq",)
+    }
+    kind = {Started: "s", SourcesFound: "S", Done: "e"}[type(event)]
+    return {"k": kind, **wire}
 
 
 def event_from_wire(wire: dict[str, Any]) -> ReplyEvent:
-    """Rebuild an event from :func:`event_to_wire`'s dict. Raises KeyError/TypeError if bad."""
+    """Rebuild an event from :func:`event_to_wire`'s dict. Raises KeyError/TypeError if bad.
+
+    Fields a newer process added and this one does not know are dropped, so processes of
+    two versions can share a backplane during a rolling upgrade.
+    """
     kind = wire.pop("k")
     if kind == "d":
         return Delta(**wire)
+    if kind == "r":
+        return ReasoningDelta(**wire)
+    cls: type[Started | SourcesFound | Done]
     if kind == "s":
-        wire["replaces"] = tuple(wire.get("replaces", ()))
-        return Started(**wire)
-    if kind == "e":
-        return Done(**wire)
-    raise TypeError(f"unknown event kind {kind!r}")
+        cls = Started
+    elif kind == "S":
+        cls = SourcesFound
+    elif kind == "e":
+        cls = Done
+    else:
+        raise TypeError(f"unknown event kind {kind!r}")
+    known = set(cls.__slots__)
+    fields = {
+        name: tuple(value) if name in _TUPLE_FIELDS else value
+        for name, value in wire.items()
+        if name in known
+    }
+    return cls(**fields)

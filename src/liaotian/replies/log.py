@@ -1,4 +1,9 @@
-"""The event log of a reply: ``started``, ``delta``…, ``done``, numbered 0, 1, 2, ….
+"""The event log of a reply: ``started``, its parts, ``done``, numbered 0, 1, 2, ….
+
+A reply's parts are answer-text deltas (:class:`Delta`), reasoning deltas
+(:class:`ReasoningDelta`) and the web search results (:class:`SourcesFound`), in the order
+the provider produced them; every part has its own seq, so resuming is exact whatever the
+part. Tool calls and their results will be parts too.
 
 A reply's events are appended by the one task that generates it and read by any number of
 followers, each from the sequence number it last saw, so a follower that reconnects gets
@@ -32,12 +37,35 @@ class Started:
     user_text: str = ""
     replaces: tuple[str, ...] = ()
     """Message ids deleted by the regenerate / edit that started this reply."""
+    user_attachments: tuple[dict[str, Any], ...] = ()
+    """The user message's images (``{id, media_type, name, width, height, bytes}``)."""
+    thinking: bool | None = None
+    """Whether the model was asked to think (None: its default)."""
+    search: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Delta:
+    """A piece of the answer text."""
+
     seq: int
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A piece of the model's thinking (never part of the answer text)."""
+
+    seq: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourcesFound:
+    """The reply's web search results: ``{index, url, title, site, icon}`` each."""
+
+    seq: int
+    sources: tuple[dict[str, Any], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +77,15 @@ class Done:
     ttft_ms: float | None = None
     duration_ms: float | None = None
     error: dict[str, Any] | None = None
+    thinking_ms: float | None = None
+    """How long the model thought before the answer began (None: it did not think)."""
 
 
-ReplyEvent = Started | Delta | Done
+PartEvent = Delta | ReasoningDelta | SourcesFound
+ReplyEvent = Started | Delta | ReasoningDelta | SourcesFound | Done
+
+_TEXT, _REASONING, _OTHER = 0, 1, 2
+"""Kinds of parts in :attr:`ReplyLog._kinds`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,20 +101,28 @@ class ReplyLog:
     """The events of one reply, in seq order. Only the generating task appends.
 
     Stored without an object per token that the garbage collector tracks or visits: the
-    ``started`` event, the delta texts joined into one string with an array of offsets (one
-    per seq), the texts of the latest deltas in a short list (folded into the string every
-    :data:`FOLD_PARTS` deltas, or an eighth of the log, whichever is more), and the ``done``
-    event. :class:`Delta` events are built when a follower reads them; the last one
-    appended is kept, so live followers share it.
+    ``started`` event, the part texts joined into one string with an array of offsets (one
+    per seq), the texts of the latest parts in a short list (folded into the string every
+    :data:`FOLD_PARTS` parts, or an eighth of the log, whichever is more), and the ``done``
+    event. Part events are built when a follower reads them; the last one appended is
+    kept, so live followers share it.
+
+    A log of answer text only (the common case) keeps nothing more. Once another kind of
+    part arrives, a byte per part records its kind, the answer and reasoning texts are also
+    kept as lists of their pieces, and a part without text (sources) is kept as its event.
     """
 
     FOLD_PARTS = 64
 
     __slots__ = (
+        "_answer",
         "_done",
+        "_extras",
+        "_kinds",
         "_next_seq",
         "_offsets",
         "_parts",
+        "_reasoning",
         "_started",
         "_tail",
         "_text",
@@ -102,8 +144,15 @@ class ReplyLog:
         self._offsets = array("I", (0,))
         self._parts: list[str] | None = []
         """The texts of the deltas after the folded ones; None once finished (all folded)."""
-        self._tail: Delta | None = None
-        """The last event while it is a delta and the log streams; live followers get it."""
+        self._tail: PartEvent | None = None
+        """The last event while it is a part and the log streams; live followers get it."""
+        self._kinds: bytearray | None = None
+        """The kind of each part (index = seq - 1), once a part other than text arrived."""
+        self._answer: list[str] = []
+        self._reasoning: list[str] = []
+        """The answer's and the reasoning's pieces, kept once :attr:`_kinds` exists."""
+        self._extras: dict[int, PartEvent] = {}
+        """Parts without text (sources), by seq."""
         self._done: Done | None = None
         self._waiters: list[asyncio.Future[None]] = []
         """One future per waiting follower: cheaper per event than one shared, shielded future."""
@@ -118,8 +167,21 @@ class ReplyLog:
 
     @property
     def text(self) -> str:
-        """The text of every delta so far, joined."""
+        """The answer text so far (every :class:`Delta`, joined)."""
+        if self._kinds is not None:
+            return "".join(self._answer)
         return self._text + "".join(self._parts) if self._parts else self._text
+
+    @property
+    def reasoning(self) -> str:
+        """The reasoning so far (every :class:`ReasoningDelta`, joined)."""
+        return "".join(self._reasoning)
+
+    @property
+    def sources(self) -> tuple[dict[str, Any], ...]:
+        """The reply's search results (the last :class:`SourcesFound`), or ()."""
+        found = [event for event in self._extras.values() if isinstance(event, SourcesFound)]
+        return found[-1].sources if found else ()
 
     @property
     def events(self) -> list[ReplyEvent]:
@@ -129,7 +191,7 @@ class ReplyLog:
     def append(self, event: ReplyEvent) -> None:
         """Append the next event; its ``seq`` must be :attr:`next_seq`.
 
-        The order is ``started`` (seq 0), deltas, ``done``; ``done`` may also come first
+        The order is ``started`` (seq 0), parts, ``done``; ``done`` may also come first
         (a reply that ended before it started). Raises RuntimeError after ``done``, on a
         wrong sequence number, or out of that order.
         """
@@ -140,10 +202,13 @@ class ReplyLog:
             raise RuntimeError(f"event seq {event.seq} != expected {seq}")
         parts = self._parts
         assert parts is not None  # only None once finished
-        if isinstance(event, Delta):
+        if isinstance(event, Delta | ReasoningDelta | SourcesFound):
             if seq == 0:
-                raise RuntimeError("a reply log starts with started, not a delta")
-            parts.append(event.text)
+                raise RuntimeError("a reply log starts with started, not a part")
+            if type(event) is Delta and self._kinds is None:
+                parts.append(event.text)
+            else:
+                self._append_typed(event, parts)
             self._tail = event
             # An eighth of the log at least: folding copies the text, so the copies add up
             # to a few times its length however long the reply gets.
@@ -165,6 +230,26 @@ class ReplyLog:
                 if not waiter.done():  # a follower cancelled while waiting
                     waiter.set_result(None)
 
+    def _append_typed(self, event: PartEvent, parts: list[str]) -> None:
+        """Append a part to a log that keeps kinds (starting to keep them if needed)."""
+        kinds = self._kinds
+        if kinds is None:
+            # Every part so far was answer text.
+            kinds = self._kinds = bytearray(self._next_seq - 1)
+            self._answer = [self.text]
+        if isinstance(event, Delta):
+            parts.append(event.text)
+            kinds.append(_TEXT)
+            self._answer.append(event.text)
+        elif isinstance(event, ReasoningDelta):
+            parts.append(event.text)
+            kinds.append(_REASONING)
+            self._reasoning.append(event.text)
+        else:
+            parts.append("")
+            kinds.append(_OTHER)
+            self._extras[event.seq] = event
+
     def _fold(self, parts: list[str]) -> None:
         """Move ``parts`` (the unfolded texts) to the end of the joined text."""
         if not parts:
@@ -185,8 +270,9 @@ class ReplyLog:
         when the log is finished and ``after_seq`` is at or past its last event.
 
         By default every seq is its own event (what a copy of the log needs). With
-        ``merge`` the deltas of a batch come as one delta carrying the last of their seqs
-        and their texts joined (what a client needs: resuming after that seq stays exact).
+        ``merge`` consecutive deltas of one kind in a batch come as one delta carrying the
+        last of their seqs and their texts joined (what a client needs: resuming after that
+        seq stays exact).
         """
         cursor = max(after_seq + 1, 0)
         while True:
@@ -216,9 +302,11 @@ class ReplyLog:
             events.append(self._started)
         text, offsets, parts = self._text, self._offsets, self._parts or []
         folded = len(offsets) - 1
-        # Delta seqs are 1..count, stored at indexes 0..count-1: the indexes in range.
+        # Part seqs are 1..count, stored at indexes 0..count-1: the indexes in range.
         low, high = max(start, 1) - 1, min(end, folded + len(parts) + 1) - 1
-        if low < high:
+        if low < high and self._kinds is not None:
+            events.extend(self._typed_events(low, high, merge=merge))
+        elif low < high:
             # [low, high) = folded [low, folded_high) + parts [parts_low, parts_high)
             folded_high = min(high, folded)
             parts_low, parts_high = max(low - folded, 0), max(high - folded, 0)
@@ -238,6 +326,38 @@ class ReplyLog:
                 )
         if self._done is not None and end == self._next_seq:
             events.append(self._done)
+        return events
+
+    def _typed_events(self, low: int, high: int, *, merge: bool) -> list[ReplyEvent]:
+        """The parts at indexes ``[low, high)`` of a log that keeps kinds."""
+        kinds = self._kinds
+        assert kinds is not None
+        text, offsets, parts = self._text, self._offsets, self._parts or []
+        folded = len(offsets) - 1
+        # Runs of one kind: [kind, last seq, pieces], or the event of a part without text.
+        runs: list[list[Any] | PartEvent] = []
+        for index in range(low, high):
+            kind = kinds[index]
+            if kind == _OTHER:
+                runs.append(self._extras[index + 1])
+                continue
+            piece = (
+                text[offsets[index] : offsets[index + 1]] if index < folded else parts[index - folded]
+            )
+            last = runs[-1] if runs else None
+            if merge and isinstance(last, list) and last[0] == kind:
+                last[1] = index + 1
+                last[2].append(piece)
+            else:
+                runs.append([kind, index + 1, [piece]])
+        events: list[ReplyEvent] = []
+        for run in runs:
+            if isinstance(run, list):
+                kind, seq, pieces = run
+                cls = Delta if kind == _TEXT else ReasoningDelta
+                events.append(cls(seq, pieces[0] if len(pieces) == 1 else "".join(pieces)))
+            else:
+                events.append(run)
         return events
 
 

@@ -99,8 +99,12 @@ class Message(Base):
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text, default="")
     reasoning: Mapped[str | None] = mapped_column(Text, nullable=True)
-    sources: Mapped[list[dict[str, object]] | None] = mapped_column(JSON, nullable=True)
-    attachments: Mapped[list[dict[str, object]] | None] = mapped_column(JSON, nullable=True)
+    sources: Mapped[list[dict[str, object]] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True
+    )
+    attachments: Mapped[list[dict[str, object]] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True
+    )
     status: Mapped[str] = mapped_column(String(16))
     model: Mapped[str | None] = mapped_column(String(200), nullable=True)
     client_message_id: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -40,6 +40,7 @@ from liaotian.store.database import (
     domain_error,
     open_database,
 )
+from liaotian.store.attachments import claim_attachments, load_images
 from liaotian.store.models import Conversation, Message, Owner, utcnow
 
 INTERRUPTED_MESSAGE = "the server stopped while this answer was streaming"
@@ -61,8 +62,13 @@ _INSERT_IGNORING_CONFLICTS = {
     for dialect in (postgresql, sqlite)
 }
 _CONTEXT = (
-    select(messages.c.role, messages.c.content)
-    .where(messages.c.conversation_pk == bindparam("b_pk"), messages.c.content != "")
+    select(
+        messages.c.role, messages.c.content, messages.c.reasoning, messages.c.attachments
+    )
+    .where(
+        messages.c.conversation_pk == bindparam("b_pk"),
+        (messages.c.content != "") | messages.c.attachments.is_not(None),
+    )
     .order_by(messages.c.pk.desc())
     .limit(bindparam("b_limit"))
 )
@@ -92,7 +98,12 @@ _STILL_STREAMING = (messages.c.id == bindparam("b_id")) & (
 _CHECKPOINT = (
     update(messages)
     .where(_STILL_STREAMING)
-    .values(content=bindparam("b_content"), updated_at=bindparam("b_now"))
+    .values(
+        content=bindparam("b_content"),
+        reasoning=bindparam("b_reasoning"),
+        sources=bindparam("b_sources", type_=messages.c.sources.type),
+        updated_at=bindparam("b_now"),
+    )
 )
 _TOUCH = (
     update(messages)
@@ -107,13 +118,18 @@ _FINISH = (
     .where(_STILL_STREAMING)
     .values(
         {
-            column: bindparam(f"b_{column}")
+            column: bindparam(f"b_{column}", type_=messages.c[column].type)
             for column in (
                 "content",
+                "reasoning",
+                "sources",
                 "status",
                 "finish_reason",
                 "input_tokens",
                 "output_tokens",
+                "reasoning_tokens",
+                "cached_tokens",
+                "thinking_ms",
                 "ttft_ms",
                 "duration_ms",
                 "error_code",
@@ -165,11 +181,23 @@ class MessageInfo:
     error_code: str | None
     error_message: str | None
     created_at: datetime
+    reasoning: str | None = None
+    sources: tuple[dict[str, Any], ...] = ()
+    attachments: tuple[dict[str, Any], ...] = ()
+    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
+    thinking_ms: float | None = None
+
+    def usage(self) -> dict[str, int] | None:
+        """The token counts the provider reported (None when it reported none)."""
+        usage = {
+            name: value
+            for name in ("input_tokens", "output_tokens", "reasoning_tokens", "cached_tokens")
+            if (value := getattr(self, name)) is not None
+        }
+        return usage or None
 
     def to_wire(self) -> dict[str, Any]:
-        usage = None
-        if self.input_tokens is not None or self.output_tokens is not None:
-            usage = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
         error = None
         if self.error_code is not None:
             error = {"code": self.error_code, "message": self.error_message}
@@ -177,10 +205,14 @@ class MessageInfo:
             "id": self.id,
             "role": self.role,
             "content": self.content,
+            "reasoning": self.reasoning,
+            "sources": list(self.sources),
+            "attachments": list(self.attachments),
+            "thinking_ms": self.thinking_ms,
             "status": self.status,
             "model": self.model,
             "finish_reason": self.finish_reason,
-            "usage": usage,
+            "usage": self.usage(),
             "ttft_ms": self.ttft_ms,
             "duration_ms": self.duration_ms,
             "error": error,
@@ -204,9 +236,14 @@ class ReplyOutcome:
 
     status: ReplyStatus
     content: str
+    reasoning: str | None = None
+    sources: tuple[dict[str, Any], ...] = ()
     finish_reason: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
+    thinking_ms: float | None = None
     ttft_ms: float | None = None
     duration_ms: float | None = None
     error_code: str | None = None
@@ -240,6 +277,12 @@ def _message_info(row: Row[Any]) -> MessageInfo:
         error_code=row.error_code,
         error_message=row.error_message,
         created_at=_aware(row.created_at),
+        reasoning=row.reasoning,
+        sources=tuple(row.sources or ()),
+        attachments=tuple(row.attachments or ()),
+        reasoning_tokens=row.reasoning_tokens,
+        cached_tokens=row.cached_tokens,
+        thinking_ms=row.thinking_ms,
     )
 
 
@@ -273,6 +316,28 @@ class NewReply:
     system_prompt: str | None = None
     truncate_from: str | None = None
     regenerate: bool = False
+    attachments: tuple[str, ...] = ()
+    """Ids of the owner's images the user message shows (claimed for the conversation)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContextMessage:
+    """An earlier message the model sees again."""
+
+    role: str
+    content: str
+    reasoning: str | None = None
+    attachments: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """What a checkpoint saves of a streaming reply."""
+
+    message_id: str
+    content: str
+    reasoning: str | None = None
+    sources: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,9 +353,11 @@ class BegunReply:
     reply_id: str
     user_text: str
     created_at: datetime
-    context: list[tuple[str, str]]
+    context: list[ContextMessage]
     replaces: tuple[str, ...] = ()
     earlier: bool = False
+    user_attachments: tuple[dict[str, Any], ...] = ()
+    """The images of the user message (``{id, media_type, name, width, height, bytes}``)."""
 
 
 def create_engine(database_url: str) -> AsyncEngine:
@@ -434,12 +501,21 @@ class Store:
         """
         return await self._db.run(lambda c: _begin_reply(c, new, utcnow()))
 
-    async def checkpoint(self, partials: Sequence[tuple[str, str]]) -> None:
-        """Save the partial text of streaming replies: ``(message_id, text)`` pairs, one batch."""
+    async def checkpoint(self, partials: Sequence[Partial]) -> None:
+        """Save the parts of streaming replies so far, in one batch."""
         if not partials:
             return
         now = utcnow()
-        batch = [{"b_id": mid, "b_content": content, "b_now": now} for mid, content in partials]
+        batch = [
+            {
+                "b_id": partial.message_id,
+                "b_content": partial.content,
+                "b_reasoning": partial.reasoning,
+                "b_sources": list(partial.sources) or None,
+                "b_now": now,
+            }
+            for partial in partials
+        ]
         await self._db.run(lambda c: c.execute(_CHECKPOINT, batch))
 
     async def touch(self, message_ids: Sequence[str]) -> None:
@@ -483,10 +559,15 @@ class Store:
         params = {
             "b_id": message_id,
             "b_content": outcome.content,
+            "b_reasoning": outcome.reasoning,
+            "b_sources": list(outcome.sources) or None,
             "b_status": outcome.status.value,
             "b_finish_reason": outcome.finish_reason,
             "b_input_tokens": outcome.input_tokens,
             "b_output_tokens": outcome.output_tokens,
+            "b_reasoning_tokens": outcome.reasoning_tokens,
+            "b_cached_tokens": outcome.cached_tokens,
+            "b_thinking_ms": outcome.thinking_ms,
             "b_ttft_ms": outcome.ttft_ms,
             "b_duration_ms": outcome.duration_ms,
             "b_error_code": outcome.error_code,
@@ -531,6 +612,12 @@ class Store:
         if conversation_id is not None:
             query = query.where(conversations.c.id == conversation_id)
         return await self._db.run(lambda c: list(c.scalars(query).all()))
+
+    async def load_images(self, owner: str, ids: list[str]) -> dict[str, tuple[str, bytes]]:
+        """``{id: (media type, bytes)}`` of the owner's attachments among ``ids``."""
+        if not ids:
+            return {}
+        return await self._db.run(lambda c: load_images(c, owner, ids))
 
     async def interrupt_streaming(self, message_ids: Iterable[str] | None = None) -> int:
         """Mark streaming replies interrupted (all of them when ``message_ids`` is None).
@@ -586,17 +673,19 @@ def _create_conversation(
 
 def _context(
     c: Connection, conversation_pk: int, *, limit: int, max_chars: int, before: str | None
-) -> list[tuple[str, str]]:
+) -> list[ContextMessage]:
     params: dict[str, Any] = {"b_pk": conversation_pk, "b_limit": limit}
     if before is not None:
         params["b_before"] = before
-    kept: list[tuple[str, str]] = []
+    kept: list[ContextMessage] = []
     budget = max_chars
-    for role, content in c.execute(_CONTEXT if before is None else _CONTEXT_BEFORE, params):
+    for role, content, reasoning, attachments in c.execute(
+        _CONTEXT if before is None else _CONTEXT_BEFORE, params
+    ):
         if len(content) > budget:
             break
         budget -= len(content)
-        kept.append((role, content))
+        kept.append(ContextMessage(role, content, reasoning, tuple(attachments or ())))
     kept.reverse()
     return kept
 
@@ -612,16 +701,19 @@ def _earlier_exchange(
     return (rows[0][0], rows[1][0]) if len(rows) == 2 else None
 
 
-def _last_user_message(c: Connection, conversation_pk: int) -> tuple[str, str]:
+def _last_user_message(
+    c: Connection, conversation_pk: int
+) -> tuple[str, str, tuple[dict[str, Any], ...]]:
+    """(id, text, attachments) of the conversation's last user message."""
     row = c.execute(
-        select(messages.c.id, messages.c.content)
+        select(messages.c.id, messages.c.content, messages.c.attachments)
         .where(messages.c.conversation_pk == conversation_pk, messages.c.role == "user")
         .order_by(messages.c.pk.desc())
         .limit(1)
     ).first()
     if row is None:
         raise NotFound("the conversation has no message to answer again")
-    return row[0], row[1]
+    return row[0], row[1], tuple(row[2] or ())
 
 
 def _truncate(c: Connection, conversation_pk: int, message_id: str, *, keep: bool) -> list[str]:
@@ -654,6 +746,7 @@ def _insert_user_message(
     text_: str,
     client_message_id: str | None,
     now: datetime,
+    attachments: tuple[dict[str, Any], ...],
 ) -> str:
     message_id = new_id()
     c.execute(
@@ -663,6 +756,7 @@ def _insert_user_message(
             "conversation_pk": conversation_pk,
             "role": "user",
             "content": text_,
+            "attachments": list(attachments) or None,
             "status": ReplyStatus.COMPLETED.value,
             "client_message_id": client_message_id,
             "created_at": now,
@@ -711,12 +805,19 @@ def _begin_reply(c: Connection, new: NewReply, now: datetime) -> BegunReply:
         conversation = replace(conversation, system_prompt=new.system_prompt)
     user_text, before = new.message, None
     replaces: tuple[str, ...] = ()
+    attachments: tuple[dict[str, Any], ...] = ()
     if new.regenerate:
-        user_id, user_text = _last_user_message(c, conversation.pk)
+        user_id, user_text, attachments = _last_user_message(c, conversation.pk)
         replaces = tuple(_truncate(c, conversation.pk, user_id, keep=True))
         before = user_id
-    elif new.truncate_from is not None:
-        replaces = tuple(_truncate(c, conversation.pk, new.truncate_from, keep=False))
+    else:
+        if new.attachments:
+            attachments = tuple(
+                info.to_wire()
+                for info in claim_attachments(c, new.owner, new.attachments, conversation.pk)
+            )
+        if new.truncate_from is not None:
+            replaces = tuple(_truncate(c, conversation.pk, new.truncate_from, keep=False))
     context = _context(
         c,
         conversation.pk,
@@ -725,9 +826,20 @@ def _begin_reply(c: Connection, new: NewReply, now: datetime) -> BegunReply:
         before=before,
     )
     if not new.regenerate:
-        user_id = _insert_user_message(c, conversation.pk, user_text, new.client_message_id, now)
+        user_id = _insert_user_message(
+            c, conversation.pk, user_text, new.client_message_id, now, attachments
+        )
     reply_id = _insert_reply(c, conversation.pk, new.model, now)
-    return BegunReply(conversation, user_id, reply_id, user_text, now, context, replaces)
+    return BegunReply(
+        conversation,
+        user_id,
+        reply_id,
+        user_text,
+        now,
+        context,
+        replaces,
+        user_attachments=attachments,
+    )
 
 
 def _interrupt() -> Any:

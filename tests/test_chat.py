@@ -20,7 +20,7 @@ from websockets.frames import Opcode
 from liaotian.backplane import ConversationChange, Notice, OwnerBus
 from liaotian.engine import SendOptions, derived_conversation_id
 from liaotian.replies.status import ReplyStatus
-from liaotian.store.repository import NewReply
+from liaotian.store.repository import NewReply, Partial
 from liaotian.transport import Flag, LeanWebSocketProtocol, Mailbox, text_frame
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, expected_reply
@@ -559,7 +559,7 @@ async def test_replies_left_streaming_by_a_crash_are_marked_interrupted(
             )
         )
         reply_id = begun.reply_id
-        await store.checkpoint([(reply_id, "partial text")])
+        await store.checkpoint([Partial(reply_id, "partial text")])
     # The first server stopped cleanly, but it never ran that reply: to it, the row is a
     # leftover exactly like one a killed process leaves.
     async with run_server(settings) as server:

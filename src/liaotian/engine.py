@@ -189,7 +189,9 @@ def check_capabilities(model: ModelInfo, options: SendOptions) -> None:
             capability="vision",
         )
     if (options.thinking or options.thinking_budget is not None) and not capabilities.thinking:
-        raise UnsupportedCapability(f"{model.id} cannot think before answering", capability="thinking")
+        raise UnsupportedCapability(
+            f"{model.id} cannot think before answering", capability="thinking"
+        )
     if (
         options.thinking is not None
         and capabilities.thinking_fixed
@@ -471,7 +473,9 @@ class ChatEngine:
         capabilities = model.capabilities
         thinking = None
         if capabilities.thinking:
-            thinking = capabilities.thinking_default if options.thinking is None else options.thinking
+            thinking = (
+                capabilities.thinking_default if options.thinking is None else options.thinking
+            )
         search = bool(options.search) and capabilities.search
         reply_log = self.backplane.create_log(ReplyKey(owner, conversation.id, begun.reply_id))
         reply_log.append(
@@ -616,7 +620,10 @@ class ChatEngine:
         ones are left out, their text stays); reasoning only to a model whose
         ``reasoning_in_history`` is on.
         """
-        turns = [*begun.context, ContextMessage("user", begun.user_text, None, begun.user_attachments)]
+        turns = [
+            *begun.context,
+            ContextMessage("user", begun.user_text, None, begun.user_attachments),
+        ]
         messages = []
         if conversation.system_prompt:
             messages.append(ChatMessage("system", conversation.system_prompt))
@@ -635,7 +642,9 @@ class ChatEngine:
         images.reverse()
         return messages, tuple(images)
 
-    async def _with_images(self, owner: str, reply: RunningReply, request: ChatRequest) -> ChatRequest:
+    async def _with_images(
+        self, owner: str, reply: RunningReply, request: ChatRequest
+    ) -> ChatRequest:
         """``request`` with the images its messages show, loaded from the store."""
         wanted = [attachment_id for _, ids in reply.images for attachment_id in ids]
         found = await self.store.load_images(owner, wanted)
@@ -764,7 +773,10 @@ class ChatEngine:
                             continue
                         if reply.first_token_at is None:
                             reply.first_token_at = time.monotonic()
-                        elif reply.thinking_started_at is not None and reply.thinking_ended_at is None:
+                        elif (
+                            reply.thinking_started_at is not None
+                            and reply.thinking_ended_at is None
+                        ):
                             reply.thinking_ended_at = time.monotonic()
                         append(Delta(seq=reply.log.next_seq, text=item))
                     elif isinstance(item, Finish):

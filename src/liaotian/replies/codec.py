@@ -45,7 +45,7 @@ def event_from_wire(wire: dict[str, Any]) -> ReplyEvent:
     else:
         raise TypeError(f"unknown event kind {kind!r}")
     known = set(cls.__slots__)
-    fields = {
+    fields: dict[str, Any] = {
         name: tuple(value) if name in _TUPLE_FIELDS else value
         for name, value in wire.items()
         if name in known

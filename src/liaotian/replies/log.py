@@ -342,7 +342,9 @@ class ReplyLog:
                 runs.append(self._extras[index + 1])
                 continue
             piece = (
-                text[offsets[index] : offsets[index + 1]] if index < folded else parts[index - folded]
+                text[offsets[index] : offsets[index + 1]]
+                if index < folded
+                else parts[index - folded]
             )
             last = runs[-1] if runs else None
             if merge and isinstance(last, list) and last[0] == kind:

@@ -34,13 +34,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from liaotian.errors import NotFound
 from liaotian.replies.status import ReplyStatus
+from liaotian.store.attachments import claim_attachments, load_images
 from liaotian.store.database import (
     DATABASE_ERRORS,
     apply_sqlite_pragmas,
     domain_error,
     open_database,
 )
-from liaotian.store.attachments import claim_attachments, load_images
 from liaotian.store.models import Conversation, Message, Owner, utcnow
 
 INTERRUPTED_MESSAGE = "the server stopped while this answer was streaming"
@@ -62,9 +62,7 @@ _INSERT_IGNORING_CONFLICTS = {
     for dialect in (postgresql, sqlite)
 }
 _CONTEXT = (
-    select(
-        messages.c.role, messages.c.content, messages.c.reasoning, messages.c.attachments
-    )
+    select(messages.c.role, messages.c.content, messages.c.reasoning, messages.c.attachments)
     .where(
         messages.c.conversation_pk == bindparam("b_pk"),
         (messages.c.content != "") | messages.c.attachments.is_not(None),

@@ -7,6 +7,7 @@ import type { App } from "./components/app";
 import "./components/root";
 import { detectLocale, setLocale } from "./i18n";
 import type { Me } from "./protocol/auth";
+import { setAttachmentOwner } from "./protocol/attachments";
 import { ProtocolClient } from "./protocol/client";
 import { ChatController } from "./state/chat";
 import { clientId } from "./state/preferences";
@@ -21,6 +22,8 @@ const scheme = location.protocol === "https:" ? "wss" : "ws";
 /** Signed in, the session cookie says who we are; in open mode, the browser's client id. */
 function socketUrl(me: Me): string {
   const url = `${scheme}://${location.host}/ws`;
+  // Images are fetched and uploaded as the same owner as the socket.
+  setAttachmentOwner(me.required ? null : clientId());
   return me.required ? url : `${url}?client_id=${encodeURIComponent(clientId())}`;
 }
 

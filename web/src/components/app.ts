@@ -119,6 +119,8 @@ export class App extends LightElement {
             .problem=${problem}
             .reason=${reason}
             ?dismissible=${state.composerProblem !== null}
+            .features=${controller.features}
+            .model=${model}
           ></lt-composer>
         </div>
       </main>
@@ -132,6 +134,7 @@ export class App extends LightElement {
       <lt-toasts .toasts=${state.toasts} .controller=${controller}></lt-toasts>
       <lt-confirm-dialog></lt-confirm-dialog>
       <lt-shortcuts-dialog></lt-shortcuts-dialog>
+      <lt-lightbox></lt-lightbox>
     </div>`;
   }
 

@@ -8,11 +8,13 @@
  * again once they are loaded.
  */
 import { onLocaleChange, t } from "../i18n";
+import type { WireSource } from "../protocol/types";
 import { renderMarkdown } from "../render/markdown";
 import { copyText } from "./dom";
 
 export class MarkdownView extends HTMLElement {
   #text = "";
+  #sources: readonly WireSource[] = [];
   #rendered: string | null = null;
   #frame: number | null = null;
   #lastRenderAt = 0;
@@ -27,6 +29,17 @@ export class MarkdownView extends HTMLElement {
     if (value === this.#text && this.#rendered !== null) return;
     this.#text = value;
     if (this.isConnected) this.#schedule();
+  }
+
+  /** The sources the text's `[n]` markers link to. */
+  get sources(): readonly WireSource[] {
+    return this.#sources;
+  }
+
+  set sources(value: readonly WireSource[]) {
+    if (value === this.#sources) return;
+    this.#sources = value;
+    if (this.isConnected && this.#rendered !== null) this.#schedule();
   }
 
   connectedCallback(): void {
@@ -70,7 +83,8 @@ export class MarkdownView extends HTMLElement {
       copy: t("message.copy"),
       copyCode: t("message.copyCode"),
       image: (alt) => t("message.image", { alt }),
-    });
+      cite: (index, title) => t("sources.cite", { index, title }),
+    }, this.#sources);
     this.replaceChildren(fragment);
     this.#rendered = this.#text;
     this.#lastRenderAt = performance.now();

@@ -1,14 +1,20 @@
 /**
- * <lt-message>: one message. A user's message is plain text (never HTML) with copy and edit;
- * an answer is markdown with its status, timings, usage and actions.
+ * <lt-message>: one message. A user's message is plain text (never HTML) and its images, with
+ * copy and edit; an answer is its thinking (a panel, open while the model thinks and closed
+ * once the answer begins), markdown whose `[n]` cite its sources, the sources, then its
+ * status, timings, usage and actions.
  */
 import { html, nothing, type TemplateResult } from "lit";
+import { attachmentUrl } from "../protocol/attachments";
+import { isWebUrl } from "../render/markdown";
+import type { WireSource } from "../protocol/types";
 import { describeProblem, formatDateTime, formatDuration, formatNumber, type MessageKey, t } from "../i18n";
 import type { ChatController } from "../state/chat";
 import { isLocalId, type Message } from "../state/types";
 import { LightElement } from "./base";
 import { autosize, copyText } from "./dom";
 import { icons } from "./icons";
+import { openImage } from "./lightbox";
 import { logo } from "./logo";
 import "./markdown-view";
 
@@ -20,6 +26,7 @@ export class MessageView extends LightElement {
     busy: { type: Boolean },
     editing: { state: true },
     copied: { state: true },
+    thinkingExpanded: { state: true },
   };
 
   declare message: Message;
@@ -30,6 +37,8 @@ export class MessageView extends LightElement {
   declare busy: boolean;
   declare editing: boolean;
   declare copied: boolean;
+  /** The thinking panel as the user set it; null: open while thinking, closed after. */
+  declare thinkingExpanded: boolean | null;
 
   constructor() {
     super();
@@ -37,6 +46,7 @@ export class MessageView extends LightElement {
     this.busy = false;
     this.editing = false;
     this.copied = false;
+    this.thinkingExpanded = null;
   }
 
   protected override render(): TemplateResult {
@@ -69,7 +79,10 @@ export class MessageView extends LightElement {
       data-message-id=${message.id}
       aria-label=${t("message.you")}
     >
-      <div class="bubble" title=${formatDateTime(message.createdAt)}>${message.content}</div>
+      ${this.#images()}
+      ${message.content !== "" || message.attachments.length === 0
+        ? html`<div class="bubble" title=${formatDateTime(message.createdAt)}>${message.content}</div>`
+        : nothing}
       <div class="msg-actions">
         ${this.#copyButton(t("message.copyMessage"))}
         ${pending
@@ -102,14 +115,97 @@ export class MessageView extends LightElement {
     >
       <div class="avatar" aria-hidden="true">${logo(18)}</div>
       <div class="msg-body">
+        ${this.#thinking()}
         ${message.content === "" && streaming
-          ? html`<div class="typing" aria-label=${t("message.status.streaming")}><span></span><span></span><span></span></div>`
-          : html`<lt-markdown class="markdown ${streaming ? "streaming" : ""}" .text=${message.content}></lt-markdown>`}
+          ? message.reasoning === ""
+            ? html`<div class="typing" aria-label=${t("message.status.streaming")}><span></span><span></span><span></span></div>`
+            : nothing
+          : html`<lt-markdown class="markdown ${streaming ? "streaming" : ""}" .text=${message.content} .sources=${message.sources}></lt-markdown>`}
+        ${this.#sources()}
         ${this.#problem()}
         ${message.finishReason === "length" ? html`<p class="note">${t("message.lengthLimit")}</p>` : nothing}
         ${streaming ? nothing : this.#footer()}
       </div>
     </article>`;
+  }
+
+  #images(): TemplateResult | typeof nothing {
+    const images = this.message.attachments;
+    if (images.length === 0) return nothing;
+    return html`<ul class="msg-images" aria-label=${t("message.images")}>
+      ${images.map((image) => {
+        const src = attachmentUrl(image.id);
+        return html`<li>
+          <button
+            type="button"
+            class="msg-image"
+            data-action="open-image"
+            aria-label=${t("image.open", { name: image.name })}
+            title=${image.name}
+            @click=${() => void openImage(src, image.name)}
+          >
+            <img src=${src} alt=${image.name} width=${image.width ?? nothing} height=${image.height ?? nothing} loading="lazy" decoding="async" />
+          </button>
+        </li>`;
+      })}
+    </ul>`;
+  }
+
+  /** The model's thinking: live while it thinks, then one line that opens it again. */
+  #thinking(): TemplateResult | typeof nothing {
+    const message = this.message;
+    if (message.reasoning === "") return nothing;
+    const thinkingNow = message.status === "streaming" && message.content === "";
+    const expanded = this.thinkingExpanded ?? thinkingNow;
+    const ms = message.thinkingMs;
+    const label = thinkingNow
+      ? t("thinking.live")
+      : ms === null
+        ? t("thinking.stopped")
+        : ms < 1000
+          ? t("thinking.doneShort")
+          : t("thinking.done", { seconds: formatNumber(Math.round(ms / 1000)) });
+    const bodyId = `thinking-${message.id}`;
+    return html`<div class="thinking ${thinkingNow ? "live" : ""}" data-state=${thinkingNow ? "thinking" : "done"}>
+      <button
+        type="button"
+        class="thinking-toggle"
+        data-action="toggle-thinking"
+        aria-expanded=${expanded ? "true" : "false"}
+        aria-controls=${bodyId}
+        @click=${() => (this.thinkingExpanded = !expanded)}
+      >
+        ${icons.chevron()}<span class="thinking-label">${label}</span>
+      </button>
+      <div class="thinking-body" id=${bodyId} ?hidden=${!expanded}>
+        <lt-markdown class="markdown reasoning" .text=${message.reasoning}></lt-markdown>
+      </div>
+    </div>`;
+  }
+
+  #sources(): TemplateResult | typeof nothing {
+    const message = this.message;
+    if (message.sources.length === 0) return nothing;
+    const titleId = `sources-${message.id}`;
+    return html`<section class="sources" aria-labelledby=${titleId}>
+      <h3 class="sources-title" id=${titleId}>${t("sources.title")}</h3>
+      <ol class="sources-list">
+        ${message.sources.map((source) => this.#source(source))}
+      </ol>
+    </section>`;
+  }
+
+  #source(source: WireSource): TemplateResult {
+    const web = isWebUrl(source.url);
+    const title = source.title || source.url;
+    const site = source.site || (web ? new URL(source.url).hostname : "");
+    // Only http(s) links: a source URL is the provider's (the web's) text, never trusted.
+    return html`<li value=${source.index} data-index=${source.index}>
+      ${web
+        ? html`<a href=${source.url} target="_blank" rel="noopener noreferrer">${title}</a>`
+        : html`<span class="source-title">${title}</span>`}
+      ${site ? html`<span class="source-site">${site}</span>` : nothing}
+    </li>`;
   }
 
   #problem(): TemplateResult | typeof nothing {
@@ -144,6 +240,7 @@ export class MessageView extends LightElement {
     } else if (usage?.output_tokens != null) {
       parts.push(t("message.outputTokens", { output: formatNumber(usage.output_tokens) }));
     }
+    if (usage?.reasoning_tokens) parts.push(t("message.reasoningTokens", { value: formatNumber(usage.reasoning_tokens) }));
     return html`<footer class="msg-meta">
       <span class="meta-parts"
         ><span class="meta-list"

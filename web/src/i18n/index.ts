@@ -65,7 +65,6 @@ export function hasKey(key: string): key is MessageKey {
 
 /** A problem in plain words: what happened and what to do. */
 export function describeProblem(problem: Problem, reason?: string | null): { text: string; hint: string } {
-  const key = `problem.${problem.code}`;
   if (problem.code === "provider_not_configured" && problem.model && reason) {
     return {
       text: t("problem.provider_not_configured", { model: problem.model, reason }),
@@ -77,11 +76,14 @@ export function describeProblem(problem: Problem, reason?: string | null): { tex
     // most precise we have when the model list does not say why.
     return { text: problem.message, hint: t("problem.provider_not_configured.hint") };
   }
+  // unsupported_capability is worded per capability (vision, thinking, search).
+  const key = problem.capability ? `problem.${problem.code}.${problem.capability}` : `problem.${problem.code}`;
   if (hasKey(key) && hasKey(`${key}.hint`)) {
     const wait = problem.retryAfter ? t("problem.retryAfter", { seconds: Math.ceil(problem.retryAfter) }) : null;
+    const params = { model: problem.model ?? "", code: problem.code, ...problem.details };
     return {
-      text: t(key, { model: problem.model ?? "", code: problem.code }),
-      hint: wait ?? t(`${key}.hint` as MessageKey),
+      text: t(key, params),
+      hint: wait ?? t(`${key}.hint` as MessageKey, params),
     };
   }
   return { text: t("problem.generic", { code: problem.code }), hint: t("problem.generic.hint") };
@@ -101,4 +103,11 @@ export function formatDateTime(epochSeconds: number): string {
   return new Intl.DateTimeFormat(current, { dateStyle: "medium", timeStyle: "short" }).format(
     new Date(epochSeconds * 1000),
   );
+}
+
+/** A size in bytes in binary units ("10 MiB"), for limits and files. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${formatNumber(bytes)} B`;
+  if (bytes < 1024 * 1024) return `${formatNumber(bytes / 1024, { maximumFractionDigits: 0 })} KiB`;
+  return `${formatNumber(bytes / (1024 * 1024), { maximumFractionDigits: 1 })} MiB`;
 }

@@ -10,6 +10,38 @@ export type ReplyStatus = "streaming" | "completed" | "cancelled" | "error" | "i
 export interface Usage {
   input_tokens?: number | null;
   output_tokens?: number | null;
+  /** Of the output, the tokens spent thinking. */
+  reasoning_tokens?: number | null;
+  /** Of the input, the tokens served from the provider's cache. */
+  cached_tokens?: number | null;
+}
+
+/** An image the owner uploaded with `POST /attachments`, as messages list it. */
+export interface WireAttachment {
+  id: string;
+  media_type: string;
+  name: string;
+  width: number | null;
+  height: number | null;
+  bytes: number;
+}
+
+/** A web search result an answer may cite as `[index]`. */
+export interface WireSource {
+  index: number;
+  url: string;
+  title: string;
+  site: string;
+  icon: string;
+}
+
+/** What a model can do (`models`); absent from servers before reply parts. */
+export interface Capabilities {
+  vision: boolean;
+  thinking: boolean;
+  thinking_default: boolean;
+  thinking_fixed: boolean;
+  search: boolean;
 }
 
 export interface ReplyError {
@@ -39,6 +71,10 @@ export interface WireMessage {
   duration_ms: number | null;
   error: ReplyError | null;
   created_at: number;
+  reasoning?: string | null;
+  sources?: WireSource[];
+  attachments?: WireAttachment[];
+  thinking_ms?: number | null;
 }
 
 export interface WireModel {
@@ -46,6 +82,7 @@ export interface WireModel {
   provider: string;
   available: boolean;
   reason: string | null;
+  capabilities?: Capabilities;
 }
 
 // -- server frames ------------------------------------------------------------------------
@@ -69,7 +106,11 @@ export interface ReplyStartedFrame extends ReplyFrameBase {
   type: "reply.started";
   user_message_id: string;
   user_message?: string;
+  user_attachments?: WireAttachment[];
   replaces?: string[];
+  /** Whether the model was asked to think; null for a model that cannot. */
+  thinking?: boolean | null;
+  search?: boolean;
   model: string;
   title: string;
   created_at: number;
@@ -81,6 +122,16 @@ export interface ReplyDeltaFrame extends ReplyFrameBase {
   text: string;
 }
 
+export interface ReplyReasoningFrame extends ReplyFrameBase {
+  type: "reply.reasoning";
+  text: string;
+}
+
+export interface ReplySourcesFrame extends ReplyFrameBase {
+  type: "reply.sources";
+  sources: WireSource[];
+}
+
 export interface ReplyDoneFrame extends ReplyFrameBase {
   type: "reply.done";
   status: Exclude<ReplyStatus, "streaming">;
@@ -88,6 +139,8 @@ export interface ReplyDoneFrame extends ReplyFrameBase {
   usage: Usage | null;
   ttft_ms: number | null;
   duration_ms: number | null;
+  /** How long the model thought before the answer began; null when it did not think. */
+  thinking_ms?: number | null;
   error: ReplyError | null;
 }
 
@@ -147,9 +200,16 @@ export interface ErrorFrame {
   retryable: boolean;
   /** Seconds to wait before retrying, when a limit was reached. */
   retry_after?: number;
+  /** With `unsupported_capability`: what the model cannot do (`vision`, `thinking`, `search`). */
+  capability?: string;
 }
 
-export type ReplyFrame = ReplyStartedFrame | ReplyDeltaFrame | ReplyDoneFrame;
+export type ReplyFrame =
+  | ReplyStartedFrame
+  | ReplyDeltaFrame
+  | ReplyReasoningFrame
+  | ReplySourcesFrame
+  | ReplyDoneFrame;
 
 export type ServerFrame =
   | HelloFrame
@@ -171,12 +231,22 @@ export interface ReplyOptions {
   system_prompt?: string;
   temperature?: number;
   max_tokens?: number;
+  /** Absent: the model's default (`capabilities.thinking_default`). */
+  thinking?: boolean;
+  thinking_budget?: number;
+  search?: boolean;
 }
 
 export type ClientFrame =
-  | ({ type: "chat.send"; message: string; conversation_id?: string; client_message_id?: string } & ReplyOptions)
+  | ({
+      type: "chat.send";
+      message: string;
+      conversation_id?: string;
+      client_message_id?: string;
+      attachments?: string[];
+    } & ReplyOptions)
   | ({ type: "chat.regenerate"; conversation_id: string } & ReplyOptions)
-  | ({ type: "chat.edit"; conversation_id: string; message_id: string; message: string } & ReplyOptions)
+  | ({ type: "chat.edit"; conversation_id: string; message_id: string; message: string; attachments?: string[] } & ReplyOptions)
   | { type: "chat.cancel"; message_id?: string; conversation_id?: string }
   | { type: "chat.subscribe"; message_id: string; after_seq?: number }
   | { type: "conversations.list"; limit?: number; before?: string; query?: string }

@@ -9,9 +9,14 @@
  *
  * Highlighting languages and KaTeX are fetched when first needed: until then the code or the
  * formula shows as plain text, and the result's `ready` says when to render again.
+ *
+ * An answer that cites web sources writes `[n]`; after sanitizing, each such marker in the
+ * text (never in code, links or math) whose n is a source becomes a link to it, made with
+ * DOM calls (an http(s) URL only).
  */
 import DOMPurify from "dompurify";
 import MarkdownIt from "markdown-it";
+import type { WireSource } from "../protocol/types";
 import { highlight } from "./highlight";
 import { mathPlugin, type MathEnv } from "./math";
 
@@ -20,6 +25,18 @@ export interface MarkdownLabels {
   copy: string;
   /** The text of a link that stands in for an image. */
   image: (alt: string) => string;
+  /** The accessible name of a citation link. */
+  cite?: (index: number, title: string) => string;
+}
+
+/** A URL a link may open: http(s) only (no javascript:, data:, or relative paths). */
+export function isWebUrl(url: string): boolean {
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === "https:" || parsed.protocol === "http:";
+  } catch {
+    return false;
+  }
 }
 
 const md = new MarkdownIt({
@@ -102,7 +119,7 @@ export interface Rendered {
 }
 
 /** Sanitized DOM for `text` in markdown; safe to insert whatever the text contains. */
-export function renderMarkdown(text: string, labels: MarkdownLabels): Rendered {
+export function renderMarkdown(text: string, labels: MarkdownLabels, sources: readonly WireSource[] = []): Rendered {
   imageLabel = labels.image;
   waiting = [];
   const env: MathEnv = { wait };
@@ -117,7 +134,56 @@ export function renderMarkdown(text: string, labels: MarkdownLabels): Rendered {
     RETURN_DOM_FRAGMENT: true,
   });
   decorate(fragment, labels);
+  if (sources.length > 0) linkCitations(fragment, sources, labels);
   return { fragment, ready };
+}
+
+const CITATION = /\[(\d{1,3})\]/g;
+/** Where a `[n]` is text to show as it is: code, an existing link, math. */
+const NO_CITATIONS = "pre, code, a, math";
+
+/** Each `[n]` in the text whose n is a source becomes a superscript link to that source. */
+function linkCitations(fragment: DocumentFragment, sources: readonly WireSource[], labels: MarkdownLabels): void {
+  const byIndex = new Map(sources.filter((source) => isWebUrl(source.url)).map((source) => [source.index, source]));
+  if (byIndex.size === 0) return;
+  const walker = document.createTreeWalker(fragment, NodeFilter.SHOW_TEXT, {
+    acceptNode: (node) =>
+      node.parentElement?.closest(NO_CITATIONS) ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT,
+  });
+  const found: Text[] = [];
+  for (let node = walker.nextNode(); node !== null; node = walker.nextNode()) {
+    if (/\[\d{1,3}\]/.test(node.nodeValue ?? "")) found.push(node as Text);
+  }
+  for (const node of found) {
+    const text = node.nodeValue ?? "";
+    const parts: Node[] = [];
+    let last = 0;
+    for (const match of text.matchAll(CITATION)) {
+      const source = byIndex.get(Number(match[1]));
+      if (source === undefined) continue;
+      parts.push(document.createTextNode(text.slice(last, match.index)));
+      parts.push(citation(source, labels));
+      last = match.index + match[0].length;
+    }
+    if (parts.length === 0) continue;
+    parts.push(document.createTextNode(text.slice(last)));
+    node.replaceWith(...parts);
+  }
+}
+
+function citation(source: WireSource, labels: MarkdownLabels): HTMLElement {
+  const sup = document.createElement("sup");
+  sup.className = "cite";
+  const link = document.createElement("a");
+  link.href = source.url;
+  link.target = "_blank";
+  link.rel = "noopener noreferrer";
+  link.dataset.source = String(source.index);
+  link.title = source.title || source.url;
+  link.setAttribute("aria-label", labels.cite?.(source.index, source.title || source.url) ?? String(source.index));
+  link.textContent = String(source.index);
+  sup.append(link);
+  return sup;
 }
 
 /** Code blocks get a language label and a copy button; tables scroll on narrow screens. */

@@ -5,9 +5,23 @@
  * methods.
  */
 import { ConnectionLost, type ProtocolClient, RequestError, RequestTimeout } from "../protocol/client";
-import type { ClientFrame, ReplyOptions, ReplyStartedFrame, ServerFrame } from "../protocol/types";
+import type {
+  Capabilities,
+  ClientFrame,
+  ReplyOptions,
+  ReplyStartedFrame,
+  ServerFrame,
+  WireAttachment,
+} from "../protocol/types";
 import { fileName, toJson, toMarkdown, type ExportLabels } from "./export";
-import { loadReplySettings, saveReplySettings, type ReplySettings } from "./preferences";
+import {
+  type FeatureChoice,
+  loadFeatures,
+  loadReplySettings,
+  saveFeatures,
+  saveReplySettings,
+  type ReplySettings,
+} from "./preferences";
 import {
   conversationDeleted,
   conversationsLoaded,
@@ -16,12 +30,15 @@ import {
   messageFromWire,
   replyDelta,
   replyDone,
+  replyReasoning,
+  replySources,
   replyStarted,
 } from "./reducers";
 import { conversationInUrl, onUrlChange, showInUrl } from "./router";
 import { Store } from "./store";
 import {
   type AppState,
+  blankMessage,
   type Conversation,
   DRAFT,
   emptyThread,
@@ -43,11 +60,46 @@ export function problemOf(error: unknown, model?: string | null): Problem {
   const withModel = model ? { model } : {};
   if (error instanceof RequestError) {
     const wait = error.frame.retry_after;
-    return { code: error.code, message: error.message, ...withModel, ...(wait ? { retryAfter: wait } : {}) };
+    const capability = error.frame.capability;
+    return {
+      code: error.code,
+      message: error.message,
+      ...withModel,
+      ...(wait ? { retryAfter: wait } : {}),
+      ...(capability ? { capability } : {}),
+    };
   }
   if (error instanceof ConnectionLost) return { code: "connection", message: error.message };
   if (error instanceof RequestTimeout) return { code: "timeout", message: error.message };
   return { code: "internal_error", message: String(error) };
+}
+
+/** What a model can do; a server that does not say (or a model not listed) can do nothing extra. */
+export const NO_CAPABILITIES: Capabilities = {
+  vision: false,
+  thinking: false,
+  thinking_default: false,
+  thinking_fixed: false,
+  search: false,
+};
+
+/** The composer's Think and Search switches for a model: shown, on, and whether they can change. */
+export interface Features {
+  thinking: { shown: boolean; on: boolean; fixed: boolean };
+  search: { shown: boolean; on: boolean };
+  vision: boolean;
+}
+
+export function featuresOf(capabilities: Capabilities, choice: FeatureChoice | undefined): Features {
+  return {
+    thinking: {
+      shown: capabilities.thinking,
+      on: capabilities.thinking && (capabilities.thinking_fixed ? capabilities.thinking_default : (choice?.thinking ?? capabilities.thinking_default)),
+      fixed: capabilities.thinking_fixed,
+    },
+    search: { shown: capabilities.search, on: capabilities.search && (choice?.search ?? false) },
+    vision: capabilities.vision,
+  };
 }
 
 export function isBusy(thread: Thread | undefined): boolean {
@@ -78,6 +130,7 @@ export class ChatController {
       replies: {},
       selectedModel: null,
       settings: loadReplySettings(),
+      features: loadFeatures(),
       systemPrompts: {},
       composerProblem: null,
       toasts: [],
@@ -133,6 +186,30 @@ export class ChatController {
     return id === null ? undefined : this.state.models?.find((model) => model.id === id);
   }
 
+  /** What the chosen model can do, and what the user chose of it. */
+  get features(): Features {
+    const model = this.model;
+    const capabilities = this.modelInfo(model)?.capabilities ?? NO_CAPABILITIES;
+    return featuresOf(capabilities, model === null ? undefined : this.state.features[model]);
+  }
+
+  /** Switch thinking or web search for the chosen model (remembered per model). */
+  setFeature(name: "thinking" | "search", on: boolean): void {
+    const model = this.model;
+    if (model === null) return;
+    this.store.update((state) => ({
+      features: { ...state.features, [model]: { ...state.features[model], [name]: on } },
+    }));
+    saveFeatures(this.state.features);
+  }
+
+  /** Why images cannot go to the chosen model, or null when they can. */
+  get visionProblem(): Problem | null {
+    if (this.features.vision) return null;
+    const model = this.model;
+    return { code: "unsupported_capability", capability: "vision", message: "vision", ...(model ? { model } : {}) };
+  }
+
   /** Why the chosen model cannot answer, if the server said so. */
   get modelProblem(): Problem | null {
     const info = this.modelInfo(this.model);
@@ -182,9 +259,10 @@ export class ChatController {
 
   // -- messages -------------------------------------------------------------------------------
 
-  /** Send `text` in the shown conversation (or start one). False if it was not sent. */
-  async send(text: string): Promise<boolean> {
-    if (text.trim() === "") return false;
+  /** Send `text` (and images already uploaded) in the shown conversation (or start one).
+   * False if it was not sent. */
+  async send(text: string, attachments: WireAttachment[] = []): Promise<boolean> {
+    if (text.trim() === "" && attachments.length === 0) return false;
     if (this.state.view.kind === "missing") this.newChat(false);
     const key = this.threadKey;
     if (isBusy(this.state.threads[key])) {
@@ -196,23 +274,22 @@ export class ChatController {
       this.#setProblem(modelProblem);
       return false;
     }
+    // Never send images to a model that cannot read them: say why instead.
+    const visionProblem = attachments.length > 0 ? this.visionProblem : null;
+    if (visionProblem !== null) {
+      this.#setProblem(visionProblem);
+      return false;
+    }
     const clientMessageId = crypto.randomUUID().replaceAll("-", "");
     const localId = LOCAL_PREFIX + clientMessageId;
     const options = this.#replyOptions(key);
     this.store.update((state) => {
       const thread = state.threads[key] ?? emptyThread();
       const message: Message = {
-        id: localId,
-        role: "user",
+        ...blankMessage(localId, "user", Date.now() / 1000),
         content: text,
         status: "completed",
-        model: null,
-        finishReason: null,
-        usage: null,
-        ttftMs: null,
-        durationMs: null,
-        error: null,
-        createdAt: Date.now() / 1000,
+        attachments,
       };
       return {
         threads: { ...state.threads, [key]: { ...thread, messages: [...thread.messages, message], sending: true } },
@@ -223,6 +300,7 @@ export class ChatController {
       type: "chat.send",
       message: text,
       client_message_id: clientMessageId,
+      ...(attachments.length > 0 ? { attachments: attachments.map((item) => item.id) } : {}),
       ...(key === DRAFT ? {} : { conversation_id: key }),
       ...options,
     };
@@ -278,14 +356,25 @@ export class ChatController {
     await this.#startReply(view.id, { type: "chat.regenerate", conversation_id: view.id, ...options }, options);
   }
 
-  /** Replace a sent message with `text` and answer it again. False if it was not sent. */
+  /** Replace a sent message with `text` and answer it again; its images stay. False if it
+   * was not sent. */
   async edit(messageId: string, text: string): Promise<boolean> {
     const view = this.state.view;
-    if (view.kind !== "conversation" || isBusy(this.activeThread) || text.trim() === "") return false;
+    if (view.kind !== "conversation" || isBusy(this.activeThread)) return false;
+    const images = this.activeThread?.messages.find((m) => m.id === messageId)?.attachments ?? [];
+    if (text.trim() === "" && images.length === 0) return false;
     const options = this.#replyOptions(view.id);
     return this.#startReply(
       view.id,
-      { type: "chat.edit", conversation_id: view.id, message_id: messageId, message: text, ...options },
+      {
+        type: "chat.edit",
+        conversation_id: view.id,
+        message_id: messageId,
+        message: text,
+        // An edit keeps no image it does not list again.
+        ...(images.length > 0 ? { attachments: images.map((item) => item.id) } : {}),
+        ...options,
+      },
       options,
     );
   }
@@ -405,6 +494,11 @@ export class ChatController {
     this.store.update((state) => ({ systemPrompts: { ...state.systemPrompts, [key]: text } }));
   }
 
+  /** Show a problem above the composer (an image refused before it is sent, say). */
+  showProblem(problem: Problem): void {
+    this.#setProblem(problem);
+  }
+
   dismissProblem(): void {
     this.store.update(() => ({ composerProblem: null }));
   }
@@ -431,6 +525,12 @@ export class ChatController {
         break;
       case "reply.delta":
         this.store.update((state) => replyDelta(state, frame));
+        break;
+      case "reply.reasoning":
+        this.store.update((state) => replyReasoning(state, frame));
+        break;
+      case "reply.sources":
+        this.store.update((state) => replySources(state, frame));
         break;
       case "reply.done":
         this.#mine.delete(frame.message_id);
@@ -600,6 +700,11 @@ export class ChatController {
     if (model !== null) options.model = model;
     if (settings.temperature !== null) options.temperature = settings.temperature;
     if (settings.maxTokens !== null) options.max_tokens = settings.maxTokens;
+    // Thinking is sent whenever it can be switched (so the choice shown is the one used);
+    // a model whose thinking is fixed refuses any choice.
+    const features = this.features;
+    if (features.thinking.shown && !features.thinking.fixed) options.thinking = features.thinking.on;
+    if (features.search.on) options.search = true;
     const draft = this.state.systemPrompts[key];
     const current = key === DRAFT ? "" : (this.activeConversation?.system_prompt ?? "");
     if (draft !== undefined && draft !== current) options.system_prompt = draft;

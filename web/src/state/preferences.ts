@@ -65,6 +65,36 @@ export function saveReplySettings(settings: ReplySettings): void {
   write("max_tokens", settings.maxTokens === null ? null : String(settings.maxTokens));
 }
 
+/** The page's own choices of thinking and web search, per model id. */
+export interface FeatureChoice {
+  thinking?: boolean;
+  search?: boolean;
+}
+export type FeatureChoices = Record<string, FeatureChoice>;
+
+export function loadFeatures(): FeatureChoices {
+  try {
+    const value: unknown = JSON.parse(read("features") ?? "{}");
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return {};
+    const choices: FeatureChoices = {};
+    for (const [model, raw] of Object.entries(value as Record<string, unknown>)) {
+      if (typeof raw !== "object" || raw === null) continue;
+      const { thinking, search } = raw as Record<string, unknown>;
+      const choice: FeatureChoice = {};
+      if (typeof thinking === "boolean") choice.thinking = thinking;
+      if (typeof search === "boolean") choice.search = search;
+      choices[model] = choice;
+    }
+    return choices;
+  } catch {
+    return {};
+  }
+}
+
+export function saveFeatures(choices: FeatureChoices): void {
+  write("features", JSON.stringify(choices));
+}
+
 export function loadTheme(): ThemeChoice {
   const value = read("theme");
   return value === "light" || value === "dark" ? value : "system";

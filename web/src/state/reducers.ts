@@ -1,20 +1,24 @@
 /**
  * How server frames change the state. Pure functions: (state, frame) → the changed parts.
  * The rules for reply events come from docs/protocol.md ("Following and resuming a reply"):
- * a `reply.started` always resets the message's text; deltas and the done event at or below
- * the last seq seen are repeats and are dropped, so a resumed reply never doubles its text.
+ * a `reply.started` always resets the message's parts (text, reasoning, sources); parts and
+ * the done event at or below the last seq seen are repeats and are dropped, so a resumed
+ * reply never doubles its text or its thinking.
  */
 import type {
   ConversationsFrame,
   HistoryFrame,
   ReplyDeltaFrame,
   ReplyDoneFrame,
+  ReplyReasoningFrame,
+  ReplySourcesFrame,
   ReplyStartedFrame,
   WireConversation,
   WireMessage,
 } from "../protocol/types";
 import {
   type AppState,
+  blankMessage,
   type Conversation,
   DRAFT,
   emptyThread,
@@ -40,6 +44,11 @@ export function messageFromWire(message: WireMessage): Message {
     durationMs: message.duration_ms,
     error: message.error,
     createdAt: message.created_at,
+    reasoning: message.reasoning ?? "",
+    sources: message.sources ?? [],
+    attachments: message.attachments ?? [],
+    thinkingMs: message.thinking_ms ?? null,
+    thinkingSince: null,
   };
 }
 
@@ -113,11 +122,18 @@ export function replyStarted(state: AppState, frame: ReplyStartedFrame): Patch {
     const assistantIndex = messages.findIndex((message) => message.id === frame.message_id);
     const localIndex = localId === null ? -1 : messages.findIndex((message) => message.id === localId);
     if (localIndex >= 0) {
-      messages[localIndex] = { ...messages[localIndex]!, id: frame.user_message_id, status: "completed" };
+      const local = messages[localIndex]!;
+      messages[localIndex] = {
+        ...local,
+        id: frame.user_message_id,
+        status: "completed",
+        attachments: frame.user_attachments ?? local.attachments,
+      };
     } else if (assistantIndex < 0 && !messages.some((message) => message.id === frame.user_message_id)) {
       messages.push({
         ...blankMessage(frame.user_message_id, "user", frame.created_at),
         content: frame.user_message ?? "",
+        attachments: frame.user_attachments ?? [],
         status: "completed",
       });
     }
@@ -149,34 +165,45 @@ export function replyStarted(state: AppState, frame: ReplyStartedFrame): Patch {
   };
 }
 
-function blankMessage(id: string, role: Message["role"], createdAt: number): Message {
-  return {
-    id,
-    role,
-    content: "",
-    status: "streaming",
-    model: null,
-    finishReason: null,
-    usage: null,
-    ttftMs: null,
-    durationMs: null,
-    error: null,
-    createdAt,
-  };
-}
-
-export function replyDelta(state: AppState, frame: ReplyDeltaFrame): Patch {
+/** A part of a followed reply, applied once: at or below the last seq seen it is a repeat. */
+function replyPart(
+  state: AppState,
+  frame: ReplyDeltaFrame | ReplyReasoningFrame | ReplySourcesFrame,
+  change: (message: Message) => Message,
+): Patch {
   const progress = state.replies[frame.message_id];
   if (progress === undefined || frame.seq <= progress.lastSeq) return {};
   return {
-    ...withThread(state, progress.conversationId, (thread) =>
-      replaceMessage(thread, frame.message_id, (message) => ({
-        ...message,
-        content: message.content + frame.text,
-      })),
-    ),
+    ...withThread(state, progress.conversationId, (thread) => replaceMessage(thread, frame.message_id, change)),
     replies: { ...state.replies, [frame.message_id]: { ...progress, lastSeq: frame.seq } },
   };
+}
+
+export function replyDelta(state: AppState, frame: ReplyDeltaFrame, now = Date.now()): Patch {
+  return replyPart(state, frame, (message) => ({
+    ...message,
+    content: message.content + frame.text,
+    // The answer began: the thinking before it is over (the done event has the server's figure).
+    thinkingMs:
+      message.thinkingMs ?? (message.thinkingSince !== null && message.content === "" ? now - message.thinkingSince : null),
+  }));
+}
+
+export function replyReasoning(state: AppState, frame: ReplyReasoningFrame, now = Date.now()): Patch {
+  return replyPart(state, frame, (message) => ({
+    ...message,
+    reasoning: message.reasoning + frame.text,
+    thinkingSince: message.thinkingSince ?? now,
+  }));
+}
+
+export function replySources(state: AppState, frame: ReplySourcesFrame): Patch {
+  // Sources are whole lists: a second one (a second search) adds to, or replaces, by index.
+  return replyPart(state, frame, (message) => {
+    const byIndex = new Map(message.sources.map((source) => [source.index, source]));
+    for (const source of frame.sources) byIndex.set(source.index, source);
+    return { ...message, sources: [...byIndex.values()].sort((a, b) => a.index - b.index) };
+  });
 }
 
 export function replyDone(state: AppState, frame: ReplyDoneFrame): Patch {
@@ -194,6 +221,7 @@ export function replyDone(state: AppState, frame: ReplyDoneFrame): Patch {
         ttftMs: frame.ttft_ms,
         durationMs: frame.duration_ms,
         error: frame.error,
+        thinkingMs: frame.thinking_ms ?? message.thinkingMs,
       })),
     ),
     replies,

@@ -1,7 +1,15 @@
 /** The page's state: what is shown, independent of how it is drawn. */
 import type { ConnectionState } from "../protocol/client";
-import type { ReplyError, ReplyStatus, Usage, WireConversation, WireModel } from "../protocol/types";
-import type { ReplySettings } from "./preferences";
+import type {
+  ReplyError,
+  ReplyStatus,
+  Usage,
+  WireAttachment,
+  WireConversation,
+  WireModel,
+  WireSource,
+} from "../protocol/types";
+import type { FeatureChoices, ReplySettings } from "./preferences";
 
 export type Role = "user" | "assistant";
 
@@ -18,6 +26,16 @@ export interface Message {
   durationMs: number | null;
   error: ReplyError | null;
   createdAt: number;
+  /** The model's thinking (never part of the answer); "" without. */
+  reasoning: string;
+  /** Web search results the answer cites as `[index]`. */
+  sources: WireSource[];
+  /** A user message's images. */
+  attachments: WireAttachment[];
+  /** How long the model thought: the server's figure, or measured here until it comes. */
+  thinkingMs: number | null;
+  /** When this page saw the first thinking (Date.now()), to measure `thinkingMs` live. */
+  thinkingSince: number | null;
 }
 
 /** The messages of one conversation that the page has loaded. */
@@ -42,6 +60,10 @@ export interface Problem {
   model?: string;
   /** Seconds the server asked to wait before trying again. */
   retryAfter?: number;
+  /** With `unsupported_capability`: what the model cannot do. */
+  capability?: string;
+  /** Values the words need (a size limit, a count). */
+  details?: Record<string, string | number>;
 }
 
 export interface Toast {
@@ -79,6 +101,8 @@ export interface AppState {
   /** The model the next message goes to; null until the server's default is known. */
   selectedModel: string | null;
   settings: ReplySettings;
+  /** Think / search the web, as last chosen for each model (absent: the model's default). */
+  features: FeatureChoices;
   /** System prompts typed but not sent yet, by conversation id (or DRAFT). */
   systemPrompts: Record<string, string>;
   /** A problem to show above the composer (a refused send, an unavailable model). */
@@ -96,4 +120,26 @@ export function isLocalId(id: string): boolean {
 
 export function emptyThread(): Thread {
   return { messages: [], hasMore: false, loadingEarlier: false, sending: false, stale: false };
+}
+
+/** A message with no parts yet (the fields every constructor would otherwise repeat). */
+export function blankMessage(id: string, role: Role, createdAt: number): Message {
+  return {
+    id,
+    role,
+    content: "",
+    status: "streaming",
+    model: null,
+    finishReason: null,
+    usage: null,
+    ttftMs: null,
+    durationMs: null,
+    error: null,
+    createdAt,
+    reasoning: "",
+    sources: [],
+    attachments: [],
+    thinkingMs: null,
+    thinkingSince: null,
+  };
 }

@@ -1,8 +1,10 @@
 /**
- * Images: uploaded with `POST /attachments` (multipart, field `file`) before the message that
- * carries their ids, and shown from `GET /attachments/{id}`. Signed in, the session cookie
- * says whose they are; in open mode the page names itself with `?client_id=`, as on the
- * socket. No DOM beyond XMLHttpRequest (fetch cannot report upload progress).
+ * Images: uploaded with `POST /attachments` before the message that carries their ids, and
+ * shown from `GET /attachments/{id}`. The upload's body is the file itself, with its
+ * `Content-Type` and its name in `?name=` (not a form, which a cross-site page could post).
+ * Signed in, the session cookie says whose they are; in open mode the page names itself with
+ * `client_id`, as on the socket. No DOM beyond XMLHttpRequest (fetch cannot report upload
+ * progress).
  */
 import type { WireAttachment } from "./types";
 
@@ -11,15 +13,22 @@ export const MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024;
 /** Images one message may carry (protocol: `attachments`, at most 8). */
 export const MAX_ATTACHMENTS = 8;
 
-let ownerQuery = "";
+let owner: string | null = null;
 
 /** Open mode: every attachment URL names the owner as the socket does; null when signed in. */
 export function setAttachmentOwner(clientId: string | null): void {
-  ownerQuery = clientId === null ? "" : `?client_id=${encodeURIComponent(clientId)}`;
+  owner = clientId;
+}
+
+function query(params: Record<string, string>): string {
+  const search = new URLSearchParams(params);
+  if (owner !== null) search.set("client_id", owner);
+  const text = search.toString();
+  return text === "" ? "" : `?${text}`;
 }
 
 export function attachmentUrl(id: string): string {
-  return `/attachments/${encodeURIComponent(id)}${ownerQuery}`;
+  return `/attachments/${encodeURIComponent(id)}${query({})}`;
 }
 
 /** An upload refused or failed: the server's error code (or `connection`) and its words. */
@@ -42,7 +51,8 @@ export function uploadAttachment(
 ): Promise<WireAttachment> {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
-    request.open("POST", `/attachments${ownerQuery}`);
+    request.open("POST", `/attachments${query({ name: file.name || "image" })}`);
+    request.setRequestHeader("Content-Type", file.type || "application/octet-stream");
     request.responseType = "json";
     request.upload.addEventListener("progress", (event) => {
       if (event.lengthComputable && event.total > 0) onProgress(event.loaded / event.total);
@@ -61,9 +71,7 @@ export function uploadAttachment(
     request.addEventListener("error", () => reject(new UploadError("connection", "network error", 0)));
     request.addEventListener("abort", () => reject(new UploadError("aborted", "aborted", 0)));
     signal?.addEventListener("abort", () => request.abort());
-    const form = new FormData();
-    form.append("file", file, file.name || "image");
-    request.send(form);
+    request.send(file);
   });
 }
 

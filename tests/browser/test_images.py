@@ -137,8 +137,8 @@ async def test_images_alone_can_be_sent_and_come_back_from_history(chat: ChatPag
 
 
 async def test_a_model_without_vision_refuses_images_with_the_reason(chat: ChatPage) -> None:
-    """For a model without vision the attach button says why, and a pasted image is refused
-    above the box; nothing is uploaded or sent."""
+    """For a model without vision the attach button says why (on hover and when pressed), and
+    a pasted image is refused above the box; nothing is uploaded or sent."""
     await chat.page.locator("select.model-select").select_option("qwen-plus")
     attach = chat.page.locator('[data-action="attach"]')
     await expect(attach).to_have_attribute("aria-disabled", "true")
@@ -146,7 +146,11 @@ async def test_a_model_without_vision_refuses_images_with_the_reason(chat: ChatP
     problem = chat.page.locator(".composer-problem")
     await expect(problem).to_contain_text("qwen-plus cannot read images.")
     await expect(chat.page.locator(".composer-image")).to_have_count(0)
-    await attach.click()
+    await problem.get_by_role("button", name="Dismiss").click()
+    await expect(problem).to_have_count(0)
+    # It stays focusable (aria-disabled), so the keyboard reaches it and hears why too.
+    await attach.focus()
+    await attach.press("Enter")
     await expect(problem).to_contain_text("qwen-plus cannot read images.")
     await expect(chat.questions).to_have_count(0)
 

@@ -230,7 +230,7 @@ export class Composer extends LightElement {
               ? t("composer.uploadFailed", { name: image.name })
               : image.name;
         return html`<li class="composer-image" data-status=${image.status} title=${state}>
-          <img src=${image.preview} alt=${image.name} />
+          <img src=${image.preview} alt=${image.name} @error=${(event: Event) => ((event.target as HTMLImageElement).hidden = true)} />
           ${image.status === "uploading"
             ? html`<progress max="100" .value=${percent} aria-label=${state}></progress>`
             : nothing}

@@ -83,7 +83,8 @@ async def test_text_reasoning_and_sources_are_kept_apart() -> None:
     assert log.text == "".join(e.text for e in events if isinstance(e, Delta))
     assert log.reasoning == "".join(e.text for e in events if isinstance(e, ReasoningDelta))
     assert log.sources == SOURCES
-    assert "想" not in log.text and "答" not in log.reasoning
+    assert "想" not in log.text
+    assert "答" not in log.reasoning
 
 
 async def test_resuming_after_any_seq_gets_exactly_the_rest_of_every_part() -> None:
@@ -109,7 +110,8 @@ def test_a_text_only_log_keeps_no_kinds() -> None:
     for seq in range(1, 100):
         log.append(Delta(seq, "x"))
     assert log._kinds is None
-    assert log.reasoning == "" and log.sources == ()
+    assert log.reasoning == ""
+    assert log.sources == ()
 
 
 def test_every_event_crosses_the_backplane_unchanged() -> None:
@@ -148,12 +150,13 @@ async def test_a_reply_rebuilt_from_the_database_has_its_parts() -> None:
     ]
     assert (log.reasoning, log.sources, log.text) == ("I think", SOURCES, "the answer [1]")
     done = log.events[-1]
-    assert isinstance(done, Done) and done.thinking_ms == 5.0
+    assert isinstance(done, Done)
+    assert done.thinking_ms == 5.0
 
 
 async def test_a_log_cut_mid_reasoning_is_finished_with_the_rest_of_each_part() -> None:
     """A mirror that has part of the reasoning gets the rest of it, the sources and the text."""
-    log, events = parts_log(50, done=False)
+    log, _events = parts_log(50, done=False)
     reasoning = log.reasoning
     info = dataclasses.replace(
         stored_reply("answer"), reasoning=reasoning + " more", sources=SOURCES

@@ -57,7 +57,8 @@ async def test_a_crashed_reply_keeps_its_checkpointed_reasoning_and_sources(
             "reply.delta",
             "reply.done",
         ]
-        assert frames[1]["text"] == "I was thinking" and frames[3]["text"] == "partial"
+        assert frames[1]["text"] == "I was thinking"
+        assert frames[3]["text"] == "partial"
         await client.close()
 
 

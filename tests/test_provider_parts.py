@@ -680,3 +680,15 @@ async def test_no_retry_once_reasoning_was_yielded() -> None:
         await drain(run(provider, retries=3), seen)
     assert seen == [Reasoning("let me see")]
     assert provider.calls == 1
+
+
+async def test_dashscope_non_stream_collects_sources_reasoning_and_text_in_order(
+    fake: FakeUpstream, make_provider: ProviderFactory
+) -> None:
+    """A collected answer gives its Sources, then its whole reasoning, then its whole text."""
+    provider = await make_provider("dashscope")
+    prompt = "[think=2] [search=2] both"
+    request = ask(prompt, stream=False, thinking=True, search=True)
+    items, _ = await parts(provider.stream(request))
+    assert kinds(items) == ["sources", "reasoning", "text"]
+    assert items[1:] == [Reasoning(expected_reasoning(prompt)), expected_reply(prompt)]

@@ -243,7 +243,8 @@ def _may_think(request: ChatRequest) -> bool:
 
 
 async def collect(stream: AsyncIterator[StreamItem]) -> AsyncIterator[StreamItem]:
-    """A non-streamed answer from a stream: its reasoning, sources and text, each whole."""
+    """A non-streamed answer from a stream: its sources, reasoning and text, each whole
+    (in the order a stream gives them)."""
     reasoning: list[str] = []
     text: list[str] = []
     sources: Sources | None = None
@@ -255,10 +256,10 @@ async def collect(stream: AsyncIterator[StreamItem]) -> AsyncIterator[StreamItem
         elif isinstance(item, Sources):
             sources = item
         elif isinstance(item, Finish):
-            if reasoning:
-                yield Reasoning("".join(reasoning))
             if sources is not None:
                 yield sources
+            if reasoning:
+                yield Reasoning("".join(reasoning))
             if text:
                 yield "".join(text)
             yield item
@@ -276,7 +277,7 @@ def _request_body(request: ChatRequest, *, multimodal: bool, streamed: bool) -> 
     if request.thinking is not None and not always:
         # Only what the request says: a model's own default stays its own.
         parameters["enable_thinking"] = request.thinking
-    if request.thinking_budget is not None and (request.thinking or always):
+    if request.thinking_budget is not None and (request.thinking is not False or always):
         parameters["thinking_budget"] = request.thinking_budget
     if request.search:
         parameters["enable_search"] = True

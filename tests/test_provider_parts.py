@@ -355,6 +355,7 @@ async def test_dashscope_refuses_images_for_a_text_endpoint_model(
             "multimodal",
         ),
         ("qwen-omni-turbo", Capabilities(vision=True), "multimodal"),
+        ("qwen3-omni-flash", Capabilities(vision=True), "multimodal"),
         (
             "qwen3.5-plus",
             Capabilities(vision=True, thinking=True, thinking_default=True, search=True),

@@ -107,7 +107,7 @@ def default_capabilities(model: str) -> Capabilities:
         # without enable_thinking).
         return Capabilities(vision=True, thinking=True, thinking_default=True, search=True)
     open_qwen3 = _qwen_version(name) == (3, 0) and not name.startswith(("qwen3-max", "qwen3-vl"))
-    if open_qwen3 and "-instruct" not in name and "coder" not in name:
+    if open_qwen3 and not any(word in name for word in ("-instruct", "coder", "omni")):
         # The open-weight Qwen3 models (qwen3-32b, qwen3-235b-a22b…) think by default.
         return Capabilities(vision=vision, thinking=True, thinking_default=True, search=search)
     hybrid = (

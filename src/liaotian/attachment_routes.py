@@ -67,7 +67,11 @@ UPLOAD_TYPES = ("image/", "application/octet-stream")
 _REFUSALS = {
     HOST_NOT_ALLOWED: (400, "host_not_allowed", "this server does not answer to that host"),
     ORIGIN_NOT_ALLOWED: (403, "origin_not_allowed", "use the server's own page"),
-    AUTHENTICATION_REQUIRED: (401, "authentication_required", "sign in first"),
+    AUTHENTICATION_REQUIRED: (
+        401,
+        "authentication_required",
+        "sign in on the page, or send 'Authorization: Bearer <token>' (liaotian token create)",
+    ),
     CLIENT_ID_REQUIRED: (
         400,
         "client_id_required",
@@ -91,8 +95,8 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 def _refused(error: LiaotianError, *, close: bool = False) -> JSONResponse:
-    """The response of a typed error; ``close`` ends the connection after it (its body was
-    not read, and should not be)."""
+    """The response of a typed error; ``close`` ends the connection after it (for an upload
+    whose body may be unread: nothing reads the rest of it)."""
     status = next((code for cls, code in _STATUS.items() if isinstance(error, cls)), 500)
     response = _error(status, error.code, error.message)
     if isinstance(error, LimitExceeded) and error.retry_after is not None:
@@ -108,10 +112,7 @@ async def _owner(request: Request, services: Services) -> str | JSONResponse:
         request, services.auth, request.query_params.get("client_id", ""), "v1"
     )
     if isinstance(checked, str):
-        status, code, message = _REFUSALS[checked]
-        response = _error(status, code, message)
-        response.headers["Connection"] = "close"
-        return response
+        return _error(*_REFUSALS[checked])
     return checked[0]
 
 
@@ -123,6 +124,7 @@ async def upload(request: Request) -> Response:
     settings = services.settings
     owner = await _owner(request, services)
     if isinstance(owner, Response):
+        owner.headers["Connection"] = "close"
         return owner
     limit = settings.max_attachment_bytes
     try:
@@ -212,14 +214,14 @@ def _check_length(content_length: str | None, limit: int) -> None:
         raise _too_large(limit)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int) -> bytearray:
     """The body, read as it arrives and never beyond ``limit`` bytes (AttachmentTooLarge)."""
     body = bytearray()
     async for chunk in request.stream():
         if len(body) + len(chunk) > limit:
             raise _too_large(limit)
         body += chunk
-    return bytes(body)
+    return body
 
 
 def _too_large(limit: int) -> AttachmentTooLarge:

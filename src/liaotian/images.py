@@ -61,7 +61,7 @@ class NormalizedImage:
     height: int
 
 
-def normalize_image(data: bytes, *, max_pixels: int, max_side: int) -> NormalizedImage:
+def normalize_image(data: bytes | bytearray, *, max_pixels: int, max_side: int) -> NormalizedImage:
     """Check ``data`` is a PNG/JPEG/WEBP/GIF of at most ``max_pixels`` pixels and encode it
     again without metadata, its longest side at most ``max_side``.
 
@@ -104,7 +104,10 @@ def _reencode(image: Image.Image, source: str, max_side: int) -> NormalizedImage
     if image.mode not in _KEPT_MODES[pillow_format] or (
         has_alpha and image.mode not in ("LA", "RGBA")
     ):
-        image = image.convert("RGBA" if has_alpha and pillow_format != "JPEG" else "RGB")
+        if has_alpha and pillow_format != "JPEG":
+            image = image.convert("RGBA")
+        else:
+            image = image.convert("L" if image.mode == "1" else "RGB")
     if max(image.size) > max_side:
         image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     # Nothing of the source's metadata (EXIF, XMP, comments, text chunks) is written: the

@@ -8,9 +8,11 @@ upstream, configured to have none of those capabilities.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -201,3 +203,41 @@ async def test_the_panel_and_switches_speak_chinese(chat: ChatPage) -> None:
     await chat.send("/fake think=2 tokens=1")
     answer = await chat.wait_answer()
     await expect(answer.locator(".thinking-toggle")).to_have_text(re.compile(r"已思考"))
+
+
+async def test_export_keeps_thinking_and_sources(chat: ChatPage) -> None:
+    """The Markdown export quotes the thinking and lists the sources; the JSON keeps both."""
+    await switch_on(chat, "think")
+    await switch_on(chat, "search")
+    await chat.send("/fake think=2 sources=1 tokens=1")
+    await chat.wait_answer()
+    texts = {}
+    for action in ("export-markdown", "export-json"):
+        await chat.page.locator(".export-menu summary").click()
+        async with chat.page.expect_download() as info:
+            await chat.page.locator(f'[data-action="{action}"]').click()
+        path = await (await info.value).path()
+        texts[action] = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+    markdown = texts["export-markdown"]
+    assert "*Thinking*\n\n> r0 r1\n" in markdown
+    assert "**Sources**\n\n1. [Source 1](<https://example.com/1>)\n" in markdown
+    answer = json.loads(texts["export-json"])["messages"][1]
+    assert answer["reasoning"] == "r0 r1 "
+    assert answer["sources"][0]["url"] == "https://example.com/1"
+    assert answer["thinking_ms"] is not None
+
+
+async def test_reload_mid_answer_does_not_time_the_replayed_thinking(chat: ChatPage) -> None:
+    """After a reload mid-answer, the replayed thinking is not timed by its burst: its time
+    shows once the server gives it."""
+    await switch_on(chat, "think")
+    await chat.send("/fake think=60 tokens=300 delay_ms=20")
+    await expect(chat.last_answer.locator(".markdown:not(.reasoning)")).to_contain_text("t5 ")
+    await chat.page.reload()
+    await chat.wait_connected()
+    toggle = chat.last_answer.locator(".thinking-toggle")
+    await expect(chat.last_answer.locator(".markdown:not(.reasoning)")).to_contain_text("t20 ")
+    await expect(chat.last_answer).to_have_attribute("data-status", "streaming")
+    await expect(toggle).to_have_text("Thoughts")
+    await chat.wait_answer()
+    await expect(toggle).to_have_text("Thought for 1 s")

@@ -217,6 +217,9 @@ export class App extends LightElement {
       you: t("message.you"),
       assistant: t("message.assistant"),
       status: (status) => t(`message.status.${status}`),
+      thinking: t("export.thinking"),
+      sources: t("sources.title"),
+      images: t("message.images"),
     });
     if (file) download(file.name, file.type, file.text);
   };

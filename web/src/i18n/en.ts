@@ -211,6 +211,7 @@ export const en = {
   "thinking.done": "Thought for {seconds} s",
   "thinking.doneShort": "Thought for less than a second",
   "thinking.stopped": "Thoughts",
+  "export.thinking": "Thinking",
   "sources.title": "Sources",
   "sources.cite": "Source {index}: {title}",
   "message.reasoningTokens": "{value} thinking tokens",

@@ -214,6 +214,7 @@ export const zhCN: Messages = {
   "thinking.done": "已思考 {seconds} 秒",
   "thinking.doneShort": "已思考（不到 1 秒）",
   "thinking.stopped": "思考过程",
+  "export.thinking": "思考过程",
   "sources.title": "来源",
   "sources.cite": "来源 {index}：{title}",
   "message.reasoningTokens": "思考 {value} 个 token",

@@ -5,6 +5,9 @@ export interface ExportLabels {
   you: string;
   assistant: string;
   status: (status: Message["status"]) => string;
+  thinking: string;
+  sources: string;
+  images: string;
 }
 
 export function toMarkdown(conversation: Conversation, messages: Message[], labels: ExportLabels): string {
@@ -17,7 +20,22 @@ export function toMarkdown(conversation: Conversation, messages: Message[], labe
     const model = message.role === "assistant" && message.model ? ` · ${message.model}` : "";
     const status =
       message.role === "assistant" && message.status !== "completed" ? ` · ${labels.status(message.status)}` : "";
-    lines.push(`## ${who}${model}${status}`, "", message.content, "");
+    lines.push(`## ${who}${model}${status}`, "");
+    if (message.attachments.length > 0) {
+      lines.push(`*${labels.images}: ${message.attachments.map((image) => image.name).join(", ")}*`, "");
+    }
+    if (message.reasoning !== "") {
+      lines.push(`*${labels.thinking}*`, "", "> " + message.reasoning.trim().split("\n").join("\n> "), "");
+    }
+    lines.push(message.content, "");
+    if (message.sources.length > 0) {
+      lines.push(`**${labels.sources}**`, "");
+      for (const source of message.sources) {
+        const title = (source.title || source.url).replace(/\s+/g, " ").replace(/[[\]]/g, "\\$&");
+        lines.push(`${source.index}. [${title}](<${source.url.replace(/[<>\s]/g, encodeURIComponent)}>)`);
+      }
+      lines.push("");
+    }
   }
   return lines.join("\n");
 }
@@ -47,6 +65,10 @@ export function toJson(conversation: Conversation, messages: Message[]): string 
       duration_ms: message.durationMs,
       error: message.error,
       created_at: message.createdAt,
+      reasoning: message.reasoning === "" ? null : message.reasoning,
+      sources: message.sources,
+      attachments: message.attachments,
+      thinking_ms: message.thinkingMs,
     })),
   };
   return JSON.stringify(document, null, 2) + "\n";

@@ -49,6 +49,7 @@ export function messageFromWire(message: WireMessage): Message {
     attachments: message.attachments ?? [],
     thinkingMs: message.thinking_ms ?? null,
     thinkingSince: null,
+    seenFromStart: false,
   };
 }
 
@@ -137,7 +138,13 @@ export function replyStarted(state: AppState, frame: ReplyStartedFrame): Patch {
         status: "completed",
       });
     }
-    const fresh: Message = { ...blankMessage(frame.message_id, "assistant", frame.created_at), model: frame.model };
+    // A reply.started for a message already shown replays it (a resume): its events come in
+    // a burst, so their timing says nothing of how long the model thought.
+    const fresh: Message = {
+      ...blankMessage(frame.message_id, "assistant", frame.created_at),
+      model: frame.model,
+      seenFromStart: assistantIndex < 0,
+    };
     if (assistantIndex >= 0) {
       messages = messages.slice();
       messages[assistantIndex] = fresh;
@@ -193,7 +200,7 @@ export function replyReasoning(state: AppState, frame: ReplyReasoningFrame, now 
   return replyPart(state, frame, (message) => ({
     ...message,
     reasoning: message.reasoning + frame.text,
-    thinkingSince: message.thinkingSince ?? now,
+    thinkingSince: message.thinkingSince ?? (message.seenFromStart ? now : null),
   }));
 }
 

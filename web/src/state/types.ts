@@ -36,6 +36,8 @@ export interface Message {
   thinkingMs: number | null;
   /** When this page saw the first thinking (Date.now()), to measure `thinkingMs` live. */
   thinkingSince: number | null;
+  /** This page saw the reply start (not a replay after a reload): its thinking can be timed. */
+  seenFromStart: boolean;
 }
 
 /** The messages of one conversation that the page has loaded. */
@@ -141,5 +143,6 @@ export function blankMessage(id: string, role: Role, createdAt: number): Message
     attachments: [],
     thinkingMs: null,
     thinkingSince: null,
+    seenFromStart: false,
   };
 }

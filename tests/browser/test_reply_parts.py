@@ -241,3 +241,20 @@ async def test_reload_mid_answer_does_not_time_the_replayed_thinking(chat: ChatP
     await expect(toggle).to_have_text("Thoughts")
     await chat.wait_answer()
     await expect(toggle).to_have_text(re.compile(r"Thought for \d+ s"))
+
+
+async def test_the_thinking_budget_goes_with_a_thinking_request(chat: ChatPage) -> None:
+    """A thinking budget set under Advanced is sent when the model is asked to think."""
+    sent = record_frames(chat)
+    await chat.page.reload()  # a socket opened from now on
+    await chat.wait_connected()
+    await chat.page.locator('[data-action="settings"]').click()
+    await chat.page.get_by_text("Advanced").click()
+    await chat.page.get_by_label("Thinking budget").fill("64")
+    await chat.page.get_by_label("Thinking budget").press("Tab")
+    await chat.page.keyboard.press("Escape")
+    await switch_on(chat, "think")
+    await chat.send("/fake think=2 tokens=1")
+    await chat.wait_answer()
+    send = next(frame for frame in sent if frame["type"] == "chat.send")
+    assert (send["thinking"], send["thinking_budget"]) == (True, 64)

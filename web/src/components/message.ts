@@ -241,6 +241,7 @@ export class MessageView extends LightElement {
       parts.push(t("message.outputTokens", { output: formatNumber(usage.output_tokens) }));
     }
     if (usage?.reasoning_tokens) parts.push(t("message.reasoningTokens", { value: formatNumber(usage.reasoning_tokens) }));
+    if (usage?.cached_tokens) parts.push(t("message.cachedTokens", { value: formatNumber(usage.cached_tokens) }));
     return html`<footer class="msg-meta">
       <span class="meta-parts"
         ><span class="meta-list"

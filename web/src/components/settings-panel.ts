@@ -1,6 +1,7 @@
 /**
  * <lt-settings-panel>: the conversation's system prompt, streaming on/off, and (under
- * Advanced) temperature and max tokens. Changes apply from the next message.
+ * Advanced) temperature, max tokens and the thinking budget. Changes apply from the next
+ * message.
  */
 import { html, type TemplateResult } from "lit";
 import { formatNumber, t } from "../i18n";
@@ -109,6 +110,24 @@ export class SettingsPanel extends LightElement {
             }}
           />
           <p class="field-hint">${t("settings.maxTokensHint")}</p>
+        </div>
+        <div class="field">
+          <label for="thinking-budget">${t("settings.thinkingBudget")}</label>
+          <input
+            id="thinking-budget"
+            type="number"
+            min="1"
+            max="1000000"
+            step="1"
+            inputmode="numeric"
+            placeholder=${t("settings.modelDefault")}
+            .value=${settings.thinkingBudget === null ? "" : String(settings.thinkingBudget)}
+            @change=${(event: Event) => {
+              const value = Math.floor(Number((event.target as HTMLInputElement).value));
+              this.controller.updateSettings({ thinkingBudget: Number.isFinite(value) && value >= 1 ? value : null });
+            }}
+          />
+          <p class="field-hint">${t("settings.thinkingBudgetHint")}</p>
         </div>
       </details>
     </section>`;

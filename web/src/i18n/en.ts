@@ -207,6 +207,8 @@ export const en = {
   "empty.demo4.title": "One sentence",
   "empty.demo4.prompt": "Explain what a CPU is in one sentence.",
   // -- issue 12: thinking, web search and images --
+  "settings.thinkingBudget": "Thinking budget",
+  "settings.thinkingBudgetHint": "The most tokens a model may spend thinking, when it thinks. Leave empty for the model's default.",
   "thinking.live": "Thinking…",
   "thinking.done": "Thought for {seconds} s",
   "thinking.doneShort": "Thought for less than a second",
@@ -215,6 +217,7 @@ export const en = {
   "sources.title": "Sources",
   "sources.cite": "Source {index}: {title}",
   "message.reasoningTokens": "{value} thinking tokens",
+  "message.cachedTokens": "{value} cached tokens",
   "message.images": "Images",
   "image.open": "Enlarge {name}",
   "image.dialog": "Image",

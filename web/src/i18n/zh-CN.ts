@@ -210,6 +210,8 @@ export const zhCN: Messages = {
   "empty.demo4.title": "一句话解释",
   "empty.demo4.prompt": "用一句话解释什么是 CPU。",
   // -- issue 12：思考、联网搜索与图片 --
+  "settings.thinkingBudget": "思考预算",
+  "settings.thinkingBudgetHint": "模型思考时最多可用的 token 数。留空则使用模型的默认值。",
   "thinking.live": "思考中…",
   "thinking.done": "已思考 {seconds} 秒",
   "thinking.doneShort": "已思考（不到 1 秒）",
@@ -218,6 +220,7 @@ export const zhCN: Messages = {
   "sources.title": "来源",
   "sources.cite": "来源 {index}：{title}",
   "message.reasoningTokens": "思考 {value} 个 token",
+  "message.cachedTokens": "缓存命中 {value} 个 token",
   "message.images": "图片",
   "image.open": "放大 {name}",
   "image.dialog": "图片",

@@ -704,6 +704,7 @@ export class ChatController {
     // a model whose thinking is fixed refuses any choice.
     const features = this.features;
     if (features.thinking.shown && !features.thinking.fixed) options.thinking = features.thinking.on;
+    if (features.thinking.on && settings.thinkingBudget !== null) options.thinking_budget = settings.thinkingBudget;
     if (features.search.on) options.search = true;
     const draft = this.state.systemPrompts[key];
     const current = key === DRAFT ? "" : (this.activeConversation?.system_prompt ?? "");

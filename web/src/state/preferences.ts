@@ -41,6 +41,8 @@ export interface ReplySettings {
   /** null means the model's default. */
   temperature: number | null;
   maxTokens: number | null;
+  /** Tokens a model may spend thinking (sent when it thinks); null: the model's default. */
+  thinkingBudget: number | null;
 }
 
 function numberOrNull(text: string | null, min: number, max: number): number | null {
@@ -55,6 +57,7 @@ export function loadReplySettings(): ReplySettings {
     stream: read("stream") !== "false",
     temperature: numberOrNull(read("temperature"), 0, 2),
     maxTokens: numberOrNull(read("max_tokens"), 1, 1_000_000),
+    thinkingBudget: numberOrNull(read("thinking_budget"), 1, 1_000_000),
   };
 }
 
@@ -63,6 +66,7 @@ export function saveReplySettings(settings: ReplySettings): void {
   write("stream", String(settings.stream));
   write("temperature", settings.temperature === null ? null : String(settings.temperature));
   write("max_tokens", settings.maxTokens === null ? null : String(settings.maxTokens));
+  write("thinking_budget", settings.thinkingBudget === null ? null : String(settings.thinkingBudget));
 }
 
 /** The page's own choices of thinking and web search, per model id. */

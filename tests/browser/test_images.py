@@ -8,14 +8,19 @@ starts with ``(1 image)``; ``qwen-plus`` (on the fake upstream) is configured wi
 
 from __future__ import annotations
 
+import asyncio
 import re
 import struct
+import uuid
 import zlib
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import BrowserContext, expect
 
+from liaotian.store import create_engine
+from liaotian.store.accounts import Accounts
+from liaotian.store.migrate import upgrade
 from tests.browser.chat_page import ChatPage
 from tests.conftest import SettingsFactory
 from tests.server_harness import RunningServer, run_server
@@ -187,3 +192,31 @@ async def test_too_large_and_refused_files_are_explained(chat: ChatPage) -> None
     await expect(thumb).to_have_attribute("data-status", "error")
     await expect(problem).to_contain_text("This file is not an image the server accepts.")
     await expect(problem).to_contain_text("Attach a PNG, JPEG, WebP or GIF image.")
+
+
+async def test_signed_in_images_go_with_the_session_cookie(
+    context: BrowserContext, make_settings: SettingsFactory, database_url: str
+) -> None:
+    """Signed in, an image is uploaded and shown with the session cookie alone (no client id
+    in its URL), and the model reads it."""
+    name, password = f"bob-{uuid.uuid4().hex[:8]}", "correct horse battery"
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    try:
+        await Accounts(engine).add_user(name, password)
+    finally:
+        await engine.dispose()
+    settings = make_settings(fake_provider=True, default_model="fake-echo")
+    async with run_server(settings) as server:
+        chat = await ChatPage.open(context, server, connect=False)
+        await chat.sign_in(name, password)
+        await chat.wait_connected()
+        await give(chat, "paste", png(), "signed.png")
+        await expect(chat.page.locator(".composer-image")).to_have_attribute("data-status", "done")
+        await chat.send("hi")
+        image = chat.questions.last.locator(".msg-images img")
+        await expect(image).to_have_attribute("src", re.compile(r"^/attachments/[A-Za-z0-9_-]+$"))
+        assert await image.evaluate("(img) => img.decode().then(() => img.naturalWidth)") == 24
+        answer = await chat.wait_answer()
+        await expect(answer.locator("lt-markdown")).to_have_text("(1 image) hi")
+        await chat.assert_healthy()

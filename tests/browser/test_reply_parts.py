@@ -74,6 +74,7 @@ async def test_thinking_streams_then_collapses_and_expands_on_click(chat: ChatPa
     await expect(answer.locator("lt-markdown.markdown:not(.reasoning)")).to_have_text(
         "t0 t1 t2 t3 t4"
     )
+    await expect(answer.locator(".msg-meta")).to_contain_text("150 thinking tokens")
     await toggle.press("Enter")
     await expect(toggle).to_have_attribute("aria-expanded", "true")
     await expect(thinking.locator(".thinking-body")).to_have_text(reasoning(150))

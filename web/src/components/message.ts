@@ -178,7 +178,9 @@ export class MessageView extends LightElement {
         ${icons.chevron()}<span class="thinking-label">${label}</span>
       </button>
       <div class="thinking-body" id=${bodyId} ?hidden=${!expanded}>
-        <lt-markdown class="markdown reasoning" .text=${message.reasoning}></lt-markdown>
+        ${expanded
+          ? html`<lt-markdown class="markdown reasoning" .text=${message.reasoning}></lt-markdown>`
+          : nothing /* rendered only when opened: a long history has many folded thoughts */}
       </div>
     </div>`;
   }

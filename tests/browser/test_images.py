@@ -16,7 +16,7 @@ import zlib
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import BrowserContext, expect
+from playwright.async_api import BrowserContext, FilePayload, expect
 
 from liaotian.store import create_engine
 from liaotian.store.accounts import Accounts
@@ -89,7 +89,7 @@ async def test_attach_by_button_send_and_enlarge(chat: ChatPage) -> None:
     """An image chosen with the attach button is uploaded, sent, shown in the message, read
     by the model, and opens in a lightbox that Esc closes."""
     await chat.page.locator('[data-role="file-input"]').set_input_files(
-        files=[{"name": "chart.png", "mimeType": "image/png", "buffer": png()}]
+        files=FilePayload(name="chart.png", mimeType="image/png", buffer=png())
     )
     thumb = chat.page.locator(".composer-image")
     await expect(thumb).to_have_attribute("data-status", "done")
@@ -125,6 +125,32 @@ async def test_paste_and_drop_attach_images(chat: ChatPage) -> None:
     await expect(chat.questions.last.locator(".msg-images img")).to_have_count(2)
     answer = await chat.wait_answer()
     await expect(answer.locator("lt-markdown")).to_have_text("(2 images) two")
+
+
+async def test_another_tab_shows_the_images_and_the_parts(
+    chat: ChatPage, context: BrowserContext, server: RunningServer
+) -> None:
+    """A tab open on the conversation shows the next question's images and its answer's
+    thinking and sources as they come (from the reply's events, not a reload)."""
+    await chat.send("first")
+    await chat.wait_answer()
+    other = await ChatPage.open(context, server, f"/c/{chat.conversation_id()}")
+    await expect(other.answers).to_have_count(1)
+    for action in ("think", "search"):
+        await chat.page.locator(f'[data-action="{action}"]').click()
+    await give(chat, "paste", png(), "shared.png")
+    await expect(chat.page.locator(".composer-image")).to_have_attribute("data-status", "done")
+    await chat.send("/fake think=3 sources=1\nsee")
+    await chat.wait_answer()
+    await expect(other.questions.last.locator(".msg-images img")).to_have_attribute(
+        "alt", "shared.png"
+    )
+    answer = await other.wait_answer()
+    await expect(answer.locator(".thinking-toggle")).to_have_text(re.compile("Thought for"))
+    await expect(answer.locator(".sources li")).to_have_count(1)
+    await expect(answer.locator("lt-markdown.markdown")).to_have_text("(1 image) see 1")
+    await expect(answer.locator("sup.cite a")).to_have_attribute("href", "https://example.com/1")
+    await other.assert_healthy()
 
 
 async def test_images_alone_can_be_sent_and_come_back_from_history(chat: ChatPage) -> None:

@@ -23,12 +23,15 @@ from tests.conftest import SettingsFactory
 from tests.server_harness import RunningServer, run_server
 
 PLAIN = {"vision": False, "thinking": False, "search": False}
+ALWAYS_THINKS = {"thinking": True, "thinking_default": True, "thinking_fixed": True}
 
 
 @pytest.fixture
 async def server(make_settings: SettingsFactory) -> AsyncIterator[RunningServer]:
     settings = make_settings(
-        fake_provider=True, default_model="fake-echo", models={"qwen-plus": PLAIN}
+        fake_provider=True,
+        default_model="fake-echo",
+        models={"qwen-plus": PLAIN, "qwen-max": ALWAYS_THINKS},
     )
     async with run_server(settings) as running:
         yield running
@@ -112,6 +115,29 @@ async def test_switches_show_only_for_models_that_can(chat: ChatPage) -> None:
     await expect(attach).to_have_attribute(
         "title", "qwen-plus cannot read images. Choose a model that can to attach them."
     )
+
+
+async def test_a_model_that_always_thinks_shows_it_and_is_not_told(chat: ChatPage) -> None:
+    """For a model whose thinking cannot be switched, Think shows on but cannot change, and
+    no choice is sent (the server would refuse one)."""
+    sent = record_frames(chat)
+    await chat.page.reload()  # a socket opened from now on
+    await chat.wait_connected()
+    await chat.page.locator("select.model-select").select_option("qwen-max")
+    think = chat.page.locator('[data-action="think"]')
+    await expect(think).to_have_attribute("aria-pressed", "true")
+    await expect(think).to_have_attribute("aria-disabled", "true")
+    await expect(think).to_have_attribute(
+        "title", "qwen-max always thinks; it cannot be switched off"
+    )
+    await think.focus()
+    await think.press("Enter")
+    await expect(think).to_have_attribute("aria-pressed", "true")
+    await chat.send("hello")
+    await chat.wait_answer()
+    send = next(frame for frame in sent if frame["type"] == "chat.send")
+    assert send["model"] == "qwen-max"
+    assert "thinking" not in send
 
 
 async def test_switches_are_sent_and_remembered_per_model(chat: ChatPage) -> None:

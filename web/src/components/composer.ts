@@ -197,9 +197,12 @@ export class Composer extends LightElement {
           class="toggle-btn"
           data-action="think"
           aria-pressed=${thinking.on ? "true" : "false"}
+          aria-disabled=${thinking.fixed ? "true" : "false"}
           title=${thinkTitle}
-          ?disabled=${thinking.fixed}
-          @click=${() => this.controller.setFeature("thinking", !thinking.on)}
+          @click=${() => {
+            // A model whose thinking is fixed shows its state; focusable, so its title is heard.
+            if (!thinking.fixed) this.controller.setFeature("thinking", !thinking.on);
+          }}
         >
           ${icons.bulb()}<span>${t("composer.think")}</span>
         </button>`

@@ -11,7 +11,7 @@ and shares through Redis:
   did arrive is refused as a duplicate instead of stored twice: exactly once. Streams are
   capped at ``reply_stream_max_events`` entries and expire ``reply_log_ttl`` seconds after
   the reply ends.
-* **Coalescing** — ``started``, the first delta and ``done`` are copied at once; the deltas
+* **Coalescing** — ``started``, the first part and ``done`` are copied at once; the parts
   in between wait up to ``flush_interval`` seconds (``backplane_flush_interval``), and then
   what accumulated for *every* reply of the process goes out in one pipelined round trip.
   At 50 tokens/s that replaces one XADD round trip per token per reply; the price is that
@@ -55,7 +55,7 @@ from liaotian.backplane.memory import MemoryBackplane
 from liaotian.errors import StoreError
 from liaotian.metrics import Metrics
 from liaotian.replies.codec import event_from_wire, event_to_wire
-from liaotian.replies.log import Delta, Done, ReplyEvent, ReplyKey, ReplyLog
+from liaotian.replies.log import Done, PartEvent, ReplyEvent, ReplyKey, ReplyLog
 from liaotian.replies.replay import finish_from_message
 from liaotian.store import Store
 from liaotian.store.repository import INTERRUPTED_MESSAGE
@@ -107,7 +107,7 @@ class _Copy:
     unconfirmed: _Entry | None = None
     next_first: int = 0
     prompt: bool = True
-    """True until a delta is followed: ``started`` and the first delta go out at once."""
+    """True until a part is followed: ``started`` and the first part go out at once."""
     announced: bool = False
 
 
@@ -245,7 +245,7 @@ class RedisBackplane(MemoryBackplane):
             copy.pending.extend(batch)
             self._dirty[copy.key.message_id] = copy
             urgent = copy.prompt or isinstance(batch[-1], Done) or self._closing
-            if copy.prompt and any(isinstance(event, Delta) for event in batch):
+            if copy.prompt and any(isinstance(event, PartEvent) for event in batch):
                 copy.prompt = False
             if urgent:
                 self._kick.set()

@@ -202,13 +202,10 @@ class ReplyLog:
             raise RuntimeError(f"event seq {event.seq} != expected {seq}")
         parts = self._parts
         assert parts is not None  # only None once finished
-        if isinstance(event, Delta | ReasoningDelta | SourcesFound):
+        if type(event) is Delta and self._kinds is None:  # answer text only: most replies
             if seq == 0:
                 raise RuntimeError("a reply log starts with started, not a part")
-            if type(event) is Delta and self._kinds is None:
-                parts.append(event.text)
-            else:
-                self._append_typed(event, parts)
+            parts.append(event.text)
             self._tail = event
             # An eighth of the log at least: folding copies the text, so the copies add up
             # to a few times its length however long the reply gets.
@@ -218,11 +215,18 @@ class ReplyLog:
             if seq != 0:
                 raise RuntimeError("started must be the first event")
             self._started = event
-        else:
+        elif isinstance(event, Done):
             self._fold(parts)
             self._done = event
             self._parts = self._tail = None
             self.finished_at = time.monotonic()
+        else:
+            if seq == 0:
+                raise RuntimeError("a reply log starts with started, not a part")
+            self._append_typed(event, parts)
+            self._tail = event
+            if len(parts) >= self.FOLD_PARTS and len(parts) >= seq >> 3:
+                self._fold(parts)
         self._next_seq = seq + 1
         if self._waiters:
             waiters, self._waiters = self._waiters, []

@@ -87,6 +87,7 @@ HELP = (
     ("/model NAME", "answer with model NAME from now on"),
     ("/think on|off|default", "ask the model to think first, or not (default: the model's)"),
     ("/search on|off", "let the model search the web and cite its sources"),
+    ("/image FILE", "send this image with your next message"),
     ("/list", "list your conversations"),
     ("/open ID", "continue conversation ID or ID prefix (shows its history)"),
     ("/help", "show this help"),
@@ -507,6 +508,7 @@ class ChatSession:
         self.thinking: bool | None = args.thinking
         self.search: bool = args.search
         self._show_thinking = not args.hide_thinking
+        self._images: list[tuple[str, bytes]] = []  # for the next message
         self._on_interrupt: Callable[[], None] | None = None
         self._client: Client | None = None
         self._echo_input = not sys.stdin.isatty()
@@ -575,6 +577,12 @@ class ChatSession:
     # -- answers ---------------------------------------------------------------------------
 
     async def _ask(self, message: str) -> None:
+        images, self._images = self._images, []
+        try:
+            attachments = await _upload(self.client, images)
+        except LiaotianError as error:
+            self._error(error.message)
+            return
         try:
             reply = await self.client.send(
                 message,
@@ -585,6 +593,7 @@ class ChatSession:
                 thinking=self.thinking,
                 thinking_budget=self.args.thinking_budget,
                 search=self.search or None,
+                attachments=attachments or None,
             )
         except LiaotianError as error:
             self._error(await _explain(self.client, error, self.model))
@@ -673,6 +682,8 @@ class ChatSession:
             elif name == "/search" and argument in ("on", "off"):
                 self.search = argument == "on"
                 self.console.print(f"[dim]web search {argument}[/]")
+            elif name == "/image" and argument:
+                self._attach(argument)
             elif name == "/list":
                 await self._list()
             elif name == "/open" and argument:
@@ -682,6 +693,16 @@ class ChatSession:
         except LiaotianError as error:
             self._error(describe(error))
         return True
+
+    def _attach(self, path: str) -> None:
+        """Keep the image file ``path`` for the next message (sent, and uploaded, with it)."""
+        try:
+            self._images += read_images([path])
+        except OSError as error:
+            self._error(file_unreadable(path, error))
+            return
+        count = len(self._images)
+        self.console.print(f"[dim]{count} image{'s' if count > 1 else ''} for your next message[/]")
 
     def _help(self) -> None:
         table = Table(show_header=False, box=None, padding=(0, 2))

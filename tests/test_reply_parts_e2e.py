@@ -128,7 +128,8 @@ async def test_a_cut_while_the_model_thinks_resumes_in_place(
         await first.close()
         message_id = started["message_id"]
         had, last_seq = follow_parts(seen, message_id)
-        assert had["reasoning"] and not had["text"]
+        assert had["reasoning"]
+        assert not had["text"]
         second = await connect(server)
         await second.send(
             {"type": "chat.subscribe", "message_id": message_id, "after_seq": last_seq}

@@ -4,7 +4,11 @@ Routes (all behind ``Authorization: Bearer <api_key>``; a wrong key gets a 401 i
 route's own dialect):
 
 - ``POST /api/v1/services/aigc/text-generation/generation`` — DashScope; SSE when the
-  request has ``X-DashScope-SSE: enable``, one JSON body otherwise.
+  request has ``X-DashScope-SSE: enable``, one JSON body otherwise. A Qwen3.5+ model
+  (``qwen3.5-plus``…) gets DashScope's 400 ``url error`` here, as from the real one.
+- ``POST /api/v1/services/aigc/multimodal-generation/generation`` — the same, in the
+  multimodal format: message ``content`` a list of ``{"text": …}`` / ``{"image": …}``
+  parts, both ways.
 - ``POST /v1/chat/completions`` — OpenAI; SSE when ``"stream": true``, with a usage chunk
   when ``stream_options.include_usage`` is set.
 - ``GET /v1/models`` — OpenAI model list of ``models``.
@@ -47,9 +51,37 @@ sent in chunks of ``chunk_chars`` characters; :func:`reply_chunks` and
     of such lines (``stats.held`` counts the streams stopped there) and goes on when the test
     sets :attr:`FakeUpstream.resume`.
 
-``max_tokens`` in the request is honoured: the reply stops after that many chunks with
-finish reason ``"length"``. Input tokens are counted as whitespace-separated words of all
-messages (:func:`count_input_tokens`); output tokens are the chunks sent.
+``[think=N]``
+    When the request asks for thinking, N reasoning chunks ``"r0 "``, ``"r1 "``, … before
+    the answer (:func:`reasoning_chunks`). DashScope: ``parameters.enable_thinking`` true,
+    or absent for a model that thinks by default (``qwq``/``qvq``/``deepseek-r1``/
+    ``*-thinking*``, Qwen3.5+); in ``message.reasoning_content``. It answers 400 to
+    thinking without ``incremental_output`` (or without SSE), as the real one does.
+    OpenAI: ``chat_template_kwargs.enable_thinking`` or ``enable_thinking`` true, or
+    neither for a model named as thinking; in ``delta.reasoning_content`` (or
+    ``message.reasoning_content`` without streaming).
+``[reasoning_field=NAME]``
+    OpenAI dialect: the reasoning goes in field NAME (e.g. ``reasoning``) instead.
+``[inline_think=1]``
+    OpenAI dialect: the reasoning goes inline in ``content`` as
+    ``"<think>" + reasoning + "</think>\n\n"`` before the answer, all of it cut into
+    ``chunk_chars`` pieces, so the tags are split across chunks (:func:`inline_chunks`).
+``[search=K]``
+    DashScope with ``parameters.enable_search``: the first event (or the JSON answer) has
+    ``output.search_info.search_results``, K results (:func:`search_results`). Ignored by
+    the OpenAI dialect.
+``[cached=C]``
+    Usage reports C cached input tokens (``prompt_tokens_details.cached_tokens``, both
+    dialects).
+
+Images in the last user message (DashScope ``{"image": …}`` parts, OpenAI ``image_url``
+parts) are counted and the answer says so: ``"echo: (saw N image(s)) " + P``
+(:func:`expected_reply` with ``images=N``).
+
+``max_tokens`` in the request is honoured: the reply stops after that many answer chunks
+with finish reason ``"length"``. Input tokens are counted as whitespace-separated words of
+the text of all messages (:func:`count_input_tokens`); output tokens are the chunks sent,
+reasoning ones included (also reported as reasoning tokens).
 
 :class:`FakeStats` counts requests, open streams and client disconnects; tests wait on it
 with :meth:`FakeUpstream.wait_for` instead of sleeping.
@@ -74,6 +106,7 @@ import orjson
 from aiohttp import web
 
 DASHSCOPE_PATH = "/api/v1/services/aigc/text-generation/generation"
+DASHSCOPE_MULTIMODAL_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 OPENAI_CHAT_PATH = "/v1/chat/completions"
 OPENAI_MODELS_PATH = "/v1/models"
 
@@ -96,6 +129,11 @@ class Script:
     fault_arg: int | None = None
     retry_after: str = "2"
     hold_at: int | None = None
+    think: int = 0
+    reasoning_field: str = "reasoning_content"
+    inline_think: bool = False
+    search: int = 0
+    cached: int | None = None
 
     @classmethod
     def parse(cls, prompt: str) -> Script:
@@ -110,6 +148,11 @@ class Script:
             fault_arg=int(arg) if arg else None,
             retry_after=values.get("retry_after", "2"),
             hold_at=int(values["hold_at"]) if "hold_at" in values else None,
+            think=int(values.get("think", 0)),
+            reasoning_field=values.get("reasoning_field", "reasoning_content"),
+            inline_think=values.get("inline_think", "0") not in ("", "0"),
+            search=int(values.get("search", 0)),
+            cached=int(values["cached"]) if "cached" in values else None,
         )
 
     @property
@@ -126,30 +169,114 @@ class Script:
         return int(code), self.fault_arg
 
 
-def reply_chunks(prompt: str, chunk_chars: int = 4) -> list[str]:
-    """The chunks the fake streams for ``prompt`` (before any ``max_tokens`` cut)."""
+def reply_chunks(prompt: str, chunk_chars: int = 4, *, images: int = 0) -> list[str]:
+    """The answer chunks the fake streams for ``prompt`` (before any ``max_tokens`` cut),
+    the last user message having ``images`` images."""
     script = Script.parse(prompt)
     if script.tokens is not None:
         return [f"t{i} " for i in range(script.tokens)]
-    text = "echo: " + prompt
+    text = "echo: " + (f"(saw {images} image(s)) " if images else "") + prompt
+    return _cut(text, chunk_chars)
+
+
+def _cut(text: str, chunk_chars: int) -> list[str]:
     return [text[i : i + chunk_chars] for i in range(0, len(text), chunk_chars)]
 
 
-def expected_reply(prompt: str, chunk_chars: int = 4) -> str:
-    """The whole text the fake answers to ``prompt``."""
-    return "".join(reply_chunks(prompt, chunk_chars))
+def expected_reply(prompt: str, chunk_chars: int = 4, *, images: int = 0) -> str:
+    """The whole answer text the fake gives to ``prompt``."""
+    return "".join(reply_chunks(prompt, chunk_chars, images=images))
+
+
+def reasoning_chunks(prompt: str) -> list[str]:
+    """The reasoning chunks the fake sends for ``prompt`` when thinking is on."""
+    return [f"r{i} " for i in range(Script.parse(prompt).think)]
+
+
+def expected_reasoning(prompt: str) -> str:
+    """The whole reasoning the fake sends for ``prompt`` when thinking is on."""
+    return "".join(reasoning_chunks(prompt))
+
+
+def inline_chunks(prompt: str, chunk_chars: int = 4, *, images: int = 0) -> list[str]:
+    """The ``content`` chunks of ``[inline_think=1]`` with thinking on: the reasoning in
+    ``<think>…</think>`` and the answer, cut every ``chunk_chars`` characters."""
+    text = (
+        "<think>"
+        + expected_reasoning(prompt)
+        + "</think>\n\n"
+        + expected_reply(prompt, chunk_chars, images=images)
+    )
+    return _cut(text, chunk_chars)
+
+
+def search_results(count: int) -> list[dict[str, Any]]:
+    """The ``search_info.search_results`` of ``[search=count]``."""
+    return [
+        {
+            "icon": f"https://site{i}.example/favicon.ico",
+            "index": i,
+            "site_name": f"Site {i}",
+            "title": f"Result {i}",
+            "url": f"https://site{i}.example/page",
+        }
+        for i in range(1, count + 1)
+    ]
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text of a message: its string content, or its text parts joined (DashScope
+    ``{"text": …}``, OpenAI ``{"type": "text", "text": …}``)."""
+    content = message.get("content", "")
+    if isinstance(content, list):
+        return "".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return str(content)
+
+
+def image_count(message: dict[str, Any]) -> int:
+    """The images of a message: DashScope ``{"image": …}`` or OpenAI ``image_url`` parts."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return 0
+    return sum(
+        1
+        for part in content
+        if isinstance(part, dict) and ("image" in part or part.get("type") == "image_url")
+    )
 
 
 def count_input_tokens(messages: Sequence[dict[str, Any]]) -> int:
-    """The fake's input token count: whitespace-separated words of all messages."""
-    return sum(len(str(message.get("content", "")).split()) for message in messages)
+    """The fake's input token count: whitespace-separated words of all messages' text."""
+    return sum(len(message_text(message).split()) for message in messages)
+
+
+def _last_user(messages: Sequence[dict[str, Any]]) -> Any:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return message
+    return {}
 
 
 def _last_user_text(messages: Sequence[dict[str, Any]]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            return str(message.get("content", ""))
-    return ""
+    return message_text(_last_user(messages))
+
+
+_QWEN_VERSION = re.compile(r"^qwen(\d+)(?:\.(\d+))?")
+
+
+def newer_than_qwen3(model: str) -> bool:
+    """Qwen3.5 and later, which DashScope serves on the multimodal endpoint only."""
+    match = _QWEN_VERSION.match(model)
+    return match is not None and (int(match.group(1)), int(match.group(2) or 0)) >= (3, 5)
+
+
+def always_thinks(model: str) -> bool:
+    """A model name that thinks without being asked (as the fake sees it)."""
+    return model.startswith(("qwq", "qvq")) or "deepseek-r1" in model or "thinking" in model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,24 +346,36 @@ class _DashScope:
 
     @staticmethod
     def result(
-        content: str, finish: str, usage: tuple[int, int], request_id: str
+        content: str,
+        finish: str,
+        usage: tuple[int, int],
+        request_id: str,
+        *,
+        reasoning: str | None = None,
+        reasoning_tokens: int | None = None,
+        cached: int | None = None,
+        search: list[dict[str, Any]] | None = None,
+        multimodal: bool = False,
     ) -> dict[str, Any]:
-        return {
-            "output": {
-                "choices": [
-                    {
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": finish,
-                    }
-                ]
-            },
-            "usage": {
-                "input_tokens": usage[0],
-                "output_tokens": usage[1],
-                "total_tokens": usage[0] + usage[1],
-            },
-            "request_id": request_id,
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": ([{"text": content}] if content else []) if multimodal else content,
         }
+        if reasoning is not None:
+            message["reasoning_content"] = reasoning
+        output: dict[str, Any] = {"choices": [{"message": message, "finish_reason": finish}]}
+        if search is not None:
+            output["search_info"] = {"extra_tool_info": [], "search_results": search}
+        usage_body: dict[str, Any] = {
+            "input_tokens": usage[0],
+            "output_tokens": usage[1],
+            "total_tokens": usage[0] + usage[1],
+        }
+        if reasoning_tokens is not None:
+            usage_body["output_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+        if cached is not None:
+            usage_body["prompt_tokens_details"] = {"cached_tokens": cached}
+        return {"output": output, "usage": usage_body, "request_id": request_id}
 
     @staticmethod
     def stream_error(seq: int, request_id: str) -> bytes:
@@ -290,18 +429,29 @@ class _OpenAI:
         return b"data: %s\n\n" % orjson.dumps(payload)
 
     @staticmethod
-    def usage_chunk(request_id: str, model: str, usage: tuple[int, int]) -> bytes:
+    def usage(
+        usage: tuple[int, int], reasoning_tokens: int | None, cached: int | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "prompt_tokens": usage[0],
+            "completion_tokens": usage[1],
+            "total_tokens": usage[0] + usage[1],
+        }
+        if reasoning_tokens is not None:
+            body["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+        if cached is not None:
+            body["prompt_tokens_details"] = {"cached_tokens": cached}
+        return body
+
+    @staticmethod
+    def usage_chunk(request_id: str, model: str, usage: dict[str, Any]) -> bytes:
         payload = {
             "id": request_id,
             "object": "chat.completion.chunk",
             "created": 0,
             "model": model,
             "choices": [],
-            "usage": {
-                "prompt_tokens": usage[0],
-                "completion_tokens": usage[1],
-                "total_tokens": usage[0] + usage[1],
-            },
+            "usage": usage,
         }
         return b"data: %s\n\n" % orjson.dumps(payload)
 
@@ -361,7 +511,8 @@ class FakeUpstream:
     async def start(self) -> None:
         """Listen; :attr:`port` is the real port afterwards."""
         app = web.Application()
-        app.router.add_post(DASHSCOPE_PATH, self._dashscope)
+        app.router.add_post(DASHSCOPE_PATH, self._dashscope_text)
+        app.router.add_post(DASHSCOPE_MULTIMODAL_PATH, self._dashscope_multimodal)
         app.router.add_post(OPENAI_CHAT_PATH, self._openai_chat)
         app.router.add_get(OPENAI_MODELS_PATH, self._openai_models)
         # handler_cancellation: a handler waiting (delay, hang) learns at once that its
@@ -494,36 +645,95 @@ class FakeUpstream:
         ]
         return web.json_response({"object": "list", "data": data}, dumps=_dumps)
 
-    async def _dashscope(self, request: web.Request) -> web.StreamResponse:
+    async def _dashscope_text(self, request: web.Request) -> web.StreamResponse:
+        return await self._dashscope(request, multimodal=False)
+
+    async def _dashscope_multimodal(self, request: web.Request) -> web.StreamResponse:
+        return await self._dashscope(request, multimodal=True)
+
+    async def _dashscope(self, request: web.Request, *, multimodal: bool) -> web.StreamResponse:
         body, rid = await self._receive(request)
         if not self._authorized(request):
             return self._error(_DashScope, 401, None, rid)
+        model = str(body.get("model", ""))
+        if not multimodal and newer_than_qwen3(model):
+            return self._bad_request(rid, "url error, please check url！")
         messages = body["input"]["messages"]
         parameters = body.get("parameters") or {}
         script = Script.parse(_last_user_text(messages))
-        chunks, finish = self._plan(script, parameters.get("max_tokens"))
+        images = image_count(_last_user(messages))
+        chunks, finish = self._plan(script, parameters.get("max_tokens"), images)
         input_tokens = count_input_tokens(messages)
         status = self._scripted_status(script)
         if status is not None:
             return self._error(_DashScope, status, script, rid)
-        if request.headers.get("X-DashScope-SSE", "").lower() != "enable":
+        enable = parameters.get("enable_thinking")
+        thinking = enable is True or (
+            enable is None and (always_thinks(model) or newer_than_qwen3(model))
+        )
+        streaming = request.headers.get("X-DashScope-SSE", "").lower() == "enable"
+        incremental = bool(parameters.get("incremental_output"))
+        if thinking and not (streaming and incremental):
+            return self._bad_request(
+                rid, "This model only support stream mode with incremental_output=true."
+            )
+        thoughts = reasoning_chunks(script.prompt) if thinking else []
+        reasoning_tokens = len(thoughts) if thinking else None
+        search = search_results(script.search) if parameters.get("enable_search") else None
+        if not search:
+            search = None
+        if not streaming:
             await self._before_json(script)
-            result = _DashScope.result("".join(chunks), finish, (input_tokens, len(chunks)), rid)
+            result = _DashScope.result(
+                "".join(chunks),
+                finish,
+                (input_tokens, len(chunks)),
+                rid,
+                cached=script.cached,
+                search=search,
+                multimodal=multimodal,
+            )
             return web.json_response(result, dumps=_dumps)
 
-        incremental = bool(parameters.get("incremental_output"))
         sent: list[str] = []
+        pieces: list[tuple[str, str]] = [("reasoning", text) for text in thoughts]
+        pieces += [("content", text) for text in chunks]
+        if search is not None:
+            pieces.insert(0, ("search", ""))
+        if not pieces:
+            pieces = [("content", "")]
 
-        def event(seq: int, text: str, last: bool) -> bytes:
-            sent.append(text)
-            content = text if incremental else "".join(sent)
+        def event(seq: int, kind: str, text: str, last: bool) -> bytes:
+            if kind != "search":
+                sent.append(text)
+            content = "".join(
+                piece for kind_, piece in zip(kinds, sent, strict=False) if kind_ == "content"
+            )
+            if kind == "content" and incremental:
+                content = text
+            elif incremental:
+                content = ""
+            reasoning = None
+            if thinking:
+                reasoning = text if kind == "reasoning" else ""
             usage = (input_tokens, len(sent))
-            payload = _DashScope.result(content, finish if last else "null", usage, rid)
+            payload = _DashScope.result(
+                content,
+                finish if last else "null",
+                usage,
+                rid,
+                reasoning=reasoning,
+                reasoning_tokens=reasoning_tokens,
+                cached=script.cached,
+                search=search if kind == "search" else ([] if search is not None else None),
+                multimodal=multimodal,
+            )
             return _DashScope.event(seq, payload)
 
-        events = [event(i + 1, text, i == len(chunks) - 1) for i, text in enumerate(chunks)]
-        if not events:
-            events = [event(1, "", True)]
+        kinds = [kind for kind, _ in pieces if kind != "search"]
+        events = [
+            event(i + 1, kind, text, i == len(pieces) - 1) for i, (kind, text) in enumerate(pieces)
+        ]
         return await self._stream(
             request,
             script,
@@ -534,44 +744,62 @@ class FakeUpstream:
             malformed=_DashScope.malformed(2),
         )
 
+    def _bad_request(self, rid: str, message: str) -> web.Response:
+        body = {"code": "InvalidParameter", "message": message, "request_id": rid}
+        return web.Response(status=400, body=orjson.dumps(body), content_type="application/json")
+
     async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
         body, rid = await self._receive(request)
         if not self._authorized(request):
             return self._error(_OpenAI, 401, None, rid)
         messages = body["messages"]
-        model = body.get("model", "")
+        model = str(body.get("model", ""))
         script = Script.parse(_last_user_text(messages))
-        chunks, finish = self._plan(script, body.get("max_tokens"))
-        usage = (count_input_tokens(messages), len(chunks))
+        images = image_count(_last_user(messages))
+        chunks, finish = self._plan(script, body.get("max_tokens"), images)
         status = self._scripted_status(script)
         if status is not None:
             return self._error(_OpenAI, status, script, rid)
+        switch = (body.get("chat_template_kwargs") or {}).get("enable_thinking")
+        if switch is None:
+            switch = body.get("enable_thinking")
+        thinking = switch is True or (switch is None and always_thinks(model))
+        thoughts = reasoning_chunks(script.prompt) if thinking else []
+        reasoning_tokens = len(thoughts) if thinking else None
+        usage = _OpenAI.usage(
+            (count_input_tokens(messages), len(chunks) + len(thoughts)),
+            reasoning_tokens,
+            script.cached,
+        )
+        inline = script.inline_think and bool(thoughts)
+        if inline:
+            text = "<think>" + "".join(thoughts) + "</think>\n\n" + "".join(chunks)
+            deltas = [{"content": piece} for piece in _cut(text, self.chunk_chars)]
+        else:
+            field = script.reasoning_field
+            deltas = [{field: piece} for piece in thoughts]
+            deltas += [{"content": piece} for piece in chunks]
         if not body.get("stream"):
             await self._before_json(script)
+            message: dict[str, Any] = {"role": "assistant"}
+            if inline:
+                message["content"] = "".join(delta["content"] for delta in deltas)
+            else:
+                message["content"] = "".join(chunks)
+                if thoughts:
+                    message[script.reasoning_field] = "".join(thoughts)
             completion = {
                 "id": rid,
                 "object": "chat.completion",
                 "created": 0,
                 "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "".join(chunks)},
-                        "finish_reason": finish,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": usage[0],
-                    "completion_tokens": usage[1],
-                    "total_tokens": usage[0] + usage[1],
-                },
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": usage,
             }
             return web.json_response(completion, dumps=_dumps)
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        events = [
-            _OpenAI.chunk(rid, model, {"content": text}, None, include_usage) for text in chunks
-        ]
+        events = [_OpenAI.chunk(rid, model, delta, None, include_usage) for delta in deltas]
         tail = _OpenAI.chunk(rid, model, {}, finish, include_usage)
         if include_usage:
             tail += _OpenAI.usage_chunk(rid, model, usage)
@@ -589,8 +817,8 @@ class FakeUpstream:
 
     # -- shared behaviour
 
-    def _plan(self, script: Script, max_tokens: object) -> tuple[list[str], str]:
-        chunks = reply_chunks(script.prompt, self.chunk_chars)
+    def _plan(self, script: Script, max_tokens: object, images: int) -> tuple[list[str], str]:
+        chunks = reply_chunks(script.prompt, self.chunk_chars, images=images)
         if isinstance(max_tokens, int) and 0 <= max_tokens < len(chunks):
             return chunks[:max_tokens], "length"
         return chunks, "stop"

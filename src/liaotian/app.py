@@ -15,7 +15,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from liaotian import __version__, auth_routes
+from liaotian import __version__, attachment_routes, auth_routes
 from liaotian.auth import HostPolicy
 from liaotian.connection import Connection
 from liaotian.gate import Kind, SessionFactory, run_session
@@ -37,7 +37,7 @@ NOT_BUILT_PAGE = """<!doctype html>
 </body></html>
 """
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; frame-ancestors 'none'; "
     "base-uri 'none'; form-action 'self'"
 )
@@ -199,6 +199,7 @@ def create_app(settings: Settings, drain: Drain | None = None) -> LiaotianApp:
     app.add_middleware(SecurityHeaders)
     app.add_middleware(HostCheck, hosts=HostPolicy(settings))
     app.include_router(auth_routes.router)
+    app.include_router(attachment_routes.router)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

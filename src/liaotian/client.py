@@ -55,6 +55,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import re
 import socket
 import time
@@ -1278,6 +1279,67 @@ class Client:
         reply._feed(frame)
         if reply.done:
             self._unroute(reply)
+
+    async def upload_image(
+        self, image: str | os.PathLike[str] | bytes, *, name: str | None = None
+    ) -> dict[str, Any]:
+        """Upload an image (a file's path, or its bytes) for this client's owner.
+
+        Returns ``{id, media_type, name, width, height, bytes}`` (docs/api.md); the ``id``
+        goes in a message's ``attachments``. Needs no open connection: it is one HTTP
+        request beside the WebSocket URL, with the same token and client id. Raises what
+        the server answers (UnsupportedMediaType, InvalidImage, AttachmentTooLarge,
+        RateLimited, ...), SignInRequired, or ClientConnectionError.
+        """
+        # Imported here, as in _probe_me: only clients that upload need them.
+        import mimetypes
+        from pathlib import Path
+
+        import aiohttp
+
+        if isinstance(image, bytes):
+            data, name = image, name or "image"
+        else:
+            path = Path(image)
+            data = await asyncio.to_thread(path.read_bytes)
+            name = name or path.name
+        guessed = mimetypes.guess_type(name)[0] or ""
+        content_type = guessed if guessed.startswith("image/") else "application/octet-stream"
+        parts = urlsplit(self.url)
+        query = urlencode({"client_id": self.client_id, "name": name})
+        url = urlunsplit(
+            (
+                "https" if parts.scheme == "wss" else "http",
+                parts.netloc,
+                parts.path.removesuffix("/ws") + "/attachments",
+                query,
+                "",
+            )
+        )
+        headers = {**(self._headers or {}), "Content-Type": content_type}
+        try:
+            async with (
+                aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=self.request_timeout)
+                ) as session,
+                session.post(url, data=data, headers=headers, allow_redirects=False) as response,
+            ):
+                status = response.status
+                body = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise self._unreachable(f"the upload failed: {exc or type(exc).__name__}") from None
+        if status == 201 and isinstance(body, dict):
+            return body
+        error = body.get("error") if isinstance(body, dict) else None
+        if status == 401:
+            raise SignInRequired(
+                f"liaotian at {self.server} requires signing in to upload",
+                url=self.server,
+                token_given=self._token_given,
+            )
+        if isinstance(error, dict):
+            raise error_from_frame(error)
+        raise self._unreachable(f"the upload got HTTP {status}")
 
 
 async def _probe_me(

@@ -16,7 +16,7 @@ protocol), an HTTP status, or a CLI message.
     │   ├── EmptyMessage                   a chat message with no text
     │   └── FrameTooLarge                  over the configured frame size
     ├── RequestError                   a well-formed request that cannot be served
-    │   ├── NotFound                       no such conversation / reply for this owner
+    │   ├── NotFound                       no such conversation / reply / attachment for this owner
     │   ├── ConversationBusy               a reply is already streaming in that conversation
     │   ├── ShuttingDown                   the server is stopping; send to another one
     │   ├── ModelNotFound                  no provider serves the model
@@ -26,7 +26,12 @@ protocol), an HTTP status, or a CLI message.
     │       ├── TooManyConnections             connections per owner / in total
     │       ├── RateLimited                    messages per minute per owner
     │       ├── TooManyReplies                 concurrent replies per owner
-    │       └── SignInBusy                     too many password checks at once (HTTP 503)
+    │       ├── SignInBusy                     too many password checks at once (HTTP 503)
+    │       └── AttachmentsBusy                too many images being checked at once (HTTP 503)
+    ├── AttachmentError                an uploaded file is refused (HTTP routes only)
+    │   ├── AttachmentTooLarge             over max_attachment_bytes or max_attachment_pixels
+    │   ├── UnsupportedMediaType           not an image, or not PNG / JPEG / WEBP / GIF
+    │   └── InvalidImage                   an image of those formats that cannot be decoded
     ├── StoreError                     the database failed
     │   ├── StoreConflict                  a write collided with a concurrent one (a unique key)
     │   └── StoreUnavailable               the database is unreachable or refused the work
@@ -160,6 +165,36 @@ class SignInBusy(LimitExceeded):
     """Every password-check slot is taken and the queue is full; try again shortly."""
 
     code = "sign_in_busy"
+
+
+class AttachmentsBusy(LimitExceeded):
+    """Every image-checking slot is taken and the queue is full; try again shortly."""
+
+    code = "attachments_busy"
+
+
+class AttachmentError(LiaotianError):
+    """An uploaded file is refused; the message says why."""
+
+    code = "attachment_refused"
+
+
+class AttachmentTooLarge(AttachmentError):
+    """Over ``max_attachment_bytes``, or an image of more than ``max_attachment_pixels``."""
+
+    code = "attachment_too_large"
+
+
+class UnsupportedMediaType(AttachmentError):
+    """Not an image, or an image in a format other than PNG, JPEG, WEBP and GIF."""
+
+    code = "unsupported_media_type"
+
+
+class InvalidImage(AttachmentError):
+    """A PNG, JPEG, WEBP or GIF that cannot be decoded whole (truncated, corrupt)."""
+
+    code = "invalid_image"
 
 
 class StoreError(LiaotianError):

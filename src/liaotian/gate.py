@@ -51,31 +51,41 @@ class Session(Protocol):
         """Serve until the client leaves or the connection is closed."""
 
 
-async def _check_handshake(
+HOST_NOT_ALLOWED = "host not allowed"
+ORIGIN_NOT_ALLOWED = "origin not allowed"
+AUTHENTICATION_REQUIRED = "authentication required"
+CLIENT_ID_REQUIRED = "client_id is required"
+
+
+async def check_handshake(
     handshake: HTTPConnection, auth: Authenticator, client_id: str, kind: Kind
 ) -> tuple[str, Identity | None] | str:
-    """The owner (and identity, with accounts) of a handshake, or why it is refused.
+    """The owner (and identity, with accounts) of a handshake, or why it is refused: one of
+    :data:`HOST_NOT_ALLOWED`, :data:`ORIGIN_NOT_ALLOWED`, :data:`AUTHENTICATION_REQUIRED`,
+    :data:`CLIENT_ID_REQUIRED`.
 
     Without accounts, a protocol-v1 client is :data:`OPEN_OWNER` when owners are shared
     (then its client id is not needed), else its client id; a seed client is its client id.
+    The HTTP routes that act for an owner (``liaotian.attachment_routes``) decide it here
+    too, as a protocol-v1 client, so a request is the same owner as its page's socket.
 
     ``handshake`` is a throwaway view of the scope: the headers and cookies it parses are
     not kept for the connection's lifetime.
     """
     if not auth.host_allowed(handshake):
-        return "host not allowed"
+        return HOST_NOT_ALLOWED
     if not auth.origin_allowed(handshake):
-        return "origin not allowed"
+        return ORIGIN_NOT_ALLOWED
     if await auth.required():
         identity = await auth.identify(handshake)
         if identity is None:
-            return "authentication required"
+            return AUTHENTICATION_REQUIRED
         return identity.owner, identity
     if kind == "v1" and auth.settings.open_owner == "shared":
         return OPEN_OWNER, None
     if CLIENT_ID.fullmatch(client_id):
         return client_id, None
-    return "client_id is required"
+    return CLIENT_ID_REQUIRED
 
 
 SessionFactory = Callable[[ClientSocket, Services, str], Session]
@@ -94,7 +104,7 @@ async def run_session(
     """Check the handshake, accept, admit the owner, run ``session(...).run()``, release."""
     auth = services.auth
     websocket: WebSocket = WebSocket(scope, receive, send)
-    checked = await _check_handshake(HTTPConnection(scope), auth, client_id, kind)
+    checked = await check_handshake(HTTPConnection(scope), auth, client_id, kind)
     if isinstance(checked, str):
         await websocket.close(code=POLICY_VIOLATION, reason=checked)
         return

@@ -3,6 +3,9 @@
 * connections: ``max_connections`` in this process, ``max_connections_per_owner`` per owner
   in this process;
 * messages: ``messages_per_minute`` per owner;
+* attachment uploads: ``attachments_per_minute`` per owner, and at most
+  ``attachment_decodes_at_once`` images decoded at once in this process,
+  ``attachment_decode_queue`` more waiting (then :class:`AttachmentsBusy`);
 * sign-in attempts: ``login_attempts_per_minute`` per user name *from one client address*,
   and ``login_attempts_per_address_per_minute`` per address whatever the names. Keying the
   per-user limit by address too means a stranger guessing alice's password uses up only
@@ -38,7 +41,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from liaotian import logs
-from liaotian.errors import RateLimited, SignInBusy, TooManyConnections
+from liaotian.errors import AttachmentsBusy, RateLimited, SignInBusy, TooManyConnections
 from liaotian.metrics import Metrics
 from liaotian.settings import Settings
 
@@ -68,6 +71,11 @@ class Guards:
         self._address_window = MovingWindow(per_address, 60.0)
         self._password_checks = Slots(
             settings.password_checks_at_once, settings.password_check_queue
+        )
+        self._upload_rate = RateLimitItemPerMinute(settings.attachments_per_minute)
+        self._upload_window = MovingWindow(settings.attachments_per_minute, 60.0)
+        self._image_work = Slots(
+            settings.attachment_decodes_at_once, settings.attachment_decode_queue
         )
         self._shared_down_until = 0.0
         self._shared_down = False
@@ -165,6 +173,39 @@ class Guards:
                 retry_after=retry_after,
             )
 
+    async def check_upload(self, owner: str) -> None:
+        """Count one attachment upload of ``owner``; raises RateLimited over the rate."""
+        refused, retry_after = await self._hit(
+            self._upload_rate, self._upload_window, f"uploads:{owner}"
+        )
+        if refused:
+            self._metrics.rejections.labels("attachments_per_minute").inc()
+            raise RateLimited(
+                f"too many uploads: at most {self._upload_rate.amount} images a minute; "
+                "wait a little before adding more",
+                retry_after=retry_after,
+            )
+
+    @asynccontextmanager
+    async def image_room(self) -> AsyncIterator[Slots]:
+        """Room for one image to check, held for the body: a slot or a place in the queue,
+        taken *before* the upload is read, so waiting uploads hold bounded memory. Raises
+        AttachmentsBusy at once when there is none. The body then holds a slot for the
+        decoding itself with ``async with room.slot():``."""
+        slots = self._image_work
+        if not slots.enter():
+            self._metrics.rejections.labels("attachment_decodes").inc()
+            raise AttachmentsBusy("too many images are being checked; try again", retry_after=1)
+        try:
+            yield slots
+        finally:
+            slots.leave()
+
+    @property
+    def image_uploads(self) -> int:
+        """Uploads holding room in this process now (being read, waiting or decoded)."""
+        return self._image_work.entered
+
     async def _hit(
         self, rate: RateLimitItem, window: MovingWindow, key: str
     ) -> tuple[bool, float | None]:
@@ -224,6 +265,11 @@ class Slots:
         self.running = 0
         """Holders of a slot now (never more than ``size``)."""
 
+    @property
+    def entered(self) -> int:
+        """Holders of room now: of a slot, or of a place in the queue."""
+        return self._entered
+
     def enter(self) -> bool:
         if self._entered >= self._room:
             return False
@@ -240,6 +286,15 @@ class Slots:
     def release(self) -> None:
         self.running -= 1
         self._semaphore.release()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Wait for a slot and hold it for the body (after :meth:`enter`)."""
+        await self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
 
 
 class MovingWindow:

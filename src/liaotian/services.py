@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from liaotian.providers import ProviderContext, ProviderRegistry, provider_facto
 from liaotian.settings import Settings
 from liaotian.store import Store, create_engine
 from liaotian.store.accounts import Accounts
+from liaotian.store.attachments import AttachmentStore, reap_periodically
 from liaotian.store.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,8 @@ class Services:
     engine: ChatEngine
     guards: Guards
     auth: Authenticator
+    attachments: AttachmentStore
+    attachment_reaper: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, settings: Settings, *, migrate: bool = True) -> Services:
@@ -67,6 +71,12 @@ class Services:
         )
         engine = ChatEngine(settings, store, providers, backplane, metrics)
         await engine.start()
+        # The store's own transactions (on SQLite its one thread), not a second writer.
+        attachments = AttachmentStore(store._db)
+        reaper = asyncio.create_task(
+            reap_periodically(attachments, settings.attachment_unused_ttl),
+            name="liaotian-attachment-reaper",
+        )
         return cls(
             settings=settings,
             store=store,
@@ -75,6 +85,8 @@ class Services:
             engine=engine,
             guards=Guards(settings, metrics),
             auth=auth,
+            attachments=attachments,
+            attachment_reaper=reaper,
         )
 
     @property
@@ -86,6 +98,10 @@ class Services:
         return self.engine.backplane
 
     async def close(self, grace: float = 0.0) -> None:
+        if self.attachment_reaper is not None:
+            self.attachment_reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.attachment_reaper
         await self.auth.close()
         await self.engine.shutdown(grace)
         await self.engine.backplane.close()

@@ -177,6 +177,17 @@ class Settings(BaseSettings):
     max_connections_per_address: int | None = Field(default=None, ge=0)
     # How long a reply's final write is retried while the database fails (liaotian.engine).
     final_write_timeout: float = Field(default=8.0, ge=0)
+    # Image attachments (liaotian.images, liaotian.attachment_routes): the largest upload
+    # (its body is held in memory), the most pixels decoded (at most Pillow's own bomb
+    # threshold), the longest side kept, how long an image no message uses is kept,
+    # uploads per owner per minute, and images decoded at once / waiting per process.
+    max_attachment_bytes: int = Field(default=10 << 20, ge=1024, le=64 << 20)
+    max_attachment_pixels: int = Field(default=40_000_000, ge=1, le=89_478_485)
+    attachment_max_side: int = Field(default=2048, ge=16, le=8192)
+    attachment_unused_ttl: float = Field(default=24 * 3600.0, gt=0)
+    attachments_per_minute: int = Field(default=60, ge=1)
+    attachment_decodes_at_once: int = Field(default=2, ge=1)
+    attachment_decode_queue: int = Field(default=8, ge=0)
 
     redis_url: str | None = None
     redis_prefix: str = Field(default="liaotian", pattern=r"^[A-Za-z0-9_.-]{1,40}$")

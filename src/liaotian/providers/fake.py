@@ -29,11 +29,24 @@ with ``/fake`` takes that line as directives, ``key=value`` words separated by s
     has fewer.
 ``finish=REASON``
     The finish reason of a reply that ends normally (default ``stop``).
+``think=N``
+    Think first: N reasoning tokens ``"r0 "``, ``"r1 "``, … (at most 100,000) before the
+    answer, when the request has thinking on (``fake-echo`` does not think by default).
+    Delays apply to them as to answer tokens; ``after`` counts answer tokens only.
+``sources=K``
+    When the request asks for web search: one Sources part of K results (at most 50;
+    ``https://example.com/1`` …, titles ``Source 1`` …, site ``example.com``) before the
+    answer, and the answer ends with the citations ``" [1]"`` … ``" [K]"``, a token each.
 
 Without ``tokens`` the reply echoes the message, a word per token (whitespace kept), minus
-its ``/fake`` line when other lines follow it. A request's ``max_tokens`` ends the reply
-after that many tokens, finish reason ``length``. Usage counts the whitespace-separated
-words of all messages as input tokens and the tokens sent as output tokens.
+its ``/fake`` line when other lines follow it; when the message has images the echo starts
+with ``(1 image) `` / ``(N images) ``. A request's ``max_tokens`` ends the reply after that
+many tokens, finish reason ``length``. Usage counts the whitespace-separated words of all
+messages as input tokens and the tokens sent (reasoning included) as output tokens, the
+reasoning ones also as reasoning tokens.
+
+``fake-echo`` claims every capability (vision, thinking — off by default — and search), so
+clients can exercise every part of a reply against it.
 ``fake_provider_script`` holds directives (without ``/fake``) applied to every reply; a
 message's own directives override them key by key. A malformed script is rejected: in the
 settings at start-up, in a message with ``provider_bad_request``.
@@ -64,11 +77,15 @@ from liaotian.errors import (
     ProviderUnavailable,
 )
 from liaotian.providers.base import (
+    Capabilities,
     ChatMessage,
     ChatRequest,
     Finish,
     ModelInfo,
     Provider,
+    Reasoning,
+    Source,
+    Sources,
     StreamItem,
     Usage,
 )
@@ -78,9 +95,11 @@ FAKE_MODEL_ID = "fake-echo"
 PREFIX = "/fake"
 MAX_TOKENS = 100_000
 MAX_DELAY_MS = 60_000
+MAX_SOURCES = 50
+CAPABILITIES = Capabilities(vision=True, thinking=True, thinking_default=False, search=True)
 SYNTAX = (
     "/fake [tokens=N] [delay_ms=MS] [first_delay_ms=MS] [error=CODE] [retry_after=S] "
-    "[hang] [after=K] [finish=REASON]"
+    "[hang] [after=K] [finish=REASON] [think=N] [sources=K]"
 )
 
 _ERRORS: dict[str, type[ProviderError]] = {
@@ -117,9 +136,22 @@ class FakeScript:
     hang: bool = False
     after: int = 0
     finish: str = "stop"
+    think: int = 0
+    sources: int = 0
 
     KEYS: ClassVar[frozenset[str]] = frozenset(
-        {"tokens", "delay_ms", "first_delay_ms", "error", "retry_after", "hang", "after", "finish"}
+        {
+            "tokens",
+            "delay_ms",
+            "first_delay_ms",
+            "error",
+            "retry_after",
+            "hang",
+            "after",
+            "finish",
+            "think",
+            "sources",
+        }
     )
 
     @staticmethod
@@ -160,6 +192,8 @@ class FakeScript:
             hang=_int("hang", values.get("hang", "0"), 1) == 1,
             after=_int("after", values.get("after", "0"), MAX_TOKENS),
             finish=finish,
+            think=_int("think", values.get("think", "0"), MAX_TOKENS),
+            sources=_int("sources", values.get("sources", "0"), MAX_SOURCES),
         )
 
 
@@ -189,11 +223,43 @@ def split_message(text: str) -> tuple[str, str]:
     return line[len(PREFIX) :], rest if rest.strip() else text
 
 
-def reply_tokens(script: FakeScript, echo: str) -> list[str]:
-    """The tokens of the reply, before any ``max_tokens`` cut."""
+def reply_tokens(script: FakeScript, echo: str, *, search: bool = False) -> list[str]:
+    """The answer tokens of the reply, before any ``max_tokens`` cut; with ``search`` the
+    citations of ``sources=K`` end it."""
     if script.tokens is not None:
-        return [f"t{i} " for i in range(script.tokens)]
-    return _WORD.findall(echo)
+        tokens = [f"t{i} " for i in range(script.tokens)]
+    else:
+        tokens = _WORD.findall(echo)
+    if search:
+        tokens += [f" [{i}]" for i in range(1, script.sources + 1)]
+    return tokens
+
+
+def reasoning_tokens(script: FakeScript) -> list[str]:
+    """The reasoning tokens of a reply with thinking on."""
+    return [f"r{i} " for i in range(script.think)]
+
+
+def fake_sources(count: int) -> Sources:
+    """The search results of ``sources=count``."""
+    return Sources(
+        tuple(
+            Source(
+                index=i,
+                url=f"https://example.com/{i}",
+                title=f"Source {i}",
+                site="example.com",
+            )
+            for i in range(1, count + 1)
+        )
+    )
+
+
+def image_note(count: int) -> str:
+    """What the echo starts with when the message has ``count`` images."""
+    if not count:
+        return ""
+    return "(1 image) " if count == 1 else f"({count} images) "
 
 
 class FakeProvider(Provider):
@@ -205,7 +271,14 @@ class FakeProvider(Provider):
         super().__init__("fake")
         self._defaults = default_script
         FakeScript.parse("", default_script)  # fail now, not at the first reply
-        self._models = [ModelInfo(id=FAKE_MODEL_ID, provider=self.name, upstream=FAKE_MODEL_ID)]
+        self._models = [
+            ModelInfo(
+                id=FAKE_MODEL_ID,
+                provider=self.name,
+                upstream=FAKE_MODEL_ID,
+                capabilities=CAPABILITIES,
+            )
+        ]
 
     def models(self) -> list[ModelInfo]:
         return list(self._models)
@@ -214,17 +287,23 @@ class FakeProvider(Provider):
         return {**super().status(), "script": self._defaults}
 
     def stream(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
-        """Play the request's script: text deltas then one Finish, or its ProviderError
-        (ProviderBadRequest for a malformed script). Cancelling stops it between tokens."""
+        """Play the request's script: reasoning deltas (thinking on), Sources (search on),
+        text deltas, then one Finish; or its ProviderError (ProviderBadRequest for a
+        malformed script). Cancelling stops it between tokens."""
         return self._play(request)
 
     async def _play(self, request: ChatRequest) -> AsyncIterator[StreamItem]:
-        directives, echo = split_message(_last_user_text(request.messages))
+        last = _last_user(request.messages)
+        directives, echo = split_message(last.content if last is not None else "")
         try:
             script = FakeScript.parse(directives, self._defaults)
         except FakeScriptError as exc:
             raise ProviderBadRequest(f"{self.name}: {exc}") from None
-        tokens = reply_tokens(script, echo)
+        images = len(last.images) if last is not None else 0
+        search = request.search and script.sources > 0
+        tokens = reply_tokens(script, image_note(images) + echo, search=search)
+        thinking = CAPABILITIES.thinking_default if request.thinking is None else request.thinking
+        thoughts = reasoning_tokens(script) if thinking else []
         finish = script.finish
         if request.max_tokens is not None and request.max_tokens < len(tokens):
             tokens, finish = tokens[: request.max_tokens], "length"
@@ -232,10 +311,19 @@ class FakeProvider(Provider):
         count = min(script.after, len(tokens)) if stops else len(tokens)
         # Every token waits, even for 0 ms: the suspension point where a cancel lands and
         # other connections get their turn.
-        if not count:
+        for index, thought in enumerate(thoughts):
+            await asyncio.sleep((script.delay_ms if index else script.first_delay_ms) / 1000)
+            if request.stream:
+                yield Reasoning(thought)
+        if thoughts and not request.stream:
+            yield Reasoning("".join(thoughts))
+        if search:
+            yield fake_sources(script.sources)
+        if not count and not thoughts:
             await asyncio.sleep(script.first_delay_ms / 1000)
         for index in range(count):
-            await asyncio.sleep((script.delay_ms if index else script.first_delay_ms) / 1000)
+            first = not index and not thoughts
+            await asyncio.sleep((script.first_delay_ms if first else script.delay_ms) / 1000)
             if request.stream:
                 yield tokens[index]
         if count and not request.stream:
@@ -249,14 +337,15 @@ class FakeProvider(Provider):
                 raise ProviderRateLimited(message, retry_after=script.retry_after)
             raise _ERRORS[script.error](message)
         input_tokens = sum(len(message.content.split()) for message in request.messages)
-        yield Finish(finish, Usage(input_tokens, count))
+        usage = Usage(input_tokens, count + len(thoughts), len(thoughts) if thoughts else None)
+        yield Finish(finish, usage)
 
 
-def _last_user_text(messages: list[ChatMessage]) -> str:
+def _last_user(messages: list[ChatMessage]) -> ChatMessage | None:
     for message in reversed(messages):
         if message.role == "user":
-            return message.content
-    return ""
+            return message
+    return None
 
 
 @register_provider("fake")

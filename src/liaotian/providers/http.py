@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -350,10 +350,12 @@ TRANSPORT_ERRORS = (
 
 
 class StreamParser(Protocol):
-    """Turns a provider's events into text; one instance per stream.
+    """Turns a provider's events into reply parts; one instance per stream.
 
-    ``feed`` returns the text delta of an event (or ``""``) and raises ProviderError for an
-    error event. ``complete`` becomes true once the answer is whole (a finish reason or the
+    ``feed`` returns the parts of an event in order (text ``str``, Reasoning, Sources;
+    usually none or one, never empty strings) and raises ProviderError for an error event.
+    ``flush`` returns what it still holds back once the stream is over (a partial ``<think>``
+    tag, say). ``complete`` becomes true once the answer is whole (a finish reason or the
     end marker); ``done`` once nothing more is expected (the reader stops then).
     """
 
@@ -361,7 +363,9 @@ class StreamParser(Protocol):
     complete: bool
     done: bool
 
-    def feed(self, event: SseEvent) -> str: ...
+    def feed(self, event: SseEvent) -> Sequence[StreamItem]: ...
+
+    def flush(self) -> Sequence[StreamItem]: ...
 
     def usage(self) -> Usage: ...
 
@@ -382,7 +386,7 @@ async def relay_sse(
     upstream: str,
     max_event_bytes: int = MAX_EVENT_BYTES,
 ) -> AsyncIterator[StreamItem]:
-    """POST ``body`` to ``url`` and yield the text deltas ``parser`` finds, then one Finish.
+    """POST ``body`` to ``url`` and yield the parts ``parser`` finds, then one Finish.
 
     Raises only ProviderError: the reply's own error, ProviderTimeout (connect, first
     token, idle, total), ProviderUnavailable (connection refused or reset before the
@@ -423,10 +427,9 @@ async def relay_sse(
                 if not chunk:
                     break
                 for event in feed(chunk):
-                    text = parse(event)
-                    if text:
+                    for item in parse(event):
                         deadline.yielding()
-                        yield text
+                        yield item
                         deadline.waiting()
                     if parser.done:
                         break
@@ -453,6 +456,8 @@ async def relay_sse(
         deadline.close()
     if not parser.complete:
         raise ProviderInterrupted(f"{upstream} ended the stream before the answer was complete")
+    for item in parser.flush():
+        yield item
     yield Finish(parser.finish_reason, parser.usage())
 
 

@@ -51,6 +51,7 @@ from liaotian.errors import (
     ProviderUnavailable,
 )
 from liaotian.providers.base import (
+    Capabilities,
     ChatMessage,
     ChatRequest,
     Finish,
@@ -228,6 +229,15 @@ class LocalProvider(Provider):
                 upstream=self.model_id,
                 available=self._reason is None,
                 reason=self._reason,
+                # A small text model: no images, no thinking switch, no search.
+                capabilities=Capabilities(
+                    vision=False,
+                    thinking=False,
+                    thinking_default=False,
+                    thinking_fixed=False,
+                    search=False,
+                    reasoning_in_history=False,
+                ),
             )
         ]
 

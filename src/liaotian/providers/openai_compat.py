@@ -3,22 +3,32 @@
 One provider per endpoint: the one of ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``, named
 ``openai``, exposes the upstream model ids as they are; each ``[[openai_endpoints]]`` entry
 named N exposes them as ``N/<id>``. Models are discovered with ``GET {base}/models`` at
-start-up unless the endpoint lists them.
+start-up unless the endpoint lists them; a discovered model cannot say what it can do, so
+all its capabilities are off until the ``models`` setting turns them on.
+
+Reasoning comes as ``reasoning_content`` or ``reasoning`` next to the content, or inline as
+a leading ``<think>…</think>`` (:mod:`liaotian.providers.think`). Thinking is switched
+with ``chat_template_kwargs.enable_thinking`` (vLLM, SGLang) and ``enable_thinking``
+(DashScope's compatible mode), sent only when the request sets it. Images go as
+``image_url`` parts with data URLs, before the text part.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from liaotian.errors import ProviderError, ProviderUnavailable
 from liaotian.providers.base import (
+    Capabilities,
+    ChatMessage,
     ChatRequest,
     Finish,
     ModelInfo,
     Provider,
+    Reasoning,
     StreamItem,
     Usage,
 )
@@ -31,10 +41,15 @@ from liaotian.providers.http import (
 )
 from liaotian.providers.registry import ProviderContext, register_provider
 from liaotian.providers.sse import MAX_EVENT_BYTES, SseEvent
+from liaotian.providers.think import ThinkSplitter, split_complete
 
 if TYPE_CHECKING:
     import aiohttp
     from pydantic import SecretStr
+
+
+NO_CAPABILITIES = Capabilities()
+"""Text only: what an endpoint's model is taken to do until the ``models`` setting says."""
 
 
 class OpenAICompatProvider(Provider):
@@ -101,7 +116,12 @@ class OpenAICompatProvider(Provider):
     def _set_models(self, upstream_ids: list[str]) -> None:
         unique = dict.fromkeys(upstream_ids)  # dedupe, keep the endpoint's order
         self._models = [
-            ModelInfo(id=self._prefix + model_id, provider=self.name, upstream=model_id)
+            ModelInfo(
+                id=self._prefix + model_id,
+                provider=self.name,
+                upstream=model_id,
+                capabilities=NO_CAPABILITIES,
+            )
             for model_id in unique
         ]
 
@@ -141,22 +161,20 @@ class OpenAICompatProvider(Provider):
         )
         try:
             choice = payload["choices"][0]
-            text = choice["message"].get("content")
+            items = _complete_items(choice["message"])
             finish = choice.get("finish_reason")
             usage = payload.get("usage")
         except (KeyError, IndexError, TypeError, AttributeError):
             raise _payload_error(self.name, payload) from None
-        if isinstance(text, str) and text:
-            yield text
+        for item in items:
+            yield item
         yield Finish(finish if isinstance(finish, str) else None, _usage(usage))
 
 
 def _request_body(request: ChatRequest) -> bytes:
     body: dict[str, Any] = {
         "model": request.model,
-        "messages": [
-            {"role": message.role, "content": message.content} for message in request.messages
-        ],
+        "messages": [_wire_message(message) for message in request.messages],
         "stream": request.stream,
     }
     if request.stream:
@@ -165,27 +183,77 @@ def _request_body(request: ChatRequest) -> bytes:
         body["temperature"] = request.temperature
     if request.max_tokens is not None:
         body["max_tokens"] = request.max_tokens
+    if request.thinking is not None:
+        # No standard switch: vLLM and SGLang pass chat_template_kwargs to the chat template
+        # (Qwen3's enable_thinking), DashScope's compatible mode reads enable_thinking.
+        body["chat_template_kwargs"] = {"enable_thinking": request.thinking}
+        body["enable_thinking"] = request.thinking
+    if request.thinking_budget is not None and request.thinking is not False:
+        body["thinking_budget"] = request.thinking_budget
     return orjson.dumps(body)
 
 
-class _ChunkParser:
-    """Reads ``chat.completion.chunk`` events: text in ``choices[0].delta.content``, the
-    finish reason, then a usage chunk (``choices`` empty) and the ``[DONE]`` marker."""
+def _wire_message(message: ChatMessage) -> dict[str, Any]:
+    wire: dict[str, Any] = {"role": message.role}
+    if message.images:
+        # Only with images: some servers stop thinking when content is a list.
+        parts: list[dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": image.data_url()}}
+            for image in message.images
+        ]
+        parts.append({"type": "text", "text": message.content})
+        wire["content"] = parts
+    else:
+        wire["content"] = message.content
+    if message.reasoning is not None and message.role == "assistant":
+        wire["reasoning_content"] = message.reasoning
+    return wire
 
-    __slots__ = ("_upstream", "_usage", "complete", "done", "finish_reason")
+
+def _reasoning_of(fields: Any) -> str | None:
+    """``reasoning_content`` (DeepSeek, DashScope, older vLLM) or ``reasoning`` (vLLM,
+    OpenRouter, Ollama) of a delta or message, when it is text."""
+    reasoning = fields.get("reasoning_content")
+    if not isinstance(reasoning, str) or not reasoning:
+        reasoning = fields.get("reasoning")
+    return reasoning if isinstance(reasoning, str) and reasoning else None
+
+
+def _complete_items(message: Any) -> list[StreamItem]:
+    """The parts of a non-streamed ``message``: its reasoning, then its content."""
+    items: list[StreamItem] = []
+    reasoning = _reasoning_of(message)
+    if reasoning is not None:
+        items.append(Reasoning(reasoning))
+    content = message.get("content")
+    if isinstance(content, str) and content:
+        items.extend(split_complete(content))
+    return items
+
+
+_NOTHING: tuple[StreamItem, ...] = ()
+
+
+class _ChunkParser:
+    """Reads ``chat.completion.chunk`` events: text in ``choices[0].delta.content`` (inline
+    ``<think>`` split off), reasoning in ``delta.reasoning_content`` or ``delta.reasoning``,
+    the finish reason, then a usage chunk (``choices`` empty) and the ``[DONE]`` marker."""
+
+    __slots__ = ("_splitter", "_upstream", "_usage", "complete", "done", "finish_reason")
 
     def __init__(self, upstream: str) -> None:
         self._upstream = upstream
         self._usage: Any = None
+        self._splitter = ThinkSplitter()
         self.finish_reason: str | None = None
         self.complete = False
         self.done = False
 
-    def feed(self, event: SseEvent) -> str:
+    def feed(self, event: SseEvent) -> Sequence[StreamItem]:
         data = event.data
         if data == "[DONE]":
             self.complete = self.done = True
-            return ""
+            return _NOTHING
         chunk = orjson.loads(data)
         try:
             if chunk.get("error") or event.event == "error":
@@ -195,17 +263,26 @@ class _ChunkParser:
                 self._usage = usage
             choices = chunk.get("choices")
             if not choices:
-                return ""
+                return _NOTHING
             choice = choices[0]
             finish = choice.get("finish_reason")
             delta = choice.get("delta")
             text = delta.get("content") if delta else None
+            reasoning = _reasoning_of(delta) if delta else None
         except (KeyError, IndexError, TypeError, AttributeError):
             raise _payload_error(self._upstream, chunk) from None
         if finish:
             self.finish_reason = finish
             self.complete = True
-        return text if isinstance(text, str) else ""
+        if reasoning is None:
+            return self._splitter.feed(text) if isinstance(text, str) and text else _NOTHING
+        items: list[StreamItem] = [Reasoning(reasoning)]
+        if isinstance(text, str) and text:
+            items.extend(self._splitter.feed(text))
+        return items
+
+    def flush(self) -> Sequence[StreamItem]:
+        return self._splitter.flush()
 
     def usage(self) -> Usage:
         return _usage(self._usage)
@@ -214,11 +291,20 @@ class _ChunkParser:
 def _usage(usage: Any) -> Usage:
     if not isinstance(usage, dict):
         return Usage()
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     return Usage(
-        prompt if isinstance(prompt, int) else None,
-        completion if isinstance(completion, int) else None,
+        _int(usage.get("prompt_tokens")),
+        _int(usage.get("completion_tokens")),
+        _detail(usage.get("completion_tokens_details"), "reasoning_tokens"),
+        _detail(usage.get("prompt_tokens_details"), "cached_tokens"),
     )
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _detail(details: object, name: str) -> int | None:
+    return _int(details.get(name)) if isinstance(details, dict) else None
 
 
 def _payload_error(upstream: str, payload: Any) -> ProviderError:

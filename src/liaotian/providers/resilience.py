@@ -8,13 +8,15 @@
   backoff with jitter, never earlier than the upstream's ``Retry-After``. A ``Retry-After``
   longer than ``max_wait`` is not waited for: the error is raised at once. Timeouts are not
   retried (the user has already waited that long). The loop is tenacity's.
-- **Never after the first token.** Once text has reached the consumer a failure is
-  raised as is: the partial answer stays, and the reply ends with the error.
+- **Never after the first token.** Once any item (text, reasoning, sources) has reached
+  the consumer a failure is raised as is: the partial reply stays, and it ends with the
+  error.
 - **A circuit breaker per provider** (:class:`CircuitBreaker`): after ``failures``
   failed replies in a row, calls fail fast with ProviderUnavailable for ``cooldown``
   seconds, then one probe call goes through; its first token closes the breaker.
 - **A repetition guard** (:class:`RepetitionGuard`): an answer that degenerates into one
   short unit repeated over and over is stopped with ProviderRepetition, its text kept.
+  The reasoning has a guard of its own: a model looping in its thinking is stopped too.
 
 The per-token cost (the generator layer and the guard) is ~0.3 µs; see
 ``bench/resilience_overhead.py``.
@@ -42,6 +44,7 @@ from liaotian.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from liaotian.providers.base import Reasoning
 
 if TYPE_CHECKING:
     from liaotian.providers.base import ChatRequest, Provider, StreamItem
@@ -366,20 +369,30 @@ async def resilient_stream(
         breaker.success()
         settled = True
         limit = policy.repetition_limit
-        guard = RepetitionGuard(limit, policy.repetition_max_unit) if limit > 0 else None
         yield first
-        if guard is None:
+        if limit <= 0:
             async for item in stream:
                 yield item
             return
+        # Text and reasoning are guarded apart: a model looping in its thinking is stopped
+        # too, and reasoning never hides (or fakes) a loop in the answer.
+        text_guard = RepetitionGuard(limit, policy.repetition_max_unit)
+        reasoning_guard = RepetitionGuard(limit, policy.repetition_max_unit)
         # Per token: one generator step and, for text, the guard's append (see the module doc).
-        feed = guard.feed
-        if type(first) is str and feed(first):
-            raise _looping(provider, guard)
+        feed = text_guard.feed
+        think = reasoning_guard.feed
+        if type(first) is str:
+            if feed(first):
+                raise _looping(provider, text_guard, "answer")
+        elif type(first) is Reasoning and think(first.text):
+            raise _looping(provider, reasoning_guard, "reasoning")
         async for item in stream:
             yield item
-            if type(item) is str and feed(item):
-                raise _looping(provider, guard)
+            if type(item) is str:
+                if feed(item):
+                    raise _looping(provider, text_guard, "answer")
+            elif type(item) is Reasoning and think(item.text):
+                raise _looping(provider, reasoning_guard, "reasoning")
     except ProviderError as error:
         if isinstance(error, UNHEALTHY):
             breaker.failure()
@@ -395,8 +408,8 @@ async def resilient_stream(
             await aclose()
 
 
-def _looping(provider: Provider, guard: RepetitionGuard) -> ProviderRepetition:
+def _looping(provider: Provider, guard: RepetitionGuard, what: str) -> ProviderRepetition:
     return ProviderRepetition(
-        f"{provider.name}: the answer got stuck repeating {guard.unit[:40]!r} "
+        f"{provider.name}: the {what} got stuck repeating {guard.unit[:40]!r} "
         f"({guard.count}+ times in a row), so it was stopped"
     )

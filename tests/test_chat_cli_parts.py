@@ -4,17 +4,21 @@ real server whose ``fake-echo`` model thinks and searches on every reply (its sc
 from __future__ import annotations
 
 import asyncio
+import io
+import random
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pexpect
 import pytest
+from PIL import Image
 
 from liaotian.client import Client
 from liaotian.providers.fake import FAKE_MODEL_ID
 from tests.conftest import SettingsFactory
 from tests.server_harness import RunningServer, run_server
+from tests.test_attachments import png
 from tests.test_chat_cli import SCRIPT, TIMEOUT, cli_env, run_cli, server_url
 from tests.test_chat_tty import COLUMNS, ROWS, Terminal
 
@@ -182,3 +186,78 @@ async def test_a_missing_image_file_is_named(tmp_path: Path, thinker: RunningSer
     run = await run_cli(tmp_path, *connect(thinker), "--image", missing, "what is this?")
     assert (run.returncode, run.stdout) == (2, "")
     assert run.stderr == f"liaotian: no such file: {missing}\n"
+
+
+# -- images ------------------------------------------------------------------------------------
+
+
+def image_file(tmp_path: Path, name: str = "photo.png", data: bytes | None = None) -> str:
+    path = tmp_path / name
+    path.write_bytes(png() if data is None else data)
+    return str(path)
+
+
+async def test_one_shot_sends_an_image_with_the_question(
+    tmp_path: Path, thinker: RunningServer
+) -> None:
+    """--image uploads the file and sends it with the question: the model sees it."""
+    run = await run_cli(
+        tmp_path, *connect(thinker), "--image", image_file(tmp_path), "what is this?"
+    )
+    assert (run.returncode, run.stderr) == (0, "")
+    assert run.stdout == "(1 image) what is this?\n"
+
+
+async def test_a_file_that_is_not_an_image_is_named_in_plain_words(
+    tmp_path: Path, thinker: RunningServer
+) -> None:
+    """A file that is no image: exit 1, one line naming it and the formats taken."""
+    notes = image_file(tmp_path, "notes.txt", b"just some text, not a picture\n" * 10)
+    run = await run_cli(tmp_path, *connect(thinker), "--image", notes, "what is this?")
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr == (
+        "liaotian: notes.txt is not an image this server takes (PNG, JPEG, WEBP or GIF)\n"
+    )
+
+
+async def test_an_image_over_the_size_limit_is_called_too_large(
+    tmp_path: Path, make_settings: SettingsFactory
+) -> None:
+    """An image over max_attachment_bytes (HTTP 413): exit 1, 'too large', naming it."""
+    noise = Image.frombytes("RGB", (64, 64), random.Random(0).randbytes(64 * 64 * 3))
+    big = io.BytesIO()
+    noise.save(big, "PNG")
+    settings = make_settings(
+        fake_provider=True, default_model=FAKE_MODEL_ID, max_attachment_bytes=1024
+    )
+    async with run_server(settings) as running:
+        path = image_file(tmp_path, "big.png", big.getvalue())
+        run = await run_cli(tmp_path, *connect(running), "--image", path, "what is this?")
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr == "liaotian: big.png is too large for this server\n"
+
+
+async def test_an_image_for_a_model_without_vision_is_refused_in_plain_words(
+    tmp_path: Path, thinker: RunningServer
+) -> None:
+    """--image with a model that cannot read images: exit 1, one plain line."""
+    path = image_file(tmp_path)
+    run = await run_cli(tmp_path, *connect(thinker), "-m", "fake-mini", "--image", path, "what?")
+    assert (run.returncode, run.stdout) == (1, "")
+    assert run.stderr == (
+        "liaotian: the model fake-mini cannot read images "
+        "(liaotian models shows what each model can do)\n"
+    )
+
+
+async def test_interactive_image_command_sends_the_image_with_the_next_message(
+    tmp_path: Path, thinker: RunningServer
+) -> None:
+    """'/image FILE' sends that image with the next message only; a missing file is named."""
+    missing = str(tmp_path / "nope.png")
+    stdin = f"/image {missing}\n/image {image_file(tmp_path)}\nwhat is this?\nand now?\n"
+    run = await run_cli(tmp_path, *connect(thinker), stdin=stdin)
+    assert (run.returncode, run.stderr) == (0, "")
+    assert f"no such file: {missing}" in run.stdout
+    assert "(1 image) what is this?\n" in run.stdout
+    assert "› and now?\n" in run.stdout

@@ -25,6 +25,7 @@ from liaotian.providers.fake import FAKE_MODEL_ID
 from tests.conftest import SettingsFactory
 from tests.server_harness import RunningServer, run_server
 from tests.tcp_proxy import TcpProxy
+from tests.test_attachments import png
 
 TIMEOUT = 20.0
 QUESTION = "/fake think=4 sources=2\nwhat is new"
@@ -112,7 +113,7 @@ async def test_resume_across_a_cut_during_thinking_is_exact(fake_server: Running
         async with asyncio.timeout(TIMEOUT):
             async for part in reply.parts():
                 parts.append(part)
-                if len(parts) == 5:
+                if len(parts) == 1:  # the first thought: 60 more take 600 ms to come
                     assert isinstance(part, ReasoningDelta)
                     proxy.cut()
         result = await reply.result()
@@ -212,3 +213,13 @@ async def test_a_reply_rebuilt_from_its_start_is_not_yielded_twice() -> None:
     assert "".join(p.text for p in parts if isinstance(p, ReasoningDelta)) == "thinking"
     assert "".join(p.text for p in parts if isinstance(p, TextDelta)) == "Hello"
     assert (result.reasoning, result.text) == ("thinking", "Hello")
+
+
+async def test_images_are_uploaded_and_sent_with_the_message(client: Client) -> None:
+    """images= uploads each image first and sends their ids: the model sees them, and the
+    reply names them as the user's attachments."""
+    reply = await client.send("what are these?", model=FAKE_MODEL_ID, images=[png(), png(8, 8)])
+    async with asyncio.timeout(TIMEOUT):
+        result = await reply.result()
+    assert result.text == "(2 images) what are these?"
+    assert [image["media_type"] for image in reply.user_attachments] == ["image/png"] * 2

@@ -656,7 +656,8 @@ class ChatSession:
         return "[" + " · ".join(detail for detail in details if detail) + "]"
 
     def _error(self, message: str) -> None:
-        self.console.print(f"[bold red]error[/] {escape(message)}")
+        # Soft-wrapped: a long file name stays whole on one line (the terminal wraps it).
+        self.console.print(f"[bold red]error[/] {escape(message)}", soft_wrap=True)
 
     # -- commands --------------------------------------------------------------------------
 

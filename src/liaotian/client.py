@@ -63,7 +63,6 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import partial
-from os import PathLike
 from types import TracebackType
 from typing import Any, Literal, NotRequired, TypedDict, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -105,7 +104,7 @@ CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 MAX_FRAME_BYTES = 64 << 20
 
 RequestId = int
-ImageSource = str | PathLike[str] | bytes
+ImageSource = str | os.PathLike[str] | bytes
 """An image to upload: a file's path, or its bytes."""
 
 

@@ -23,6 +23,7 @@ from liaotian.client import (
 from liaotian.errors import UnsupportedCapability
 from liaotian.providers.fake import FAKE_MODEL_ID
 from tests.conftest import SettingsFactory
+from tests.fake_upstream import expected_reasoning, expected_reply
 from tests.server_harness import RunningServer, run_server
 from tests.tcp_proxy import TcpProxy
 from tests.test_attachments import png
@@ -223,3 +224,19 @@ async def test_images_are_uploaded_and_sent_with_the_message(client: Client) -> 
         result = await reply.result()
     assert result.text == "(2 images) what are these?"
     assert [image["media_type"] for image in reply.user_attachments] == ["image/png"] * 2
+
+
+async def test_a_dashscope_model_gives_the_same_parts(server: RunningServer) -> None:
+    """Through the DashScope dialect (the fake upstream): thinking, sources and text come
+    apart, each exactly as the upstream sent it."""
+    prompt = "[think=5][search=2] tell me"
+    async with Client(server.http_url, client_id="alice", request_timeout=TIMEOUT) as client:
+        reply = await client.send(prompt, model="qwen-plus", thinking=True, search=True)
+        async with asyncio.timeout(TIMEOUT):
+            texts = [text async for text in reply]
+            result = await reply.result()
+    assert "".join(texts) == result.text == expected_reply(prompt)
+    assert result.reasoning == expected_reasoning(prompt)
+    assert [(s["index"], s["url"], s["site"]) for s in result.sources] == [
+        (i, f"https://site{i}.example/page", f"Site {i}") for i in (1, 2)
+    ]

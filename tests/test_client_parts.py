@@ -240,3 +240,30 @@ async def test_a_dashscope_model_gives_the_same_parts(server: RunningServer) -> 
     assert [(s["index"], s["url"], s["site"]) for s in result.sources] == [
         (i, f"https://site{i}.example/page", f"Site {i}") for i in (1, 2)
     ]
+
+
+async def test_parts_of_unknown_kinds_are_skipped_but_counted() -> None:
+    """An event type the client does not know (a future part) is not yielded, and its seq
+    still counts: last_seq is the reply's last event."""
+    event = {"conversation_id": "c1", "message_id": "m1"}
+
+    async def handler(connection: ServerConnection) -> None:
+        await connection.send(orjson.dumps({"type": "hello", "protocol": 1}).decode())
+        async for data in connection:
+            frames: list[dict[str, Any]] = [
+                {"type": "reply.started", "id": orjson.loads(data)["id"], "seq": 0},
+                {"type": "reply.tool_call", "seq": 1, "name": "clock"},
+                {"type": "reply.delta", "seq": 2, "text": "noon"},
+                {"type": "reply.done", "seq": 3, "status": "completed"},
+            ]
+            for item in frames:
+                await connection.send(orjson.dumps({**event, **item}).decode())
+
+    async with (
+        serve(handler, "127.0.0.1", 0) as ws_server,
+        Client(f"ws://127.0.0.1:{ws_server.sockets[0].getsockname()[1]}", client_id="a") as c,
+    ):
+        reply = await c.send("what time is it?")
+        parts = await all_parts(reply)
+    assert parts == [TextDelta("noon")]
+    assert reply.last_seq == 3

@@ -224,9 +224,8 @@ async def test_models_lists_the_default_model(client: Client) -> None:
     """models() lists the configured DashScope models and names the default."""
     listing = await client.models()
     assert listing["default"] == "qwen-plus"
-    assert {"id": "qwen-plus", "provider": "dashscope", "available": True, "reason": None} in (
-        listing["models"]
-    )
+    [qwen] = [model for model in listing["models"] if model["id"] == "qwen-plus"]
+    assert (qwen["provider"], qwen["available"], qwen["reason"]) == ("dashscope", True, None)
 
 
 async def test_ping_measures_a_round_trip(client: Client) -> None:

@@ -13,8 +13,8 @@ from websockets.asyncio.client import connect as ws_connect
 
 from tests.cluster import REDIS_START, REDIS_URL, Cluster, run_cluster
 from tests.conftest import fresh_postgres_database
-from tests.fake_upstream import FakeUpstream, expected_reply
-from tests.wsclient import Frame, RawClient, follow_text, of_type, reply_text
+from tests.fake_upstream import FakeUpstream, expected_reasoning, expected_reply
+from tests.wsclient import Frame, RawClient, follow_parts, follow_text, of_type, reply_text
 
 pytestmark = pytest.mark.scaleout
 
@@ -77,6 +77,27 @@ async def test_reply_resumes_exactly_on_another_process(cluster: Cluster) -> Non
         text = follow_text(rest, started["message_id"], reply_text(seen), seen[-1]["seq"])
         assert text == TOKENS, f"cut after {cut_after}"
         assert rest[-1]["status"] == "completed"
+        await b.close()
+
+
+async def test_reasoning_and_sources_resume_exactly_on_another_process(cluster: Cluster) -> None:
+    """Cut in the sources, the reasoning or the text on A: B gives the rest of every part."""
+    prompt = "[think=30] [search=2] [tokens=20] [delay=10] parts across processes"
+    for cut_after in (1, 9, 40):
+        a = await connect(cluster, cluster.servers[0].ws_url)
+        started = await start(a, prompt, thinking=True, search=True)
+        seen = [started]
+        seen += await a.until(lambda f, n=cut_after: f.get("seq", -1) >= n)
+        await a.close()
+        message_id = started["message_id"]
+        had, last_seq = follow_parts(seen, message_id)
+        b = await connect(cluster, cluster.servers[1].ws_url)
+        await b.send({"type": "chat.subscribe", "message_id": message_id, "after_seq": last_seq})
+        rest = await b.until(of_type("reply.done", message_id=message_id))
+        parts, _ = follow_parts(rest, message_id, had, last_seq)
+        assert parts["reasoning"] == expected_reasoning(prompt), f"cut after {cut_after}"
+        assert [source["index"] for source in parts["sources"]] == [1, 2]
+        assert parts["text"] == expected_reply(prompt), f"cut after {cut_after}"
         await b.close()
 
 

@@ -79,3 +79,37 @@ def follow_text(frames: list[Frame], message_id: str, text: str = "", last_seq: 
         elif frame["type"] == "reply.delta" and frame["seq"] > last_seq:
             text, last_seq = text + frame["text"], frame["seq"]
     return text
+
+
+def follow_parts(
+    frames: list[Frame],
+    message_id: str,
+    parts: dict[str, Any] | None = None,
+    last_seq: int = -1,
+) -> tuple[dict[str, Any], int]:
+    """A reply's parts (``reasoning``, ``sources``, ``text``) as a client following
+    docs/protocol.md builds them from ``frames``, starting from ``parts`` up to ``last_seq``.
+
+    A ``reply.started`` starts every part over; a part event whose seq was already seen is
+    dropped; any other is added. Returns the parts and the last seq seen.
+    """
+    parts = dict(parts or {"reasoning": "", "sources": [], "text": ""})
+    for frame in frames:
+        if frame.get("message_id") != message_id:
+            continue
+        kind = frame["type"]
+        if kind == "reply.started":
+            parts, last_seq = {"reasoning": "", "sources": [], "text": ""}, 0
+            continue
+        if kind not in ("reply.delta", "reply.reasoning", "reply.sources", "reply.done"):
+            continue
+        if frame["seq"] <= last_seq:
+            continue
+        last_seq = frame["seq"]
+        if kind == "reply.delta":
+            parts["text"] += frame["text"]
+        elif kind == "reply.reasoning":
+            parts["reasoning"] += frame["text"]
+        elif kind == "reply.sources":
+            parts["sources"] = frame["sources"]
+    return parts, last_seq

@@ -1,9 +1,11 @@
 """``liaotian chat``: the terminal client, one-shot or interactive, on :mod:`liaotian.client`.
 
 ``liaotian chat "question"`` prints the answer to stdout as it streams, then a newline, and
-nothing else: errors go to stderr, one line. Exit status: 0 answered, 1 the request or the
-answer failed (or was cancelled), 2 the server cannot be reached or the arguments are wrong,
-130 interrupted.
+nothing else (on a terminal, the model's thinking comes first, dimmed; with ``--search``,
+the sources follow the answer after a blank line): errors go to stderr, one line.
+``--image FILE`` uploads images first and sends them with the question. Exit status: 0
+answered, 1 the request or the answer failed (or was cancelled), 2 the server cannot be
+reached or the arguments are wrong (an image file that cannot be read), 130 interrupted.
 
 ``liaotian chat`` alone opens an interactive chat (``/help`` lists its commands). Ctrl+C
 while an answer streams cancels that answer on the server; at the prompt, Ctrl+C or Ctrl+D
@@ -11,8 +13,8 @@ leaves. On a terminal, lines are edited with history kept across sessions and an
 rendered as markdown; piped, lines are read plainly and answers written as received
 (:mod:`liaotian.terminal`).
 
-``liaotian models`` lists the server's models, whether each is ready (and what it needs
-when not), and marks the default.
+``liaotian models`` lists the server's models, what each can do (images, thinking, search),
+whether each is ready (and what it needs when not), and marks the default.
 
 The owner id (``--client-id``) defaults to a random id created on first use and kept in
 ``$XDG_CONFIG_HOME/liaotian/client_id`` (``~/.config/liaotian/client_id``): it is what lets
@@ -29,24 +31,36 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from liaotian.cli_words import TOKEN_HOWTO, describe, unknown_model
+from liaotian.cli_words import (
+    TOKEN_HOWTO,
+    abilities,
+    describe,
+    file_unreadable,
+    source_lines,
+    unknown_model,
+    upload_refused,
+)
 from liaotian.client import (
     CLIENT_ID,
     Client,
     ClientConnectionError,
     MessageInfo,
+    ReasoningDelta,
     Reply,
     ReplyResult,
     SignInRequired,
+    SourceInfo,
+    TextDelta,
     ws_url,
 )
 from liaotian.errors import ConfigError, LiaotianError, ModelNotFound
@@ -58,6 +72,7 @@ from liaotian.terminal import (
     answer_view,
     history,
     markdown_of,
+    thinking_text,
 )
 
 DEFAULT_SERVER = "ws://127.0.0.1:8011"
@@ -70,6 +85,9 @@ HELP = (
     ("/new", "start a new conversation"),
     ("/models", "list the server's models"),
     ("/model NAME", "answer with model NAME from now on"),
+    ("/think on|off|default", "ask the model to think first, or not (default: the model's)"),
+    ("/search on|off", "let the model search the web and cite its sources"),
+    ("/image FILE", "send this image with your next message"),
     ("/list", "list your conversations"),
     ("/open ID", "continue conversation ID or ID prefix (shows its history)"),
     ("/help", "show this help"),
@@ -123,6 +141,37 @@ def add_chat_parser(
         "--no-stream", action="store_true", help="ask the model for the whole answer at once"
     )
     parser.add_argument("--system", help="system prompt for a new conversation")
+    parser.add_argument(
+        "--think",
+        dest="thinking",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ask the model to think before answering, or not (default: the model's own)",
+    )
+    parser.add_argument(
+        "--thinking-budget",
+        type=_positive,
+        metavar="TOKENS",
+        help="the most tokens the model may spend thinking",
+    )
+    parser.add_argument(
+        "--hide-thinking",
+        action="store_true",
+        help="do not show the model's thinking (on a terminal it is shown dimmed)",
+    )
+    parser.add_argument(
+        "--search",
+        action="store_true",
+        help="let the model search the web; its sources are listed after the answer",
+    )
+    parser.add_argument(
+        "--image",
+        dest="images",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="send this image with the question (repeatable; PNG, JPEG, WEBP or GIF)",
+    )
     models = subparsers.add_parser(
         "models",
         help="list the server's models",
@@ -133,6 +182,12 @@ def add_chat_parser(
     )
     add_connection_options(models)
     return parser
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return int(value)
 
 
 def run_models(args: argparse.Namespace) -> int:
@@ -148,13 +203,17 @@ async def _print_models(args: argparse.Namespace, client_id: str) -> int:
             "*" if model["id"] == listing["default"] else " ",
             model["id"],
             model["provider"],
+            abilities(model.get("capabilities")),
             "ready" if model["available"] else f"unavailable: needs {model['reason']}",
         )
         for model in listing["models"]
     ]
-    widths = [max(len(row[column]) for row in rows) for column in (1, 2)] if rows else [0, 0]
-    for mark, name, provider, status in rows:
-        print(f"{mark} {name:<{widths[0]}}  {provider:<{widths[1]}}  {status}".rstrip())
+    widths = [max(len(row[column]) for row in rows) for column in (1, 2, 3)] if rows else [0] * 3
+    for mark, name, provider, can, status in rows:
+        columns = [f"{name:<{widths[0]}}", f"{provider:<{widths[1]}}"]
+        if widths[2]:
+            columns.append(f"{can:<{widths[2]}}")
+        print(f"{mark} {'  '.join(columns)}  {status}".rstrip())
     if any(mark == "*" for mark, *_ in rows):
         print("* the default model")
     else:
@@ -164,6 +223,13 @@ async def _print_models(args: argparse.Namespace, client_id: str) -> int:
 
 def run_chat(args: argparse.Namespace) -> int:
     """Run ``liaotian chat``; returns the exit status."""
+
+    if args.images and args.question is None:
+        print(
+            'liaotian: --image goes with a question: liaotian chat --image FILE "question"',
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
 
     def chat(client_id: str) -> Coroutine[None, None, int]:
         if args.question is not None:
@@ -273,10 +339,36 @@ def on_interrupt(callback: Callable[[], None]) -> Iterator[bool]:
 # -- one-shot ----------------------------------------------------------------------------
 
 
+def read_images(paths: Sequence[str]) -> list[tuple[str, bytes]]:
+    """``(file name, bytes)`` of each image file; raises OSError naming the file."""
+    images = []
+    for path in paths:
+        try:
+            images.append((Path(path).name, Path(path).read_bytes()))
+        except OSError as error:
+            error.filename = path
+            raise
+    return images
+
+
 async def ask(args: argparse.Namespace, client_id: str, question: str) -> int:
-    """Send ``question``, print the answer to stdout, errors to stderr (one line)."""
+    """Send ``question``, print the answer to stdout, errors to stderr (one line).
+
+    On a terminal the thinking streams first, dimmed (not with ``--hide-thinking``);
+    piped, stdout gets the answer alone. Sources follow the answer, after a blank line.
+    """
     out = sys.stdout
+    try:
+        images = read_images(args.images)
+    except OSError as error:
+        print(f"liaotian: {file_unreadable(str(error.filename), error)}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     async with Client(args.server, client_id=client_id, token=args.token) as client:
+        try:
+            attachments = await _upload(client, images)
+        except LiaotianError as error:
+            print(f"liaotian: {error.message}", file=sys.stderr)
+            return EXIT_FAILED
         try:
             reply = await client.send(
                 question,
@@ -284,6 +376,10 @@ async def ask(args: argparse.Namespace, client_id: str, question: str) -> int:
                 model=args.model,
                 stream=not args.no_stream,
                 system_prompt=args.system,
+                thinking=args.thinking,
+                thinking_budget=args.thinking_budget,
+                search=args.search or None,
+                attachments=attachments or None,
             )
         except LiaotianError as error:
             print(f"liaotian: {await _explain(client, error, args.model)}", file=sys.stderr)
@@ -299,13 +395,15 @@ async def ask(args: argparse.Namespace, client_id: str, question: str) -> int:
             else:
                 main.cancel()
 
-        wrote = False
+        show_thinking = out.isatty() and not args.hide_thinking
+        printer = _OneShot(out, show_thinking)
         with on_interrupt(interrupt):
             try:
-                async for text in reply:
-                    out.write(text)
-                    out.flush()
-                    wrote = True
+                async for part in reply.parts():
+                    if isinstance(part, ReasoningDelta):
+                        printer.think(part.text)
+                    elif isinstance(part, TextDelta):
+                        printer.write(part.text)
             except BrokenPipeError:
                 # The reader went away (``| head``): stop quietly, as shell tools do.
                 _silence_stdout()
@@ -314,15 +412,54 @@ async def ask(args: argparse.Namespace, client_id: str, question: str) -> int:
             result = await reply.result()
             if cancelling is not None:
                 await cancelling
+    if result.ok or printer.wrote:
+        out.write("\n")
+    if result.sources:
+        out.write("\n" + "".join(line + "\n" for line in source_lines(result.sources)))
+    out.flush()
     if result.ok:
-        out.write("\n")
-        out.flush()
         return EXIT_OK
-    if wrote:
-        out.write("\n")
-        out.flush()
     print(f"liaotian: {describe_failure(result)}", file=sys.stderr)
     return EXIT_FAILED if cancelling is None else EXIT_INTERRUPTED
+
+
+class _OneShot:
+    """Writes a one-shot answer: the thinking dimmed (when shown), a blank line, the text."""
+
+    def __init__(self, out: TextIO, show_thinking: bool) -> None:
+        self._out = out
+        self._thinking = Console(file=out, highlight=False, soft_wrap=True)
+        self._show_thinking = show_thinking
+        self._thought = False
+        self.wrote = False
+        """True once any answer text (or shown thinking) was written."""
+
+    def think(self, text: str) -> None:
+        if self._show_thinking:
+            self._thinking.print(Text(text, style="dim"), end="")
+            self._out.flush()
+            self._thought = self.wrote = True
+
+    def write(self, text: str) -> None:
+        if self._thought:
+            self._out.write("\n\n")  # the answer starts below the thinking
+            self._thought = False
+        self._out.write(text)
+        self._out.flush()
+        self.wrote = True
+
+
+async def _upload(client: Client, images: Sequence[tuple[str, bytes]]) -> list[str]:
+    """Upload each ``(name, bytes)`` image; their attachment ids. Raises LiaotianError with
+    a message in plain words naming the file that was refused."""
+    ids = []
+    for name, data in images:
+        try:
+            uploaded = await client.upload_image(data, name=name)
+        except LiaotianError as error:
+            raise LiaotianError(upload_refused(name, error), code=error.code) from None
+        ids.append(str(uploaded["id"]))
+    return ids
 
 
 async def _explain(client: Client, error: LiaotianError, model: str | None) -> str:
@@ -332,7 +469,7 @@ async def _explain(client: Client, error: LiaotianError, model: str | None) -> s
         with contextlib.suppress(LiaotianError, ClientConnectionError, TimeoutError):
             listing = await client.models()
             return unknown_model(model, [known["id"] for known in listing["models"]])
-    return describe(error)
+    return describe(error, model if isinstance(model, str) else None)
 
 
 def describe_failure(result: ReplyResult) -> str:
@@ -368,6 +505,10 @@ class ChatSession:
         self.model: str | None = args.model
         self.conversation_id: str | None = args.conversation
         self.system_prompt: str | None = args.system
+        self.thinking: bool | None = args.thinking
+        self.search: bool = args.search
+        self._show_thinking = not args.hide_thinking
+        self._images: list[tuple[str, bytes]] = []  # for the next message
         self._on_interrupt: Callable[[], None] | None = None
         self._client: Client | None = None
         self._echo_input = not sys.stdin.isatty()
@@ -436,6 +577,12 @@ class ChatSession:
     # -- answers ---------------------------------------------------------------------------
 
     async def _ask(self, message: str) -> None:
+        images, self._images = self._images, []
+        try:
+            attachments = await _upload(self.client, images)
+        except LiaotianError as error:
+            self._error(error.message)
+            return
         try:
             reply = await self.client.send(
                 message,
@@ -443,6 +590,10 @@ class ChatSession:
                 model=self.model,
                 stream=not self.args.no_stream,
                 system_prompt=self.system_prompt if self.conversation_id is None else None,
+                thinking=self.thinking,
+                thinking_budget=self.args.thinking_budget,
+                search=self.search or None,
+                attachments=attachments or None,
             )
         except LiaotianError as error:
             self._error(await _explain(self.client, error, self.model))
@@ -465,17 +616,26 @@ class ChatSession:
 
         self._speaker(reply.model or self.model or "assistant")
         self._on_interrupt = interrupt
-        view = answer_view(self.console, self._terminal)
+        view = answer_view(self.console, self._terminal, self._show_thinking)
         try:
-            async for text in reply:
-                view.write(text)
+            async for part in reply.parts():
+                if isinstance(part, ReasoningDelta):
+                    view.think(part.text)
+                elif isinstance(part, TextDelta):
+                    view.write(part.text)
             result = await reply.result()
         finally:
             self._on_interrupt = None
             view.close()
             if cancelling is not None:
                 await cancelling
+        self._sources(result.sources)
         self.console.print(self._status_line(result), style="dim", markup=False)
+
+    def _sources(self, sources: Sequence[SourceInfo]) -> None:
+        """The web sources of an answer, numbered as it cites them."""
+        for line in source_lines(sources):
+            self.console.print(line, markup=False, soft_wrap=True)
 
     def _speaker(self, name: str) -> None:
         """Who speaks next: on its own line above a rendered answer, else before the text."""
@@ -489,12 +649,15 @@ class ChatSession:
         details = [result.model or ""]
         if result.usage and result.usage.get("output_tokens") is not None:
             details.append(f"{result.usage['output_tokens']} tokens")
+        if result.thinking_ms is not None:
+            details.append(f"thought {result.thinking_ms / 1000:.1f} s")
         if result.duration_ms is not None:
             details.append(f"{result.duration_ms / 1000:.1f} s")
         return "[" + " · ".join(detail for detail in details if detail) + "]"
 
     def _error(self, message: str) -> None:
-        self.console.print(f"[bold red]error[/] {escape(message)}")
+        # Soft-wrapped: a long file name stays whole on one line (the terminal wraps it).
+        self.console.print(f"[bold red]error[/] {escape(message)}", soft_wrap=True)
 
     # -- commands --------------------------------------------------------------------------
 
@@ -514,6 +677,14 @@ class ChatSession:
                 await self._models()
             elif name == "/model" and argument:
                 await self._use_model(argument)
+            elif name == "/think" and argument in ("on", "off", "default"):
+                self.thinking = {"on": True, "off": False}.get(argument)
+                self.console.print(f"[dim]thinking {argument}[/]")
+            elif name == "/search" and argument in ("on", "off"):
+                self.search = argument == "on"
+                self.console.print(f"[dim]web search {argument}[/]")
+            elif name == "/image" and argument:
+                self._attach(argument)
             elif name == "/list":
                 await self._list()
             elif name == "/open" and argument:
@@ -524,6 +695,16 @@ class ChatSession:
             self._error(describe(error))
         return True
 
+    def _attach(self, path: str) -> None:
+        """Keep the image file ``path`` for the next message (sent, and uploaded, with it)."""
+        try:
+            self._images += read_images([path])
+        except OSError as error:
+            self._error(file_unreadable(path, error))
+            return
+        count = len(self._images)
+        self.console.print(f"[dim]{count} image{'s' if count > 1 else ''} for your next message[/]")
+
     def _help(self) -> None:
         table = Table(show_header=False, box=None, padding=(0, 2))
         for command, meaning in HELP:
@@ -533,11 +714,12 @@ class ChatSession:
     async def _models(self) -> None:
         listing = await self.client.models()
         current = self.model or listing["default"]
-        table = Table("", "model", "provider", "status", box=None, padding=(0, 1))
+        table = Table("", "model", "provider", "can", "status", box=None, padding=(0, 1))
         for model in listing["models"]:
             mark = "*" if model["id"] == current else ""
             status = "ready" if model["available"] else f"needs {model['reason']}"
-            table.add_row(mark, Text(model["id"]), Text(model["provider"]), Text(status))
+            can = abilities(model.get("capabilities")).removeprefix("can: ")
+            table.add_row(mark, Text(model["id"]), Text(model["provider"]), Text(can), Text(status))
         self.console.print(table)
 
     async def _use_model(self, name: str) -> None:
@@ -597,9 +779,14 @@ class ChatSession:
             self.console.print(message["content"], markup=False, soft_wrap=True)
         else:
             self._speaker(message.get("model") or "assistant")
+            reasoning = message.get("reasoning")
             if self._terminal:
+                if reasoning and self._show_thinking:
+                    self.console.print(thinking_text(reasoning))
+                    self.console.print()
                 self.console.print(markdown_of(message["content"]))
             else:
                 self.console.print(message["content"], markup=False, soft_wrap=True)
+            self._sources(message.get("sources") or [])
         if message["role"] == "assistant" and message["status"] != "completed":
             self.console.print(f"[{message['status']}]", style="dim", markup=False)

@@ -8,6 +8,23 @@
             print(text, end="", flush=True)
         result = await reply.result()
 
+A reply is a sequence of parts (docs/protocol.md, "Reply events"): the model's thinking,
+its web sources, and the answer text. Iterating a reply yields the answer text only;
+:meth:`Reply.parts` yields every part, typed::
+
+        reply = await client.send("Why is the sky blue?", thinking=True, search=True)
+        async for part in reply.parts():
+            if isinstance(part, ReasoningDelta):
+                ...  # part.text: a piece of the thinking
+            elif isinstance(part, SourcesPart):
+                ...  # part.sources: [{index, url, title, site, icon}]
+            elif isinstance(part, TextDelta):
+                ...  # part.text: a piece of the answer
+        result = await reply.result()  # .text, .reasoning, .sources, .thinking_ms, .usage
+
+``images=`` (paths or bytes) uploads images first (:meth:`Client.upload_image`) and sends
+their ids with the message.
+
 One background task reads every frame and routes it: answers to requests by their ``id``
 (generated here), reply events by ``message_id`` to the :class:`Reply` they belong to. A
 reply's :class:`Reply` exists as soon as its ``reply.started`` is read, before any of its
@@ -43,11 +60,11 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -58,6 +75,8 @@ from liaotian import errors
 from liaotian.errors import LiaotianError
 
 __all__ = [
+    "AttachmentInfo",
+    "Capabilities",
     "Client",
     "ClientConnectionError",
     "ConversationInfo",
@@ -66,9 +85,14 @@ __all__ = [
     "MessageInfo",
     "ModelInfo",
     "ModelList",
+    "ReasoningDelta",
     "Reply",
+    "ReplyPart",
     "ReplyResult",
     "SignInRequired",
+    "SourceInfo",
+    "SourcesPart",
+    "TextDelta",
     "error_from_frame",
 ]
 
@@ -80,6 +104,8 @@ CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 MAX_FRAME_BYTES = 64 << 20
 
 RequestId = int
+ImageSource = str | os.PathLike[str] | bytes
+"""An image to upload: a file's path, or its bytes."""
 
 
 class ClientConnectionError(ConnectionError):
@@ -119,7 +145,32 @@ class ListedConversation(ConversationInfo):
     streaming_message_id: str | None
 
 
+class SourceInfo(TypedDict):
+    """A web search result; the answer cites it as ``[index]``."""
+
+    index: int
+    url: str
+    title: str
+    site: str
+    icon: str
+
+
+class AttachmentInfo(TypedDict):
+    """An image of a user message (the server's re-encoded copy)."""
+
+    id: str
+    media_type: str
+    name: str
+    width: int
+    height: int
+    bytes: int
+
+
 class MessageInfo(TypedDict):
+    """A message of ``conversation.history``. ``content`` is the answer text; the parts
+    (``reasoning``, ``sources``, ``attachments``, ``thinking_ms``) are absent from servers
+    older than them."""
+
     id: str
     role: str
     content: str
@@ -131,6 +182,10 @@ class MessageInfo(TypedDict):
     duration_ms: float | None
     error: dict[str, str | None] | None
     created_at: float
+    reasoning: NotRequired[str | None]
+    sources: NotRequired[list[SourceInfo]]
+    attachments: NotRequired[list[AttachmentInfo]]
+    thinking_ms: NotRequired[float | None]
 
 
 class ConversationPage(TypedDict):
@@ -144,11 +199,26 @@ class HistoryPage(TypedDict):
     has_more: bool
 
 
+class Capabilities(TypedDict):
+    """What a model can do: take images (``vision``), think (``thinking``; on unless told
+    otherwise with ``thinking_default``; not switchable with ``thinking_fixed``), search
+    the web (``search``)."""
+
+    vision: bool
+    thinking: bool
+    thinking_default: bool
+    thinking_fixed: bool
+    search: bool
+
+
 class ModelInfo(TypedDict):
+    """A model of ``models``; ``capabilities`` is absent from servers older than it."""
+
     id: str
     provider: str
     available: bool
     reason: str | None
+    capabilities: NotRequired[Capabilities]
 
 
 class ModelList(TypedDict):
@@ -181,7 +251,13 @@ def error_from_frame(frame: dict[str, Any]) -> LiaotianError:
     code = str(frame.get("code") or "internal_error")
     message = str(frame.get("message") or code)
     cls = _ERRORS_BY_CODE.get(code)
-    error = LiaotianError(message, code=code) if cls is None else cls(message)
+    error: LiaotianError
+    if cls is None:
+        error = LiaotianError(message, code=code)
+    elif issubclass(cls, errors.UnsupportedCapability):
+        error = cls(message, capability=str(frame.get("capability") or ""))
+    else:
+        error = cls(message)
     retryable = frame.get("retryable")
     if isinstance(retryable, bool):
         error.retryable = retryable
@@ -195,12 +271,42 @@ def error_from_frame(frame: dict[str, Any]) -> LiaotianError:
 
 
 @dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the answer (``reply.delta``)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A piece of the model's thinking (``reply.reasoning``); never part of the answer."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourcesPart:
+    """The web search results of the reply (``reply.sources``), cited as ``[index]``."""
+
+    sources: tuple[SourceInfo, ...]
+
+
+ReplyPart = TextDelta | ReasoningDelta | SourcesPart
+"""What :meth:`Reply.parts` yields. Event types this client does not know are skipped
+(their seq still counts), so new kinds of parts never break it."""
+
+
+@dataclass(frozen=True, slots=True)
 class ReplyResult:
     """How a reply ended.
 
-    ``text`` is the text this :class:`Reply` received: the whole answer, or for a reply
-    subscribed after a seq, the part after it. ``status`` is ``completed``, ``cancelled``,
-    ``error`` or ``interrupted``; ``error`` is set for the last two.
+    ``text`` is the answer this :class:`Reply` received: the whole answer, or for a reply
+    subscribed after a seq, the part after it (``reasoning`` likewise: None when none came,
+    ``sources`` empty when none came). ``status`` is ``completed``, ``cancelled``,
+    ``error`` or ``interrupted``; ``error`` is set for the last two. ``usage`` holds
+    ``input_tokens``, ``output_tokens`` and, where the provider reports them,
+    ``reasoning_tokens`` and ``cached_tokens``. ``thinking_ms``: how long the model
+    thought before the answer began (None when it did not think).
     """
 
     conversation_id: str
@@ -213,18 +319,52 @@ class ReplyResult:
     error: LiaotianError | None
     ttft_ms: float | None
     duration_ms: float | None
+    reasoning: str | None = None
+    sources: tuple[SourceInfo, ...] = ()
+    thinking_ms: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "completed"
 
+    @property
+    def reasoning_tokens(self) -> int | None:
+        """Of the output tokens, those spent thinking (None when not reported)."""
+        return (self.usage or {}).get("reasoning_tokens")
+
+    @property
+    def cached_tokens(self) -> int | None:
+        """Of the input tokens, those served from the provider's cache (None when not
+        reported)."""
+        return (self.usage or {}).get("cached_tokens")
+
+
+def _sources_of(value: Any) -> tuple[SourceInfo, ...]:
+    """The well-formed sources of a ``sources`` field (anything else is skipped)."""
+    if not isinstance(value, list):
+        return ()
+    found: list[SourceInfo] = []
+    for item in value:
+        if isinstance(item, dict) and isinstance(item.get("url"), str):
+            found.append(
+                SourceInfo(
+                    index=int(item.get("index") or len(found) + 1),
+                    url=item["url"],
+                    title=str(item.get("title") or ""),
+                    site=str(item.get("site") or ""),
+                    icon=str(item.get("icon") or ""),
+                )
+            )
+    return tuple(found)
+
 
 class Reply:
     """One streaming reply, fed by the client's reader task.
 
-    ``async for text in reply`` yields its deltas from the first one this object received,
-    and stops after ``reply.done`` (each ``async for`` starts from the beginning again).
-    :attr:`last_seq` is the seq of the last event received: pass it to
+    ``async for text in reply`` yields its answer text from the first delta this object
+    received, and stops after ``reply.done`` (each ``async for`` starts from the beginning
+    again); :meth:`parts` yields every part (thinking, sources, text) the same way.
+    :attr:`last_seq` is the seq of the last event received, whatever its kind: pass it to
     :meth:`Client.subscribe` on a new connection to get exactly the rest.
 
     If the connection drops first, iterating and :meth:`result` raise ClientConnectionError.
@@ -239,10 +379,19 @@ class Reply:
         self.title: str | None = None
         self.user_message_id: str | None = None
         self.client_message_id: str | None = None
+        self.user_attachments: list[AttachmentInfo] = []
+        """The images of the user's message (from ``reply.started``)."""
+        self.thinking: bool | None = None
+        """Whether the model was asked to think (None: a model that cannot)."""
+        self.search: bool = False
+        """Whether the model was asked to search the web."""
         self.replaced = False
-        """True if a subscription after a seq got the whole reply again: its text replaces
-        what the caller had (see docs/protocol.md, "Following and resuming a reply")."""
-        self._parts: list[str] = []
+        """True if the server sent the reply again from its start after this object had
+        received some of it (a subscription after a seq whose log was rebuilt): its parts
+        were replaced, and iterators skip what they had already yielded (see
+        docs/protocol.md, "Following and resuming a reply")."""
+        self._parts: list[ReplyPart] = []
+        self._generation = 0  # bumped when the parts are replaced
         self._done: dict[str, Any] | None = None
         self._exception: BaseException | None = None
         self._changed: asyncio.Future[None] | None = None
@@ -256,8 +405,24 @@ class Reply:
 
     @property
     def text(self) -> str:
-        """The text received so far."""
-        return "".join(self._parts)
+        """The answer text received so far."""
+        return "".join(part.text for part in self._parts if isinstance(part, TextDelta))
+
+    @property
+    def reasoning(self) -> str | None:
+        """The thinking received so far (None when none came)."""
+        pieces = [part.text for part in self._parts if isinstance(part, ReasoningDelta)]
+        return "".join(pieces) if pieces else None
+
+    @property
+    def sources(self) -> tuple[SourceInfo, ...]:
+        """The web sources received so far."""
+        return tuple(
+            source
+            for part in self._parts
+            if isinstance(part, SourcesPart)
+            for source in part.sources
+        )
 
     @property
     def done(self) -> bool:
@@ -275,11 +440,48 @@ class Reply:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[str]:
+        async for part in self.parts():
+            if isinstance(part, TextDelta):
+                yield part.text
+
+    async def parts(self) -> AsyncIterator[ReplyPart]:
+        """Every part in the order the server sent it: :class:`ReasoningDelta`,
+        :class:`SourcesPart`, :class:`TextDelta`; stops after ``reply.done``.
+
+        Merged deltas (docs/protocol.md) come as one part. If the server sends the reply
+        again from its start (:attr:`replaced`), what this iterator already yielded is not
+        yielded again: the text and thinking go on from where they were.
+        """
         cursor = 0
+        generation = self._generation
+        yielded = {TextDelta: 0, ReasoningDelta: 0}  # characters, per kind
+        skip = dict.fromkeys(yielded, 0)
+        sources_yielded = skip_sources = 0
         while True:
-            while cursor < len(self._parts):
+            if generation != self._generation:
+                # Replaced from the start: skip again what was already yielded.
+                generation, cursor = self._generation, 0
+                skip, skip_sources = dict(yielded), sources_yielded
+            while cursor < len(self._parts) and generation == self._generation:
+                part = self._parts[cursor]
                 cursor += 1
-                yield self._parts[cursor - 1]
+                if isinstance(part, SourcesPart):
+                    if skip_sources:
+                        skip_sources -= 1
+                        continue
+                    sources_yielded += 1
+                    yield part
+                    continue
+                kind = type(part)
+                dropped = min(skip[kind], len(part.text))
+                if dropped:
+                    skip[kind] -= dropped
+                    part = kind(part.text[dropped:])
+                if part.text:
+                    yielded[kind] += len(part.text)
+                    yield part
+            if generation != self._generation:
+                continue
             if self._exception is not None:
                 raise self._exception
             if self._done is not None:
@@ -306,6 +508,9 @@ class Reply:
             error=error_from_frame(error) if isinstance(error, dict) else None,
             ttft_ms=done.get("ttft_ms"),
             duration_ms=done.get("duration_ms"),
+            reasoning=self.reasoning,
+            sources=self.sources,
+            thinking_ms=done.get("thinking_ms"),
         )
 
     async def cancel(self) -> bool:
@@ -340,19 +545,35 @@ class Reply:
                 # database has other seqs): replace what the caller had, not append.
                 self.last_seq = -1
                 self.replaced = True
+                self._parts = []
+                self._generation += 1
         if not isinstance(seq, int) or seq <= self.last_seq:
             return False
+        # Every event advances the seq, whatever its kind (known or not): resuming after
+        # it is then exact for all parts.
         self.last_seq = seq
         frame_type = frame.get("type")
+        text = frame.get("text")
         if frame_type == "reply.started":
             self.model = frame.get("model")
             self.title = frame.get("title")
             self.user_message_id = frame.get("user_message_id")
             self.client_message_id = frame.get("client_message_id")
+            attachments = frame.get("user_attachments")
+            self.user_attachments = list(attachments) if isinstance(attachments, list) else []
+            thinking = frame.get("thinking")
+            self.thinking = thinking if isinstance(thinking, bool) else None
+            self.search = frame.get("search") is True
         elif frame_type == "reply.delta":
-            text = frame.get("text")
             if isinstance(text, str) and text:
-                self._parts.append(text)
+                self._parts.append(TextDelta(text))
+        elif frame_type == "reply.reasoning":
+            if isinstance(text, str) and text:
+                self._parts.append(ReasoningDelta(text))
+        elif frame_type == "reply.sources":
+            sources = _sources_of(frame.get("sources"))
+            if sources:
+                self._parts.append(SourcesPart(sources))
         elif frame_type == "reply.done":
             self._done = frame
         self._confirm()
@@ -614,12 +835,24 @@ class Client:
         temperature: float | None = None,
         max_tokens: int | None = None,
         client_message_id: str | None = None,
+        thinking: bool | None = None,
+        thinking_budget: int | None = None,
+        search: bool | None = None,
+        attachments: Sequence[str] | None = None,
+        images: Sequence[ImageSource] | None = None,
     ) -> Reply:
         """Send a message; returns its :class:`Reply` once the server has started it.
 
         Without ``conversation_id`` a new conversation is created (``reply.conversation_id``).
-        Raises ModelNotFound, ProviderNotConfigured, NotFound, ConversationBusy, ...
+        Raises ModelNotFound, ProviderNotConfigured, NotFound, ConversationBusy,
+        UnsupportedCapability (``.capability``: ``vision``, ``thinking``, ``search``), ...
         A ``client_message_id`` makes the send safe to repeat: the same reply comes back.
+
+        ``thinking`` asks the model to think (True) or not (False; None: its default), with
+        at most ``thinking_budget`` tokens; ``search`` lets it search the web.
+        ``attachments`` are ids of uploaded images; ``images`` (file paths or bytes) are
+        uploaded first with :meth:`upload_image` and sent after them (its errors raise here,
+        before anything is sent). With images, ``message`` may be empty.
         """
         frame: dict[str, Any] = {"type": "chat.send", "message": message, "stream": stream}
         optional = {
@@ -629,6 +862,7 @@ class Client:
             "temperature": temperature,
             "max_tokens": max_tokens,
             "client_message_id": client_message_id,
+            **await self._reply_options(thinking, thinking_budget, search, attachments, images),
         }
         frame.update({key: value for key, value in optional.items() if value is not None})
         frame.setdefault("client_message_id", uuid.uuid4().hex)
@@ -643,14 +877,25 @@ class Client:
         stream: bool = True,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        thinking: bool | None = None,
+        thinking_budget: int | None = None,
+        search: bool | None = None,
     ) -> Reply:
-        """Answer the conversation's last user message again (the answers after it go)."""
+        """Answer the conversation's last user message again (the answers after it go).
+
+        ``thinking``, ``thinking_budget`` and ``search`` as for :meth:`send`.
+        """
         frame: dict[str, Any] = {
             "type": "chat.regenerate",
             "conversation_id": conversation_id,
             "stream": stream,
         }
-        optional = {"model": model, "temperature": temperature, "max_tokens": max_tokens}
+        optional = {
+            "model": model,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            **await self._reply_options(thinking, thinking_budget, search, None, None),
+        }
         frame.update({key: value for key, value in optional.items() if value is not None})
         reply: Reply = await self._call(frame, _Pending(self._future(), "send"))
         return reply
@@ -663,8 +908,17 @@ class Client:
         *,
         model: str | None = None,
         stream: bool = True,
+        thinking: bool | None = None,
+        thinking_budget: int | None = None,
+        search: bool | None = None,
+        attachments: Sequence[str] | None = None,
+        images: Sequence[ImageSource] | None = None,
     ) -> Reply:
-        """Replace user message ``message_id`` with ``message`` (later messages go); answer it."""
+        """Replace user message ``message_id`` with ``message`` (later messages go); answer it.
+
+        The options are those of :meth:`send`; the edited message keeps no image it does not
+        list again (in ``attachments`` or ``images``).
+        """
         frame: dict[str, Any] = {
             "type": "chat.edit",
             "conversation_id": conversation_id,
@@ -672,10 +926,33 @@ class Client:
             "message": message,
             "stream": stream,
         }
-        if model is not None:
-            frame["model"] = model
+        optional = {
+            "model": model,
+            **await self._reply_options(thinking, thinking_budget, search, attachments, images),
+        }
+        frame.update({key: value for key, value in optional.items() if value is not None})
         reply: Reply = await self._call(frame, _Pending(self._future(), "send"))
         return reply
+
+    async def _reply_options(
+        self,
+        thinking: bool | None,
+        thinking_budget: int | None,
+        search: bool | None,
+        attachments: Sequence[str] | None,
+        images: Sequence[ImageSource] | None,
+    ) -> dict[str, Any]:
+        """The frame fields of a reply's options (None: left out); uploads ``images``."""
+        ids = list(attachments or ())
+        for image in images or ():
+            uploaded = await self.upload_image(image)
+            ids.append(str(uploaded["id"]))
+        return {
+            "thinking": thinking,
+            "thinking_budget": thinking_budget,
+            "search": search,
+            "attachments": ids if attachments is not None or images else None,
+        }
 
     async def subscribe(self, message_id: str, after_seq: int = -1) -> Reply:
         """Follow a reply (of this owner, from any connection) from after ``after_seq``.

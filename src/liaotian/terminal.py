@@ -2,8 +2,9 @@
 
 On a terminal, lines are edited with prompt_toolkit (arrows, Ctrl+R search, history kept
 in a file across sessions) and answers are rendered as markdown by rich (code highlighted)
-while they stream. Otherwise (a pipe, a file, a script) lines are read plainly and answers
-are written exactly as received.
+while they stream, the model's thinking dimmed above them. Otherwise (a pipe, a file, a
+script) lines are read plainly and answers are written exactly as received, without the
+thinking: scripts get the answer alone.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.segment import Segment
+from rich.text import Text
 
 
 class Interrupt:
@@ -143,6 +145,10 @@ def history(directory: Path) -> History:
 class AnswerView(Protocol):
     """Shows one answer as it streams."""
 
+    def think(self, text: str) -> None:
+        """Add the next piece of the model's thinking (shown only where it can be told
+        apart from the answer: dimmed, on a terminal)."""
+
     def write(self, text: str) -> None:
         """Add the next piece of the answer."""
 
@@ -156,6 +162,9 @@ class RawAnswer:
     def __init__(self, console: Console) -> None:
         self._file = console.file
 
+    def think(self, text: str) -> None:
+        """Dropped: piped, the output is the answer alone."""
+
     def write(self, text: str) -> None:
         self._file.write(text)
         self._file.flush()
@@ -166,7 +175,8 @@ class RawAnswer:
 
 
 class MarkdownAnswer:
-    """The answer rendered as markdown (code highlighted) and re-rendered as it grows.
+    """The answer rendered as markdown (code highlighted) and re-rendered as it grows, the
+    thinking dimmed above it (unless ``show_thinking`` is False).
 
     A rich :class:`~rich.live.Live` region redraws it, ten times a second at most. While
     it streams, only its last lines that fit the screen are drawn (a region taller than
@@ -174,8 +184,9 @@ class MarkdownAnswer:
     like any output.
     """
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, show_thinking: bool = True) -> None:
         self._view = _Growing()
+        self._show_thinking = show_thinking
         self._live = Live(
             self._view,
             console=console,
@@ -186,6 +197,10 @@ class MarkdownAnswer:
         )
         self._live.start()
 
+    def think(self, text: str) -> None:
+        if self._show_thinking:
+            self._view.thinking += text
+
     def write(self, text: str) -> None:
         self._view.text += text
 
@@ -195,22 +210,38 @@ class MarkdownAnswer:
 
 
 class _Growing:
-    """Markdown text that may still grow; ``whole`` False draws its tail only."""
+    """Markdown text, after dimmed thinking, that may still grow; ``whole`` False draws its
+    tail only."""
 
     def __init__(self) -> None:
+        self.thinking = ""
         self.text = ""
         self.whole = False
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         markdown = markdown_of(self.text)
         if self.whole:
+            if self.thinking:
+                yield thinking_text(self.thinking)
+                yield Text()
             yield markdown
             return
-        lines = console.render_lines(markdown, options, pad=False)
+        lines = console.render_lines(markdown, options, pad=False) if self.text else []
+        if self.thinking:
+            thought = console.render_lines(thinking_text(self.thinking), options, pad=False)
+            lines = thought + ([[]] if self.text else []) + lines
         room = max(1, options.size.height - 2)
         for line in lines[-room:]:
             yield from line
             yield Segment.line()
+
+
+THINKING_STYLE: Final = "dim"
+
+
+def thinking_text(text: str) -> Text:
+    """How the chat shows a model's thinking: dimmed, so it never reads as the answer."""
+    return Text(text.strip("\n"), style=THINKING_STYLE)
 
 
 def markdown_of(text: str) -> Markdown:
@@ -218,6 +249,7 @@ def markdown_of(text: str) -> Markdown:
     return Markdown(text, code_theme="monokai", hyperlinks=True)
 
 
-def answer_view(console: Console, terminal: bool) -> AnswerView:
-    """Markdown on a terminal, the raw text otherwise."""
-    return MarkdownAnswer(console) if terminal else RawAnswer(console)
+def answer_view(console: Console, terminal: bool, show_thinking: bool = True) -> AnswerView:
+    """Markdown (and the thinking, unless ``show_thinking`` is False) on a terminal, the raw
+    answer otherwise."""
+    return MarkdownAnswer(console, show_thinking) if terminal else RawAnswer(console)

@@ -332,7 +332,7 @@ def _options(
         thinking=command.thinking,
         thinking_budget=command.thinking_budget,
         search=command.search,
-        attachments=tuple(getattr(command, "attachments", ())),
+        attachments=() if isinstance(command, RegenerateReply) else tuple(command.attachments),
     )
 
 

@@ -72,7 +72,7 @@ class Services:
         engine = ChatEngine(settings, store, providers, backplane, metrics)
         await engine.start()
         # The store's own transactions (on SQLite its one thread), not a second writer.
-        attachments = AttachmentStore(store._db)
+        attachments = AttachmentStore(store.database)
         reaper = asyncio.create_task(
             reap_periodically(attachments, settings.attachment_unused_ttl),
             name="liaotian-attachment-reaper",

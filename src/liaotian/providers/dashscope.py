@@ -96,7 +96,7 @@ def default_capabilities(model: str) -> Capabilities:
     the table; the ``models`` setting overrides it)."""
     name = model.lower()
     newer = _newer_than_qwen3(name)
-    vision = newer or "-vl" in name or name.startswith("qvq") or "omni" in name
+    vision = newer or _vision_model(name)
     search = newer or name.startswith(_SEARCH_PREFIXES)
     if _always_thinks(name):
         return Capabilities(
@@ -121,8 +121,12 @@ def default_capabilities(model: str) -> Capabilities:
 def default_endpoint(model: str) -> str:
     """``multimodal`` for vision models and Qwen3.5+, ``text`` otherwise."""
     name = model.lower()
-    vision = "-vl" in name or name.startswith("qvq") or "omni" in name
-    return "multimodal" if vision or _newer_than_qwen3(name) else "text"
+    return "multimodal" if _vision_model(name) or _newer_than_qwen3(name) else "text"
+
+
+def _vision_model(name: str) -> bool:
+    """A vision (VL, QVQ) or omni model, by its lower-case name."""
+    return "-vl" in name or name.startswith("qvq") or "omni" in name
 
 
 class DashScopeProvider(Provider):

@@ -37,6 +37,7 @@ from liaotian.replies.status import ReplyStatus
 from liaotian.store.attachments import claim_attachments, load_images
 from liaotian.store.database import (
     DATABASE_ERRORS,
+    Database,
     apply_sqlite_pragmas,
     domain_error,
     open_database,
@@ -377,6 +378,11 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._db = open_database(engine)
+
+    @property
+    def database(self) -> Database:
+        """The transaction runner, shared with the other stores of this database."""
+        return self._db
 
     async def ping(self) -> None:
         """Raise StoreUnavailable if the database cannot be reached."""

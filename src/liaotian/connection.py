@@ -20,18 +20,27 @@ from liaotian.backplane import ConversationChange, Notice, OwnerBus
 from liaotian.engine import SendOptions
 from liaotian.errors import InvalidFrame, LiaotianError
 from liaotian.protocol import (
+    BulkConversations,
     CancelReply,
     Command,
+    CopyShare,
+    CreateShare,
     DeleteConversation,
     EditMessage,
+    ExportConversation,
     GetHistory,
     ListConversations,
     ListModels,
+    ListShares,
     Ping,
     RegenerateReply,
     RenameConversation,
+    RevokeShare,
+    SearchMessages,
     SendMessage,
     SubscribeReply,
+    SwitchBranch,
+    UpdateConversation,
 )
 from liaotian.replies.log import ReplyLog
 from liaotian.services import Services
@@ -286,6 +295,41 @@ class Connection(OwnerBus.Listener):
         )
         await self.socket.send(_change_frame(change, command.id))
 
+    # -- branches (issue 13: the tree work fills these in) --------------------------------
+
+    async def _switch(self, command: SwitchBranch) -> None:
+        raise LiaotianError("conversation.switch is not implemented yet")
+
+    # -- managing conversations --------------------------------------------------------
+
+    async def _update(self, command: UpdateConversation) -> None:
+        raise LiaotianError("conversation.update is not implemented yet")
+
+    async def _bulk(self, command: BulkConversations) -> None:
+        raise LiaotianError("conversations.bulk is not implemented yet")
+
+    async def _export(self, command: ExportConversation) -> None:
+        raise LiaotianError("conversation.export is not implemented yet")
+
+    # -- search ------------------------------------------------------------------------
+
+    async def _search(self, command: SearchMessages) -> None:
+        raise LiaotianError("search is not implemented yet")
+
+    # -- share links -------------------------------------------------------------------
+
+    async def _create_share(self, command: CreateShare) -> None:
+        raise LiaotianError("share.create is not implemented yet")
+
+    async def _list_shares(self, command: ListShares) -> None:
+        raise LiaotianError("shares.list is not implemented yet")
+
+    async def _revoke_share(self, command: RevokeShare) -> None:
+        raise LiaotianError("share.revoke is not implemented yet")
+
+    async def _copy_share(self, command: CopyShare) -> None:
+        raise LiaotianError("share.copy is not implemented yet")
+
     async def _models(self, command: ListModels) -> None:
         await self.socket.send(
             protocol.build_result(
@@ -311,6 +355,15 @@ Connection._HANDLERS = {
     GetHistory: Connection._history,
     RenameConversation: Connection._rename,
     DeleteConversation: Connection._delete,
+    SwitchBranch: Connection._switch,
+    UpdateConversation: Connection._update,
+    BulkConversations: Connection._bulk,
+    ExportConversation: Connection._export,
+    SearchMessages: Connection._search,
+    CreateShare: Connection._create_share,
+    ListShares: Connection._list_shares,
+    RevokeShare: Connection._revoke_share,
+    CopyShare: Connection._copy_share,
     ListModels: Connection._models,
     Ping: Connection._ping,
 }

@@ -65,14 +65,15 @@ class SendMessage(_ReplyOptions):
 
 
 class RegenerateReply(_ReplyOptions):
-    """Answer the conversation's last user message again (the answers after it go)."""
+    """Answer again: a new reply beside ``message_id`` (default: the active path's last)."""
 
     type: Literal["chat.regenerate"]
     conversation_id: Identifier
+    message_id: Identifier | None = None
 
 
 class EditMessage(_ReplyOptions):
-    """Replace a user message (and drop everything after it), then answer the new text."""
+    """A new user message beside ``message_id`` (a branch), then its answer."""
 
     type: Literal["chat.edit"]
     conversation_id: Identifier
@@ -102,6 +103,7 @@ class ListConversations(_Frame):
     limit: Annotated[int, Field(ge=1, le=200)] = 50
     before: Identifier | None = None
     query: Annotated[str, Field(max_length=200)] | None = None
+    archived: bool = False
 
 
 class GetHistory(_Frame):
@@ -122,6 +124,73 @@ class DeleteConversation(_Frame):
     conversation_id: Identifier
 
 
+class SwitchBranch(_Frame):
+    """Make the branch through ``message_id`` the conversation's active path."""
+
+    type: Literal["conversation.switch"]
+    conversation_id: Identifier
+    message_id: Identifier
+
+
+class UpdateConversation(_Frame):
+    """Pin or unpin, archive or restore a conversation."""
+
+    type: Literal["conversation.update"]
+    conversation_id: Identifier
+    pinned: bool | None = None
+    archived: bool | None = None
+
+
+class BulkConversations(_Frame):
+    """One action on many conversations, in one transaction."""
+
+    type: Literal["conversations.bulk"]
+    action: Literal["delete", "archive", "unarchive", "pin", "unpin"]
+    conversation_ids: Annotated[list[Identifier], Field(min_length=1, max_length=200)]
+
+
+class ExportConversation(_Frame):
+    """A conversation in liaotian's export format: the active path, or the whole tree."""
+
+    type: Literal["conversation.export"]
+    conversation_id: Identifier
+    tree: bool = False
+
+
+class SearchMessages(_Frame):
+    """Full-text search over the owner's titles and messages."""
+
+    type: Literal["search"]
+    query: Annotated[str, Field(min_length=1, max_length=200)]
+    limit: Annotated[int, Field(ge=1, le=50)] = 20
+
+
+class CreateShare(_Frame):
+    """A read-only snapshot of the active path up to ``message_id`` at an unguessable URL."""
+
+    type: Literal["share.create"]
+    conversation_id: Identifier
+    message_id: Identifier | None = None
+    expires_in: Annotated[int, Field(ge=60, le=31_536_000)] | None = None
+
+
+class ListShares(_Frame):
+    type: Literal["shares.list"]
+    conversation_id: Identifier | None = None
+
+
+class RevokeShare(_Frame):
+    type: Literal["share.revoke"]
+    share_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class CopyShare(_Frame):
+    """Continue a shared snapshot as a new conversation of the caller's own."""
+
+    type: Literal["share.copy"]
+    share_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class ListModels(_Frame):
     type: Literal["models.list"]
 
@@ -140,6 +209,15 @@ Command = Annotated[
     | GetHistory
     | RenameConversation
     | DeleteConversation
+    | SwitchBranch
+    | UpdateConversation
+    | BulkConversations
+    | ExportConversation
+    | SearchMessages
+    | CreateShare
+    | ListShares
+    | RevokeShare
+    | CopyShare
     | ListModels
     | Ping,
     Field(discriminator="type"),
@@ -154,6 +232,15 @@ FRAME_TYPES = (
     "conversation.history",
     "conversation.rename",
     "conversation.delete",
+    "conversation.switch",
+    "conversation.update",
+    "conversations.bulk",
+    "conversation.export",
+    "search",
+    "share.create",
+    "shares.list",
+    "share.revoke",
+    "share.copy",
     "models.list",
     "ping",
 )

@@ -140,6 +140,15 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(default=32_000, ge=1)
     max_title_chars: int = Field(default=200, ge=1)
     reply_log_ttl: float = Field(default=300.0, ge=0)
+    # Conversation titles after the first answer (liaotian.titles): "auto" asks the
+    # conversation's own model unless it is the embedded one (then "first-line"), "off"
+    # keeps the first message cut short, "first-line" its first line, anything else names
+    # the model that writes titles.
+    title_model: str = "auto"
+    share_links: bool = True
+    """Whether owners may share read-only snapshots at unguessable URLs."""
+    max_import_bytes: int = Field(default=64 << 20, ge=1024)
+    """The largest file ``POST /conversations/import`` reads."""
 
     auth: Literal["auto", "required"] = "auto"
     # Open mode (no accounts): "shared", the page, the CLI and the Python client are one

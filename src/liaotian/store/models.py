@@ -1,6 +1,9 @@
-"""Database tables: owners, conversations, messages, attachments, users, credentials.
+"""Database tables: owners, conversations, messages, attachments, shares, users, credentials.
 
-Alembic migrations mirror this file."""
+Alembic migrations mirror this file. The full-text index (``message_search`` and
+``conversation_search``: SQLite FTS5 virtual tables, PostgreSQL tables with a ``tsvector``
+and a GIN index) differs by database, so only the migrations and ``liaotian.store.search``
+know it."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -18,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -54,6 +59,9 @@ class Conversation(Base):
     __table_args__ = (
         UniqueConstraint("owner_id", "id", name="uq_conversations_owner_id"),
         Index("ix_conversations_owner_updated", "owner_id", "updated_at"),
+        Index(
+            "ix_conversations_owner_list", "owner_id", "archived", "pinned", "updated_at", "pk"
+        ),
     )
 
     pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
@@ -64,10 +72,22 @@ class Conversation(Base):
     model: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    active_message_pk: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The leaf of the active path (the branch every device shows and the model sees);
+    None while the conversation has no message."""
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    title_source: Mapped[str] = mapped_column(String(16), default="message", server_default="message")
+    """Where the title came from: ``message`` (the first message cut short), ``generated``
+    (by the title model), ``user`` (a rename: never overwritten), ``import``."""
 
 
 class Message(Base):
     """One user or assistant message. An assistant message is a reply with an outcome.
+
+    Messages form a tree: ``parent_pk`` is the message this one follows (None for the first
+    message). Siblings (same parent) are alternatives: an edit adds a user message beside
+    the one edited, a regenerate an answer beside the one answered again.
 
     A reply's parts: ``content`` is the answer text, ``reasoning`` the model's thinking,
     ``sources`` its web search results (a JSON list of ``{index, url, title, site, icon}``);
@@ -78,6 +98,7 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         Index("ix_messages_conversation_pk", "conversation_pk", "pk"),
+        Index("ix_messages_parent", "conversation_pk", "parent_pk"),
         Index("ix_messages_status", "status"),
         # One streaming reply per conversation, enforced by the database so that it holds
         # across server processes.
@@ -96,6 +117,7 @@ class Message(Base):
     pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(64), unique=True)
     conversation_pk: Mapped[int] = mapped_column(ForeignKey("conversations.pk", ondelete="CASCADE"))
+    parent_pk: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text, default="")
     reasoning: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -146,6 +168,30 @@ class Attachment(Base):
     size: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Share(Base):
+    """A read-only snapshot of a conversation's active path up to a message, readable by
+    anyone with its unguessable ``id`` until it expires or is revoked. Deleting the
+    conversation deletes its shares."""
+
+    __tablename__ = "shares"
+    __table_args__ = (Index("ix_shares_owner_created", "owner_id", "created_at"),)
+
+    pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
+    conversation_pk: Mapped[int] = mapped_column(
+        ForeignKey("conversations.pk", ondelete="CASCADE")
+    )
+    message_id: Mapped[str] = mapped_column(String(64))
+    """The last message shown (the snapshot ends there)."""
+    title: Mapped[str] = mapped_column(String(200), default="")
+    snapshot: Mapped[dict[str, object]] = mapped_column(JSON)
+    """``{"messages": [...]}``: the messages' wire form without ids of anything else."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class User(Base):

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from liaotian.errors import NotFound
 from liaotian.replies.status import ReplyStatus
+from liaotian.store import search
 from liaotian.store.attachments import claim_attachments, load_images
 from liaotian.store.database import (
     DATABASE_ERRORS,
@@ -153,6 +154,11 @@ class ConversationInfo:
     model: str | None
     created_at: datetime
     updated_at: datetime
+    pinned: bool = False
+    archived: bool = False
+    title_source: str = "message"
+    active_message_id: str | None = None
+    """The leaf of the active path (None while there is no message)."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -162,6 +168,10 @@ class ConversationInfo:
             "model": self.model,
             "created_at": self.created_at.timestamp(),
             "updated_at": self.updated_at.timestamp(),
+            "active_message_id": self.active_message_id,
+            "pinned": self.pinned,
+            "archived": self.archived,
+            "title_source": self.title_source,
         }
 
 
@@ -258,6 +268,9 @@ def _conversation_info(row: Row[Any]) -> ConversationInfo:
         model=row.model,
         created_at=_aware(row.created_at),
         updated_at=_aware(row.updated_at),
+        pinned=bool(row.pinned),
+        archived=bool(row.archived),
+        title_source=row.title_source,
     )
 
 
@@ -435,8 +448,9 @@ class Store:
             c.execute(
                 update(conversations)
                 .where(conversations.c.pk == conversation.pk)
-                .values(title=title, updated_at=now)
+                .values(title=title, title_source="user", updated_at=now)
             )
+            search.index_title(c, conversation.pk, title)
             return replace(conversation, title=title, updated_at=now)
 
         return await self._db.run(work)
@@ -444,6 +458,7 @@ class Store:
     async def delete_conversation(self, owner: str, conversation_id: str) -> None:
         def work(c: Connection) -> None:
             conversation = _conversation(c, owner, conversation_id)
+            search.unindex_conversation(c, conversation.pk)
             c.execute(delete(messages).where(messages.c.conversation_pk == conversation.pk))
             c.execute(delete(conversations).where(conversations.c.pk == conversation.pk))
 
@@ -548,6 +563,9 @@ class Store:
             if not rows:
                 return []
             c.execute(_interrupt().where(table.id.in_([row[0] for row in rows])))
+            for row in rows:
+                if row[1]:
+                    search.index_message(c, row[0], row[1])
             return [
                 StaleReply(owner, conversation_id, message_id, content)
                 for message_id, content, owner, conversation_id in rows
@@ -578,7 +596,15 @@ class Store:
             "b_error_message": outcome.error_message,
             "b_updated_at": utcnow(),
         }
-        return await self._db.run(lambda c: bool(c.execute(_FINISH, params).rowcount))
+
+        def work(c: Connection) -> bool:
+            if not c.execute(_FINISH, params).rowcount:
+                return False
+            if outcome.content:
+                search.index_message(c, message_id, outcome.content)
+            return True
+
+        return await self._db.run(work)
 
     async def reply_status(self, owner: str, message_id: str) -> MessageInfo | None:
         """The owner's message ``message_id``, or None."""
@@ -672,7 +698,10 @@ def _create_conversation(
             "updated_at": now,
         },
     )
-    return _conversation(c, owner, conversation_id)
+    conversation = _conversation(c, owner, conversation_id)
+    if conversation.created_at == now and title:
+        search.index_title(c, conversation.pk, title)
+    return conversation
 
 
 def _context(
@@ -767,6 +796,8 @@ def _insert_user_message(
             "updated_at": now,
         },
     )
+    if text_:
+        search.index_message(c, message_id, text_)
     return message_id
 
 

@@ -77,7 +77,9 @@ class Conversation(Base):
     None while the conversation has no message."""
     pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     archived: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    title_source: Mapped[str] = mapped_column(String(16), default="message", server_default="message")
+    title_source: Mapped[str] = mapped_column(
+        String(16), default="message", server_default="message"
+    )
     """Where the title came from: ``message`` (the first message cut short), ``generated``
     (by the title model), ``user`` (a rename: never overwritten), ``import``."""
 

@@ -13,12 +13,15 @@ import type { ConfirmDialog } from "./confirm-dialog";
 import { download } from "./dom";
 import type { Header } from "./header";
 import type { MessageView } from "./message";
+import type { ShareDialog } from "./share-dialog";
 import type { ShortcutsDialog } from "./shortcuts-dialog";
+import type { Sidebar } from "./sidebar";
 import "./composer";
 import "./confirm-dialog";
 import "./empty-state";
 import "./header";
 import "./settings-panel";
+import "./share-dialog";
 import "./shortcuts-dialog";
 import "./sidebar";
 import "./thread";
@@ -79,7 +82,10 @@ export class App extends LightElement {
       @navigated=${this.#afterNavigate}
       @toggle-settings=${() => (this.settingsOpen = !this.settingsOpen)}
       @confirm-delete=${this.#confirmDelete}
+      @confirm-bulk-delete=${this.#confirmBulkDelete}
       @export=${this.#export}
+      @export-many=${this.#exportMany}
+      @share=${this.#share}
       @example=${this.#example}
       @choose-model=${() => this.querySelector<Header>("lt-header")?.openModelPicker()}
     >
@@ -94,6 +100,8 @@ export class App extends LightElement {
           ?loading=${state.conversationsLoading}
           .connection=${state.connection}
           .user=${this.user}
+          .search=${state.search}
+          .archived=${state.archived}
         ></lt-sidebar>
       </aside>
       <div class="scrim" @click=${this.#toggleSidebar}></div>
@@ -133,6 +141,7 @@ export class App extends LightElement {
         : nothing}
       <lt-toasts .toasts=${state.toasts} .controller=${controller}></lt-toasts>
       <lt-confirm-dialog></lt-confirm-dialog>
+      <lt-share-dialog .controller=${controller}></lt-share-dialog>
       <lt-shortcuts-dialog></lt-shortcuts-dialog>
       <lt-lightbox></lt-lightbox>
     </div>`;
@@ -155,7 +164,7 @@ export class App extends LightElement {
       const model = this.controller.modelProblem === null ? this.controller.model : null;
       return html`<lt-empty-state .model=${model} .info=${this.controller.modelInfo(model)}></lt-empty-state>`;
     }
-    return html`<lt-thread .thread=${thread} .conversationId=${key} .controller=${this.controller}></lt-thread>`;
+    return html`<lt-thread .thread=${thread} .conversationId=${key} .controller=${this.controller} .target=${state.focus}></lt-thread>`;
   }
 
   protected override updated(): void {
@@ -176,9 +185,7 @@ export class App extends LightElement {
   #focusSearch = async (): Promise<void> => {
     if (!this.sidebarOpen) this.#toggleSidebar();
     await this.updateComplete;
-    const input = this.querySelector<HTMLInputElement>(".search input");
-    input?.focus();
-    input?.select();
+    this.querySelector<Sidebar>("lt-sidebar")?.focusSearch();
   };
 
   /** The last answer with text, as its copy button copies it (the button shows it did). */
@@ -210,6 +217,36 @@ export class App extends LightElement {
       confirm: t("delete.confirm"),
     });
     if (yes) await this.controller.delete(event.detail.id);
+  };
+
+  #confirmBulkDelete = async (event: CustomEvent<{ ids: string[]; done: () => void }>): Promise<void> => {
+    const dialog = this.querySelector<ConfirmDialog>("lt-confirm-dialog");
+    const ids = event.detail.ids;
+    if (!dialog || ids.length === 0) return;
+    const yes = await dialog.ask({
+      title: t("bulk.deleteTitle", { count: ids.length }),
+      body: t("bulk.deleteBody"),
+      confirm: t("delete.confirm"),
+    });
+    if (yes && (await this.controller.bulk("delete", ids))) event.detail.done();
+  };
+
+  /** The selected conversations (their active paths) as one JSON file in liaotian's format. */
+  #exportMany = async (event: CustomEvent<{ ids: string[] }>): Promise<void> => {
+    const exports = await this.controller.exportConversations(event.detail.ids);
+    if (exports === null || exports.length === 0) return;
+    const day = new Date().toISOString().slice(0, 10);
+    const body = exports.length === 1 ? exports[0] : exports;
+    download(`liaotian-${exports.length}-conversations-${day}.json`, "application/json", JSON.stringify(body, null, 2) + "\n");
+  };
+
+  #share = (event: CustomEvent<{ conversationId?: string; messageId?: string | null; title?: string }>): void => {
+    const view = this.appState.view;
+    const conversationId = event.detail.conversationId ?? (view.kind === "conversation" ? view.id : null);
+    if (conversationId === null) return;
+    const title =
+      event.detail.title ?? this.appState.conversations.find((c) => c.id === conversationId)?.title ?? this.controller.activeConversation?.title ?? "";
+    void this.querySelector<ShareDialog>("lt-share-dialog")?.open({ conversationId, messageId: event.detail.messageId ?? null, title });
   };
 
   #export = async (event: CustomEvent<"markdown" | "json">): Promise<void> => {

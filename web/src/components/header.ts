@@ -1,6 +1,6 @@
 /**
  * <lt-header>: the open conversation's title, the model picker (unavailable models are
- * listed, disabled, with what they need), chat settings and export.
+ * listed, disabled, with what they need), chat settings, share and export.
  */
 import { html, nothing, type TemplateResult } from "lit";
 import { t } from "../i18n";
@@ -66,6 +66,10 @@ export class Header extends LightElement {
         >
           ${icons.settings()}
         </button>
+        ${this.canExport
+          ? html`<button type="button" class="icon-btn" data-action="share" aria-label=${t("header.share")} title=${t("header.share")}
+              @click=${() => this.dispatchEvent(new CustomEvent("share", { bubbles: true, detail: {} }))}>${icons.share()}</button>`
+          : nothing}
         ${this.canExport ? this.#exportMenu() : nothing}
       </div>
     </header>`;

@@ -33,5 +33,13 @@ export const icons = {
   image: () => icon(svg`<rect x="3" y="3" width="18" height="18" rx="2"/><circle cx="9" cy="9" r="2"/><path d="m21 15-5-5L5 21"/>`),
   bulb: () => icon(svg`<path d="M9 18h6M10 22h4"/><path d="M12 2a7 7 0 0 0-4 12.7c.6.5 1 1.3 1 2.1V17h6v-.2c0-.8.4-1.6 1-2.1A7 7 0 0 0 12 2Z"/>`, 16),
   chevron: () => icon(svg`<path d="m9 6 6 6-6 6"/>`, 14),
+  chevronLeft: () => icon(svg`<path d="m15 6-6 6 6 6"/>`, 14),
+  pin: () => icon(svg`<path d="M12 17v5M9 10.8V4h6v6.8l3 3.2v2H6v-2z"/>`, 16),
+  archive: () => icon(svg`<rect x="3" y="4" width="18" height="4" rx="1"/><path d="M5 8v11a1 1 0 0 0 1 1h12a1 1 0 0 0 1-1V8M10 12h4"/>`, 16),
+  restore: () => icon(svg`<path d="M3 12a9 9 0 1 0 3-6.7L3 8"/><path d="M3 3v5h5"/>`, 16),
+  share: () => icon(svg`<circle cx="18" cy="5" r="3"/><circle cx="6" cy="12" r="3"/><circle cx="18" cy="19" r="3"/><path d="m8.6 13.5 6.8 4M15.4 6.5l-6.8 4"/>`, 16),
+  upload: () => icon(svg`<path d="M12 21V9M7 14l5-5 5 5M5 3h14"/>`, 16),
+  select: () => icon(svg`<rect x="3" y="3" width="18" height="18" rx="2"/><path d="m8 12 3 3 5-6"/>`, 16),
+  link: () => icon(svg`<path d="M10 13a5 5 0 0 0 7.5.5l3-3a5 5 0 0 0-7-7l-1.7 1.7"/><path d="M14 11a5 5 0 0 0-7.5-.5l-3 3a5 5 0 0 0 7 7l1.7-1.7"/>`, 16),
   chat: () => icon(svg`<path d="M21 15a2 2 0 0 1-2 2H7l-4 4V5a2 2 0 0 1 2-2h14a2 2 0 0 1 2 2z"/>`, 16),
 };

@@ -31,7 +31,7 @@ export class MessageView extends LightElement {
 
   declare message: Message;
   declare controller: ChatController;
-  /** The conversation's last answer: the one Regenerate replaces. */
+  /** The conversation's last answer (Regenerate asks for the default one). */
   declare last: boolean;
   /** The conversation is answering: no regenerate or edit meanwhile. */
   declare busy: boolean;
@@ -84,6 +84,7 @@ export class MessageView extends LightElement {
         ? html`<div class="bubble" title=${formatDateTime(message.createdAt)}>${message.content}</div>`
         : nothing}
       <div class="msg-actions">
+        ${this.#branches()}
         ${this.#copyButton(t("message.copyMessage"))}
         ${pending
           ? nothing
@@ -252,22 +253,51 @@ export class MessageView extends LightElement {
         ></span
       >
       <span class="msg-actions">
+        ${this.#branches()}
         ${message.content ? this.#copyButton(t("message.copyAnswer")) : nothing}
-        ${this.last
-          ? html`<button
-              type="button"
-              class="icon-btn"
-              data-action="regenerate"
-              title=${t("message.regenerate")}
-              aria-label=${t("message.regenerate")}
-              ?disabled=${this.busy}
-              @click=${() => void this.controller.regenerate()}
-            >
-              ${icons.regenerate()}
-            </button>`
-          : nothing}
+        <button
+          type="button"
+          class="icon-btn"
+          data-action="regenerate"
+          title=${t("message.regenerate")}
+          aria-label=${t("message.regenerate")}
+          ?disabled=${this.busy}
+          @click=${() => void this.controller.regenerate(this.last ? undefined : message.id)}
+        >
+          ${icons.regenerate()}
+        </button>
+        <button
+          type="button"
+          class="icon-btn"
+          data-action="share-message"
+          title=${t("share.upToHere")}
+          aria-label=${t("share.upToHere")}
+          @click=${() => this.dispatchEvent(new CustomEvent("share", { bubbles: true, detail: { messageId: message.id } }))}
+        >
+          ${icons.share()}
+        </button>
       </span>
     </footer>`;
+  }
+
+  /** `‹ 2/3 ›` between a message's alternatives (Regenerate and Edit add them): a flip
+   * shows the other branch here and on every device. */
+  #branches(): TemplateResult | typeof nothing {
+    const { id, siblings } = this.message;
+    const index = siblings.indexOf(id);
+    if (siblings.length < 2 || index < 0) return nothing;
+    const go = (to: number): void => {
+      const target = siblings[to];
+      if (target !== undefined) void this.controller.switchBranch(target);
+    };
+    const position = t("branch.position", { index: index + 1, count: siblings.length });
+    return html`<span class="branch-nav" role="group" aria-label=${t("branch.label")} data-branch=${`${index + 1}/${siblings.length}`}>
+      <button type="button" class="icon-btn" data-action="branch-previous" aria-label=${t("branch.previous")} title=${t("branch.previous")}
+        ?disabled=${this.busy || index === 0} @click=${() => go(index - 1)}>${icons.chevronLeft()}</button>
+      <span class="branch-count" title=${position}><span aria-hidden="true">${index + 1}/${siblings.length}</span><span class="visually-hidden">${position}</span></span>
+      <button type="button" class="icon-btn" data-action="branch-next" aria-label=${t("branch.next")} title=${t("branch.next")}
+        ?disabled=${this.busy || index === siblings.length - 1} @click=${() => go(index + 1)}>${icons.chevron()}</button>
+    </span>`;
   }
 
   #copyButton(label: string): TemplateResult {

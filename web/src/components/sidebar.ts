@@ -1,14 +1,17 @@
 /**
- * <lt-sidebar>: the owner's conversations, newest first and grouped by day, with search,
- * rename, delete, and the page's own controls (connection, language, theme) at the bottom.
+ * <lt-sidebar>: the owner's conversations (pinned first, then newest first, grouped by day),
+ * full-text search of titles and messages, each conversation's menu (pin, rename, share,
+ * archive, delete), the Archived view, a select mode for bulk actions, import, and the page's
+ * own controls (connection, language, theme) at the bottom.
  */
 import { html, nothing, type TemplateResult } from "lit";
 import { repeat } from "lit/directives/repeat.js";
-import { getLocale, type Locale, LOCALES, type MessageKey, setLocale, t } from "../i18n";
+import { formatDate, getLocale, type Locale, LOCALES, type MessageKey, setLocale, t } from "../i18n";
 import type { ConnectionState } from "../protocol/client";
 import type { ChatController } from "../state/chat";
 import type { ThemeChoice } from "../state/preferences";
-import type { Conversation } from "../state/types";
+import type { SearchResult } from "../protocol/types";
+import type { Conversation, SearchState } from "../state/types";
 import { getTheme, setTheme } from "../theme";
 import { LightElement } from "./base";
 import { icons } from "./icons";
@@ -37,8 +40,13 @@ export class Sidebar extends LightElement {
     loading: { type: Boolean },
     connection: { attribute: false },
     user: { attribute: false },
+    search: { attribute: false },
+    archived: { attribute: false },
     renaming: { state: true },
     now: { state: true },
+    showArchived: { state: true },
+    selecting: { state: true },
+    selected: { state: true },
   };
 
   declare controller: ChatController;
@@ -53,6 +61,13 @@ export class Sidebar extends LightElement {
   declare renaming: string | null;
   /** A clock for the reconnect countdown. */
   declare now: number;
+  declare search: SearchState | null;
+  declare archived: Conversation[] | null;
+  /** The Archived view instead of the list. */
+  declare showArchived: boolean;
+  /** Select mode: checkboxes and the bulk actions. */
+  declare selecting: boolean;
+  declare selected: ReadonlySet<string>;
 
   #searchTimer: ReturnType<typeof setTimeout> | null = null;
   #clock: ReturnType<typeof setInterval> | null = null;
@@ -67,6 +82,18 @@ export class Sidebar extends LightElement {
     this.renaming = null;
     this.user = null;
     this.now = Date.now();
+    this.search = null;
+    this.archived = null;
+    this.showArchived = false;
+    this.selecting = false;
+    this.selected = new Set();
+  }
+
+  /** Put the keyboard in the search box (Ctrl/⌘+K). */
+  focusSearch(): void {
+    const input = this.querySelector<HTMLInputElement>(".search input");
+    input?.focus();
+    input?.select();
   }
 
   protected override updated(): void {
@@ -100,23 +127,121 @@ export class Sidebar extends LightElement {
       <button type="button" class="btn new-chat" data-action="new-chat" @click=${this.#newChat}>
         ${icons.plus()}<span>${t("sidebar.newChat")}</span>
       </button>
-      <div class="search">
+      <div class="search" role="search">
         ${icons.search()}
         <input
           type="search"
           aria-label=${t("sidebar.search")}
           placeholder=${t("sidebar.search")}
-          .value=${this.query}
+          aria-keyshortcuts="Control+K Meta+K"
+          .value=${this.search?.query ?? ""}
           @input=${this.#onSearch}
-          @keydown=${(event: KeyboardEvent) => event.key === "Escape" && this.#clearSearch()}
+          @keydown=${this.#searchKeys}
         />
-        ${this.query
+        ${this.search
           ? html`<button type="button" class="icon-btn" aria-label=${t("sidebar.clearSearch")} @click=${this.#clearSearch}>${icons.x()}</button>`
           : nothing}
       </div>
-      <div class="conversations">${this.#list()}</div>
+      ${this.search ? nothing : this.#tools()}
+      <div class="conversations">${this.search ? this.#results(this.search) : this.showArchived ? this.#archivedList() : this.#list()}</div>
       ${this.#footer()}
     </nav>`;
+  }
+
+  /** Select, Archived and Import; in select mode, the bulk actions instead. */
+  #tools(): TemplateResult {
+    if (this.selecting) {
+      const count = this.selected.size;
+      const none = count === 0;
+      return html`<div class="sidebar-tools bulk-bar" role="toolbar" aria-label=${t("bulk.label")}>
+        <span class="bulk-count" aria-live="polite">${t("bulk.count", { count })}</span>
+        <button type="button" class="icon-btn" data-action="bulk-archive" aria-label=${t("bulk.archive")} title=${t("bulk.archive")}
+          ?disabled=${none} @click=${() => void this.#bulk("archive")}>${icons.archive()}</button>
+        <button type="button" class="icon-btn" data-action="bulk-export" aria-label=${t("bulk.export")} title=${t("bulk.export")}
+          ?disabled=${none} @click=${this.#bulkExport}>${icons.download()}</button>
+        <button type="button" class="icon-btn danger" data-action="bulk-delete" aria-label=${t("bulk.delete")} title=${t("bulk.delete")}
+          ?disabled=${none} @click=${this.#bulkDelete}>${icons.trash()}</button>
+        <button type="button" class="btn btn-ghost btn-small" data-action="bulk-done" @click=${this.#stopSelecting}>${t("bulk.done")}</button>
+      </div>`;
+    }
+    return html`<div class="sidebar-tools" role="toolbar" aria-label=${t("sidebar.tools")}>
+      ${this.showArchived
+        ? html`<button type="button" class="btn btn-ghost btn-small" data-action="archived-back" @click=${() => (this.showArchived = false)}>
+            ${icons.chevronLeft()}<span>${t("sidebar.backToList")}</span>
+          </button>`
+        : html`<button type="button" class="btn btn-ghost btn-small" data-action="select" aria-pressed="false"
+              ?disabled=${this.conversations.length === 0} @click=${() => (this.selecting = true)}>
+              ${icons.select()}<span>${t("sidebar.select")}</span>
+            </button>
+            <button type="button" class="btn btn-ghost btn-small" data-action="show-archived" @click=${this.#showArchived}>
+              ${icons.archive()}<span>${t("sidebar.archived")}</span>
+            </button>`}
+      <button type="button" class="btn btn-ghost btn-small" data-action="import" title=${t("import.hint")} @click=${this.#pickImport}>
+        ${icons.upload()}<span>${t("import.button")}</span>
+      </button>
+      <input type="file" class="visually-hidden import-file" accept=".json,application/json" tabindex="-1" aria-hidden="true" @change=${this.#import} />
+    </div>`;
+  }
+
+  #results(search: SearchState): TemplateResult {
+    const results = search.results;
+    if (results === null) return html`<p class="sidebar-empty"><span class="spinner" aria-hidden="true"></span></p>`;
+    if (results.length === 0) {
+      return html`<p class="sidebar-empty" role="status">${search.loading ? html`<span class="spinner" aria-hidden="true"></span>` : t("search.none", { query: search.query })}</p>`;
+    }
+    return html`<section class="conv-group search-results" aria-busy=${search.loading ? "true" : "false"}>
+      <h2 class="conv-group-title" role="status">${t("search.count", { count: results.length })}</h2>
+      <ul role="list">
+        ${repeat(results, (result) => `${result.conversation.id}:${result.message_id ?? ""}`, (result) => this.#result(result))}
+      </ul>
+    </section>`;
+  }
+
+  /** One result: its title, date and snippet. The snippet is the user's text: text nodes
+   * only, the matches in <mark>. */
+  #result(result: SearchResult): TemplateResult {
+    const conversation = result.conversation;
+    return html`<li class="search-result" data-conversation-id=${conversation.id} data-message-id=${result.message_id ?? ""}>
+      <a class="search-link" href="/c/${conversation.id}" @click=${(event: MouseEvent) => this.#openResult(event, result)}>
+        <span class="search-head">
+          <span class="conv-title">${conversation.title}</span>
+          <time class="search-date" datetime=${new Date(result.created_at * 1000).toISOString()}>${formatDate(result.created_at)}</time>
+        </span>
+        ${result.snippet.length > 0
+          ? html`<span class="search-snippet">${result.snippet.map((piece) => (piece.match ? html`<mark>${piece.text}</mark>` : piece.text))}</span>`
+          : nothing}
+        ${conversation.archived ? html`<span class="chip">${t("sidebar.archivedChip")}</span>` : nothing}
+      </a>
+    </li>`;
+  }
+
+  #archivedList(): TemplateResult {
+    const archived = this.archived;
+    if (archived === null) return html`<p class="sidebar-empty"><span class="spinner" aria-hidden="true"></span></p>`;
+    return html`<section class="conv-group archived-list">
+      <h2 class="conv-group-title">${t("sidebar.archived")}</h2>
+      ${archived.length === 0
+        ? html`<p class="sidebar-empty">${t("sidebar.archivedEmpty")}</p>`
+        : html`<ul role="list">
+            ${repeat(
+              archived,
+              (item) => item.id,
+              (item) => html`<li class="conv-item archived ${item.id === this.activeId ? "active" : ""}" data-conversation-id=${item.id}>
+                <a class="conv-link" href="/c/${item.id}" title=${item.title} @click=${(event: MouseEvent) => this.#open(event, item.id)}>
+                  <span class="conv-title">${item.title}</span>
+                </a>
+                <button type="button" class="icon-btn" data-action="restore" aria-label=${t("sidebar.restoreTitle", { title: item.title })}
+                  title=${t("sidebar.restore")} @click=${() => void this.controller.updateConversation(item.id, { archived: false })}>
+                  ${icons.restore()}
+                </button>
+                <button type="button" class="icon-btn danger" data-action="delete" aria-label=${t("sidebar.deleteTitle", { title: item.title })}
+                  title=${t("sidebar.delete")} @click=${(event: Event) => this.#delete(event, item)}>
+                  ${icons.trash()}
+                </button>
+              </li>`,
+            )}
+          </ul>`}
+    </section>`;
   }
 
   #list(): TemplateResult {
@@ -127,13 +252,13 @@ export class Sidebar extends LightElement {
     const now = new Date();
     const groups: { key: MessageKey; items: Conversation[] }[] = [];
     for (const conversation of this.conversations) {
-      const key = groupOf(conversation.updated_at, now);
+      const key: MessageKey = conversation.pinned ? "sidebar.pinned" : groupOf(conversation.updated_at, now);
       const group = groups.at(-1);
       if (group?.key === key) group.items.push(conversation);
       else groups.push({ key, items: [conversation] });
     }
     return html`${groups.map(
-        (group) => html`<section class="conv-group">
+        (group) => html`<section class="conv-group ${group.key === "sidebar.pinned" ? "pinned" : ""}">
           <h2 class="conv-group-title">${t(group.key)}</h2>
           <ul role="list">
             ${repeat(group.items, (item) => item.id, (item) => this.#item(item))}
@@ -162,7 +287,17 @@ export class Sidebar extends LightElement {
         </form>
       </li>`;
     }
-    return html`<li class="conv-item ${active ? "active" : ""}" data-conversation-id=${conversation.id}>
+    if (this.selecting) {
+      const checked = this.selected.has(conversation.id);
+      return html`<li class="conv-item selectable ${checked ? "selected" : ""}" data-conversation-id=${conversation.id}>
+        <label class="conv-link conv-check">
+          <input type="checkbox" .checked=${checked} @change=${() => this.#toggleSelected(conversation.id)} />
+          <span class="conv-title">${conversation.title}</span>
+        </label>
+      </li>`;
+    }
+    const pinned = conversation.pinned ?? false;
+    return html`<li class="conv-item ${active ? "active" : ""} ${pinned ? "pinned" : ""}" data-conversation-id=${conversation.id}>
       <a
         class="conv-link"
         href="/c/${conversation.id}"
@@ -170,6 +305,7 @@ export class Sidebar extends LightElement {
         title=${conversation.title}
         @click=${(event: MouseEvent) => this.#open(event, conversation.id)}
       >
+        ${pinned ? html`<span class="pin-mark" aria-label=${t("sidebar.pinnedMark")}>${icons.pin()}</span>` : nothing}
         <span class="conv-title">${conversation.title}</span>
         ${conversation.streaming_message_id
           ? html`<span class="live-dot" title=${t("sidebar.answering")} aria-label=${t("sidebar.answering")}></span>`
@@ -180,8 +316,20 @@ export class Sidebar extends LightElement {
           ${icons.more()}
         </summary>
         <div class="menu-items" role="menu">
+          <button type="button" role="menuitem" data-action=${pinned ? "unpin" : "pin"}
+            @click=${(event: Event) => this.#menu(event, () => this.controller.updateConversation(conversation.id, { pinned: !pinned }))}>
+            ${icons.pin()}<span>${pinned ? t("sidebar.unpin") : t("sidebar.pin")}</span>
+          </button>
           <button type="button" role="menuitem" data-action="rename" @click=${(event: Event) => this.#startRename(event, conversation.id)}>
             ${icons.rename()}<span>${t("sidebar.rename")}</span>
+          </button>
+          <button type="button" role="menuitem" data-action="share"
+            @click=${(event: Event) => this.#menu(event, () => this.#share(conversation))}>
+            ${icons.share()}<span>${t("sidebar.share")}</span>
+          </button>
+          <button type="button" role="menuitem" data-action="archive"
+            @click=${(event: Event) => this.#menu(event, () => this.controller.updateConversation(conversation.id, { archived: true }))}>
+            ${icons.archive()}<span>${t("sidebar.archive")}</span>
           </button>
           <button type="button" role="menuitem" class="danger" data-action="delete" @click=${(event: Event) => this.#delete(event, conversation)}>
             ${icons.trash()}<span>${t("sidebar.delete")}</span>
@@ -274,15 +422,104 @@ export class Sidebar extends LightElement {
   #onSearch = (event: Event): void => {
     const query = (event.target as HTMLInputElement).value;
     if (this.#searchTimer !== null) clearTimeout(this.#searchTimer);
-    this.#searchTimer = setTimeout(() => void this.controller.search(query.trim()), SEARCH_DELAY_MS);
+    if (query.trim() === "") {
+      void this.controller.searchMessages("");
+      return;
+    }
+    this.#searchTimer = setTimeout(() => void this.controller.searchMessages(query), SEARCH_DELAY_MS);
+  };
+
+  /** Esc clears the search; ↓ goes to the first result. */
+  #searchKeys = (event: KeyboardEvent): void => {
+    if (event.key === "Escape" && this.search !== null) {
+      event.preventDefault();
+      this.#clearSearch();
+    } else if (event.key === "ArrowDown") {
+      const first = this.querySelector<HTMLElement>(".search-link");
+      if (first) {
+        event.preventDefault();
+        first.focus();
+      }
+    }
   };
 
   #clearSearch = (): void => {
     const input = this.querySelector<HTMLInputElement>(".search input");
     if (input) input.value = "";
     if (this.#searchTimer !== null) clearTimeout(this.#searchTimer);
-    void this.controller.search("");
+    void this.controller.searchMessages("");
+    input?.focus();
   };
+
+  #openResult(event: MouseEvent, result: SearchResult): void {
+    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    void this.controller.openSearchResult(result);
+    this.dispatchEvent(new CustomEvent("navigated", { bubbles: true, detail: { keepFocus: true } }));
+  }
+
+  #showArchived = (): void => {
+    this.showArchived = true;
+    void this.controller.loadArchived();
+  };
+
+  #toggleSelected(id: string): void {
+    const next = new Set(this.selected);
+    if (next.has(id)) next.delete(id);
+    else next.add(id);
+    this.selected = next;
+  }
+
+  #stopSelecting = (): void => {
+    this.selecting = false;
+    this.selected = new Set();
+  };
+
+  /** The selected ids still in the list. */
+  #selectedIds(): string[] {
+    return this.conversations.filter((c) => this.selected.has(c.id)).map((c) => c.id);
+  }
+
+  async #bulk(action: "archive"): Promise<void> {
+    if (await this.controller.bulk(action, this.#selectedIds())) this.#stopSelecting();
+  }
+
+  #bulkDelete = (): void => {
+    const ids = this.#selectedIds();
+    this.dispatchEvent(
+      new CustomEvent("confirm-bulk-delete", {
+        bubbles: true,
+        detail: { ids, done: () => this.#stopSelecting() },
+      }),
+    );
+  };
+
+  #bulkExport = (): void => {
+    this.dispatchEvent(new CustomEvent("export-many", { bubbles: true, detail: { ids: this.#selectedIds() } }));
+  };
+
+  #pickImport = (): void => {
+    this.querySelector<HTMLInputElement>(".import-file")?.click();
+  };
+
+  #import = async (event: Event): Promise<void> => {
+    const input = event.target as HTMLInputElement;
+    const file = input.files?.[0];
+    input.value = "";
+    if (file) await this.controller.importFile(file);
+  };
+
+  #share(conversation: Conversation): void {
+    this.dispatchEvent(
+      new CustomEvent("share", { bubbles: true, detail: { conversationId: conversation.id, messageId: null, title: conversation.title } }),
+    );
+  }
+
+  /** Close the menu, then do what its item says. */
+  #menu(event: Event, action: () => unknown): void {
+    (event.target as Element).closest("details")?.removeAttribute("open");
+    void action();
+  }
 
   /** One open menu at a time. */
   #onMenuToggle = (event: Event): void => {

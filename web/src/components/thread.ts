@@ -8,7 +8,7 @@ import { html, nothing, type PropertyValues, type TemplateResult } from "lit";
 import { repeat } from "lit/directives/repeat.js";
 import { t } from "../i18n";
 import { type ChatController, isBusy } from "../state/chat";
-import type { Thread } from "../state/types";
+import type { Focus, Thread } from "../state/types";
 import { LightElement } from "./base";
 import { icons } from "./icons";
 import { logo } from "./logo";
@@ -21,6 +21,8 @@ const PIN_SLACK = 48;
 const USER_SCROLL_MS = 1000;
 /** Keys that scroll the view up. */
 const UP_KEYS = new Set(["ArrowUp", "PageUp", "Home", " "]);
+/** How long a found message stays highlighted (ms; the CSS animation lasts as long). */
+const HIGHLIGHT_MS = 2400;
 
 /** The reply being written in `thread`, if any: a new one is followed from its start. */
 function streamingId(thread: Thread | undefined): string | undefined {
@@ -32,12 +34,15 @@ export class ThreadView extends LightElement {
     thread: { attribute: false },
     conversationId: { attribute: false },
     controller: { attribute: false },
+    target: { attribute: false },
     pinned: { state: true },
   };
 
   declare thread: Thread;
   declare conversationId: string;
   declare controller: ChatController;
+  /** A message to scroll to and highlight (a search result), once it is shown. */
+  declare target: Focus | null;
   declare pinned: boolean;
 
   #scroller: HTMLElement | null = null;
@@ -57,6 +62,7 @@ export class ThreadView extends LightElement {
   constructor() {
     super();
     this.pinned = true;
+    this.target = null;
   }
 
   override connectedCallback(): void {
@@ -141,6 +147,7 @@ export class ThreadView extends LightElement {
     if (sentinel) this.#topSentinel.observe(sentinel);
     const scroller = this.#scroller;
     const restore = this.#restore;
+    if (this.#reveal()) return;
     if (scroller && restore !== null && restore.firstId !== this.thread.messages[0]?.id) {
       // Keep the message the user was reading where it was.
       scroller.scrollTop = scroller.scrollHeight - restore.fromBottom;
@@ -148,6 +155,22 @@ export class ThreadView extends LightElement {
     } else {
       this.#stick();
     }
+  }
+
+  /** Scroll to the focused message and highlight it, once it is in the thread. */
+  #reveal(): boolean {
+    const focus = this.target;
+    if (focus === null || focus.conversationId !== this.conversationId) return false;
+    const element = this.querySelector<HTMLElement>(`article[data-message-id="${CSS.escape(focus.messageId)}"]`);
+    if (element === null) return false;
+    this.pinned = false;
+    this.#restore = null;
+    element.scrollIntoView({ block: "center" });
+    this.#lastTop = this.#scroller?.scrollTop ?? 0;
+    element.classList.add("found");
+    setTimeout(() => element.classList.remove("found"), HIGHLIGHT_MS);
+    this.controller.clearFocus();
+    return true;
   }
 
   /** Follow the growing answer while pinned. */

@@ -1,4 +1,5 @@
-/** <lt-toasts>: problems that are not about the message being sent (rename, export, load). */
+/** <lt-toasts>: problems that are not about the message being sent (rename, export, load),
+ * and news (an import's outcome). */
 import { html, type TemplateResult } from "lit";
 import { repeat } from "lit/directives/repeat.js";
 import { describeProblem, t } from "../i18n";
@@ -28,8 +29,9 @@ export class Toasts extends LightElement {
         (toast) => toast.id,
         (toast) => {
           const { text, hint } = describeProblem(toast.problem);
-          return html`<div class="toast" data-code=${toast.problem.code}>
-            ${icons.alert()}
+          const info = toast.tone === "info";
+          return html`<div class="toast" data-code=${toast.problem.code} data-tone=${info ? "info" : "problem"}>
+            ${info ? icons.check() : icons.alert()}
             <div><p class="problem-text">${text}</p><p class="problem-hint">${hint}</p></div>
             <button type="button" class="icon-btn" aria-label=${t("common.dismiss")} @click=${() => this.controller.dismissToast(toast.id)}>${icons.x()}</button>
           </div>`;

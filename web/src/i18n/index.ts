@@ -105,6 +105,13 @@ export function formatDateTime(epochSeconds: number): string {
   );
 }
 
+/** A day: this year's without the year. */
+export function formatDate(epochSeconds: number): string {
+  const date = new Date(epochSeconds * 1000);
+  const thisYear = date.getFullYear() === new Date().getFullYear();
+  return new Intl.DateTimeFormat(current, thisYear ? { month: "short", day: "numeric" } : { dateStyle: "medium" }).format(date);
+}
+
 /** A size in bytes in binary units ("10 MiB"), for limits and files. */
 export function formatBytes(bytes: number): string {
   if (bytes < 1024) return `${formatNumber(bytes)} B`;

@@ -20,7 +20,8 @@ export function setAttachmentOwner(clientId: string | null): void {
   owner = clientId;
 }
 
-function query(params: Record<string, string>): string {
+/** `?…` with `params` and, in open mode, the owner's `client_id` (uploads, imports). */
+export function ownerQuery(params: Record<string, string>): string {
   const search = new URLSearchParams(params);
   if (owner !== null) search.set("client_id", owner);
   const text = search.toString();
@@ -28,7 +29,7 @@ function query(params: Record<string, string>): string {
 }
 
 export function attachmentUrl(id: string): string {
-  return `/attachments/${encodeURIComponent(id)}${query({})}`;
+  return `/attachments/${encodeURIComponent(id)}${ownerQuery({})}`;
 }
 
 /** An upload refused or failed: the server's error code (or `connection`) and its words. */
@@ -51,7 +52,7 @@ export function uploadAttachment(
 ): Promise<WireAttachment> {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
-    request.open("POST", `/attachments${query({ name: file.name || "image" })}`);
+    request.open("POST", `/attachments${ownerQuery({ name: file.name || "image" })}`);
     request.setRequestHeader("Content-Type", file.type || "application/octet-stream");
     request.responseType = "json";
     request.upload.addEventListener("progress", (event) => {

@@ -57,6 +57,12 @@ export interface WireConversation {
   created_at: number;
   updated_at: number;
   streaming_message_id?: string | null;
+  /** The last message of the active path (the branch every tab shows). */
+  active_message_id?: string | null;
+  pinned?: boolean;
+  archived?: boolean;
+  /** Where the title came from: the first message, the title model, or the user. */
+  title_source?: "message" | "generated" | "user";
 }
 
 export interface WireMessage {
@@ -75,6 +81,10 @@ export interface WireMessage {
   sources?: WireSource[];
   attachments?: WireAttachment[];
   thinking_ms?: number | null;
+  /** The message this one follows; null for the first. */
+  parent_id?: string | null;
+  /** Messages with the same parent, oldest first, itself included. */
+  siblings?: string[];
 }
 
 export interface WireModel {
@@ -115,6 +125,10 @@ export interface ReplyStartedFrame extends ReplyFrameBase {
   title: string;
   created_at: number;
   client_message_id?: string;
+  /** The parent of the user message, and the siblings of it and of the reply (branches). */
+  user_parent_id?: string | null;
+  user_siblings?: string[];
+  reply_siblings?: string[];
 }
 
 export interface ReplyDeltaFrame extends ReplyFrameBase {
@@ -204,6 +218,76 @@ export interface ErrorFrame {
   capability?: string;
 }
 
+export interface BulkFrame {
+  type: "conversations.bulk";
+  id?: RequestId;
+  action: BulkAction;
+  conversation_ids: string[];
+  not_found: string[];
+}
+
+/** liaotian's export format (docs/protocol.md, "Export and import format"). */
+export interface ConversationExport {
+  format: "liaotian.conversation";
+  version: number;
+  exported_at: number;
+  conversation: Record<string, unknown>;
+  messages: Record<string, unknown>[];
+}
+
+export interface ExportFrame {
+  type: "conversation.export";
+  id?: RequestId;
+  export: ConversationExport;
+}
+
+/** A piece of a search result's snippet: plain text, `match` where the query matched. */
+export interface SnippetPiece {
+  text: string;
+  match?: boolean;
+}
+
+export interface SearchResult {
+  conversation: WireConversation;
+  /** null when only the title matched. */
+  message_id: string | null;
+  role?: "user" | "assistant" | null;
+  created_at: number;
+  on_active_path: boolean;
+  snippet: SnippetPiece[];
+}
+
+export interface SearchResultsFrame {
+  type: "search.results";
+  id?: RequestId;
+  query: string;
+  results: SearchResult[];
+}
+
+export interface WireShare {
+  id: string;
+  /** The path of the shared page, from the site's root ("/s/…"). */
+  url: string;
+  conversation_id: string;
+  message_id: string;
+  title: string;
+  created_at: number;
+  expires_at: number | null;
+  revoked: boolean;
+}
+
+export interface ShareFrame {
+  type: "share";
+  id?: RequestId;
+  share: WireShare;
+}
+
+export interface SharesFrame {
+  type: "shares";
+  id?: RequestId;
+  shares: WireShare[];
+}
+
 export type ReplyFrame =
   | ReplyStartedFrame
   | ReplyDeltaFrame
@@ -221,7 +305,14 @@ export type ServerFrame =
   | ModelsFrame
   | AckFrame
   | PongFrame
+  | BulkFrame
+  | ExportFrame
+  | SearchResultsFrame
+  | ShareFrame
+  | SharesFrame
   | ErrorFrame;
+
+export type BulkAction = "delete" | "archive" | "unarchive" | "pin" | "unpin";
 
 // -- client frames ------------------------------------------------------------------------
 
@@ -245,14 +336,23 @@ export type ClientFrame =
       client_message_id?: string;
       attachments?: string[];
     } & ReplyOptions)
-  | ({ type: "chat.regenerate"; conversation_id: string } & ReplyOptions)
+  | ({ type: "chat.regenerate"; conversation_id: string; message_id?: string } & ReplyOptions)
   | ({ type: "chat.edit"; conversation_id: string; message_id: string; message: string; attachments?: string[] } & ReplyOptions)
   | { type: "chat.cancel"; message_id?: string; conversation_id?: string }
   | { type: "chat.subscribe"; message_id: string; after_seq?: number }
-  | { type: "conversations.list"; limit?: number; before?: string; query?: string }
+  | { type: "conversations.list"; limit?: number; before?: string; query?: string; archived?: boolean }
   | { type: "conversation.history"; conversation_id: string; limit?: number; before?: string }
   | { type: "conversation.rename"; conversation_id: string; title: string }
   | { type: "conversation.delete"; conversation_id: string }
+  | { type: "conversation.switch"; conversation_id: string; message_id: string }
+  | { type: "conversation.update"; conversation_id: string; pinned?: boolean; archived?: boolean }
+  | { type: "conversations.bulk"; action: BulkAction; conversation_ids: string[] }
+  | { type: "conversation.export"; conversation_id: string; tree?: boolean }
+  | { type: "search"; query: string; limit?: number }
+  | { type: "share.create"; conversation_id: string; message_id?: string; expires_in?: number }
+  | { type: "shares.list"; conversation_id?: string }
+  | { type: "share.revoke"; share_id: string }
+  | { type: "share.copy"; share_id: string }
   | { type: "models.list" }
   | { type: "ping" };
 
@@ -267,6 +367,15 @@ export interface ResponseOf {
   "conversation.history": HistoryFrame;
   "conversation.rename": ConversationUpdatedFrame;
   "conversation.delete": ConversationDeletedFrame;
+  "conversation.switch": ConversationUpdatedFrame;
+  "conversation.update": ConversationUpdatedFrame;
+  "conversations.bulk": BulkFrame;
+  "conversation.export": ExportFrame;
+  search: SearchResultsFrame;
+  "share.create": ShareFrame;
+  "shares.list": SharesFrame;
+  "share.revoke": ShareFrame;
+  "share.copy": ConversationUpdatedFrame;
   "models.list": ModelsFrame;
   ping: PongFrame;
 }

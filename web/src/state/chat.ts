@@ -6,13 +6,20 @@
  */
 import { ConnectionLost, type ProtocolClient, RequestError, RequestTimeout } from "../protocol/client";
 import type {
+  BulkAction,
   Capabilities,
   ClientFrame,
+  ConversationExport,
   ReplyOptions,
   ReplyStartedFrame,
+  SearchResult,
   ServerFrame,
   WireAttachment,
+  WireConversation,
+  WireShare,
 } from "../protocol/types";
+import { UploadError } from "../protocol/attachments";
+import { importConversations, type ImportOutcome } from "../protocol/imports";
 import { fileName, toJson, toMarkdown, type ExportLabels } from "./export";
 import {
   type FeatureChoice,
@@ -32,9 +39,10 @@ import {
   replyDone,
   replyReasoning,
   replySources,
+  inListOrder as inListOrderOf,
   replyStarted,
 } from "./reducers";
-import { conversationInUrl, onUrlChange, showInUrl } from "./router";
+import { conversationInUrl, onUrlChange, showInUrl, takeCopyFromUrl } from "./router";
 import { Store } from "./store";
 import {
   type AppState,
@@ -52,6 +60,9 @@ import {
 const HISTORY_PAGE = 100;
 const CONVERSATION_PAGE = 50;
 const SEND_ATTEMPTS = 5;
+const SEARCH_LIMIT = 20;
+/** Earlier pages loaded at most to reach a search result's message. */
+const FOCUS_PAGES = 20;
 const TOAST_MS = 7000;
 /** Problems that only say an answer is being written. */
 const BUSY_CODES = new Set(["conversation_busy", "busy_elsewhere"]);
@@ -109,6 +120,9 @@ export function isBusy(thread: Thread | undefined): boolean {
 export class ChatController {
   readonly store: Store<AppState>;
   #searchToken = 0;
+  #messageSearchToken = 0;
+  /** A `?copy=SHARE_ID` the page was opened with, copied once connected. */
+  #copyShare: string | null = takeCopyFromUrl();
   #nextToast = 1;
   #stopListening: (() => void)[] = [];
   /** Replies this page started (send, regenerate, edit): any other is another tab's. */
@@ -134,6 +148,9 @@ export class ChatController {
       systemPrompts: {},
       composerProblem: null,
       toasts: [],
+      search: null,
+      archived: null,
+      focus: null,
     });
   }
 
@@ -242,6 +259,7 @@ export class ChatController {
       selectedModel: summary?.model && this.modelInfo(summary.model) ? summary.model : state.selectedModel,
     }));
     if (loading && this.client.state.status === "open") void this.#loadHistory(id);
+    else if (!loading) void this.#reachFocus(id);
   }
 
   newChat(push = true): void {
@@ -349,11 +367,31 @@ export class ChatController {
     });
   }
 
-  async regenerate(): Promise<void> {
+  /** Answer again (`messageId`: that answer; default the last): the old answer stays as a
+   * sibling, one ‹ › away. */
+  async regenerate(messageId?: string): Promise<void> {
     const view = this.state.view;
     if (view.kind !== "conversation" || isBusy(this.activeThread)) return;
     const options = this.#replyOptions(view.id);
-    await this.#startReply(view.id, { type: "chat.regenerate", conversation_id: view.id, ...options }, options);
+    await this.#startReply(
+      view.id,
+      { type: "chat.regenerate", conversation_id: view.id, ...(messageId === undefined ? {} : { message_id: messageId }), ...options },
+      options,
+    );
+  }
+
+  /** Show the branch through `messageId` (a sibling of a shown message) here and on every
+   * device: the server stores the choice and tells every tab. */
+  async switchBranch(messageId: string): Promise<void> {
+    const view = this.state.view;
+    if (view.kind !== "conversation" || isBusy(this.activeThread)) return;
+    try {
+      const frame = await this.client.request({ type: "conversation.switch", conversation_id: view.id, message_id: messageId });
+      // #onFrame has seen the answer already; reload here too if it changed nothing it shows.
+      this.#followActivePath(frame.conversation);
+    } catch (error) {
+      this.#toast(problemOf(error));
+    }
   }
 
   /** Replace a sent message with `text` and answer it again; its images stay. False if it
@@ -401,6 +439,107 @@ export class ChatController {
   }
 
   // -- conversations --------------------------------------------------------------------------
+
+  /** Full-text search of titles and messages (the sidebar's search box); "" clears it. */
+  async searchMessages(query: string): Promise<void> {
+    const token = ++this.#messageSearchToken;
+    const clean = query.trim().slice(0, 200);
+    if (clean === "") {
+      this.store.update(() => ({ search: null }));
+      return;
+    }
+    this.store.update((state) => ({
+      search: { query: clean, results: state.search?.results ?? null, loading: true },
+    }));
+    let results: SearchResult[];
+    try {
+      const frame = await this.client.request({ type: "search", query: clean, limit: SEARCH_LIMIT });
+      results = frame.results;
+    } catch (error) {
+      if (token !== this.#messageSearchToken) return;
+      if (error instanceof RequestError && (error.code === "internal_error" || error.code === "unknown_type")) {
+        // A server without full-text search: its titles, at least.
+        results = await this.#titleResults(clean).catch(() => []);
+      } else {
+        this.store.update((state) => ({ search: state.search && { ...state.search, results: state.search.results ?? [], loading: false } }));
+        if (!(error instanceof ConnectionLost)) this.#toast(problemOf(error));
+        return;
+      }
+    }
+    if (token === this.#messageSearchToken) this.store.update(() => ({ search: { query: clean, results, loading: false } }));
+  }
+
+  async #titleResults(query: string): Promise<SearchResult[]> {
+    const frame = await this.client.request({ type: "conversations.list", limit: SEARCH_LIMIT, query });
+    return frame.conversations.map((conversation) => ({
+      conversation,
+      message_id: null,
+      created_at: conversation.updated_at,
+      on_active_path: true,
+      snippet: [],
+    }));
+  }
+
+  /**
+   * Open a search result: its branch first when the message is on another one, then the
+   * conversation, scrolled to the message, which is highlighted for a moment.
+   */
+  async openSearchResult(result: SearchResult): Promise<void> {
+    const id = result.conversation.id;
+    const messageId = result.message_id;
+    if (messageId !== null && !result.on_active_path) {
+      try {
+        const frame = await this.client.request({ type: "conversation.switch", conversation_id: id, message_id: messageId });
+        this.#followActivePath(frame.conversation);
+      } catch (error) {
+        this.#toast(problemOf(error));
+      }
+    }
+    this.store.update((state) => ({
+      focus: messageId === null ? null : { conversationId: id, messageId },
+      // Archived or past the loaded pages: the header still needs its title.
+      opened: state.conversations.some((c) => c.id === id) ? state.opened : result.conversation,
+    }));
+    this.openConversation(id);
+  }
+
+  /** The highlight was shown (or its message cannot be found). */
+  clearFocus(): void {
+    if (this.state.focus !== null) this.store.update(() => ({ focus: null }));
+  }
+
+  /** Load earlier pages until the focused message is in the thread (or there are none). */
+  async #reachFocus(id: string): Promise<void> {
+    for (let page = 0; page < FOCUS_PAGES; page++) {
+      const focus = this.state.focus;
+      const thread = this.state.threads[id];
+      if (focus?.conversationId !== id || thread === undefined) return;
+      if (thread.messages.some((m) => m.id === focus.messageId)) return;
+      if (!thread.hasMore) {
+        this.clearFocus();
+        return;
+      }
+      await this.loadEarlier();
+    }
+  }
+
+  /**
+   * A conversation's active path may have changed (a switch here or on another device): a
+   * loaded thread that does not end where the path ends is reloaded (shown) or marked stale.
+   */
+  #followActivePath(conversation: WireConversation): void {
+    const active = conversation.active_message_id;
+    const thread = this.state.threads[conversation.id];
+    if (!active || thread === undefined || isBusy(thread)) return;
+    const shownLast = thread.messages.findLast((m) => !m.id.startsWith(LOCAL_PREFIX))?.id;
+    if (shownLast === active) return;
+    const view = this.state.view;
+    if (view.kind === "conversation" && view.id === conversation.id && this.client.state.status === "open") {
+      void this.#loadHistory(conversation.id);
+    } else {
+      this.#patchThread(conversation.id, { stale: true });
+    }
+  }
 
   async search(query: string): Promise<void> {
     const token = ++this.#searchToken;
@@ -454,6 +593,126 @@ export class ChatController {
       await this.client.request({ type: "conversation.delete", conversation_id: id });
       const view = this.state.view;
       if ((view.kind === "conversation" || view.kind === "missing") && view.id === id) this.newChat(false);
+    } catch (error) {
+      this.#toast(problemOf(error));
+    }
+  }
+
+  /** Pin or unpin, archive or restore one conversation. */
+  async updateConversation(id: string, change: { pinned?: boolean; archived?: boolean }): Promise<void> {
+    try {
+      await this.client.request({ type: "conversation.update", conversation_id: id, ...change });
+    } catch (error) {
+      this.#toast(problemOf(error));
+    }
+  }
+
+  /** The Archived view's list (the newest 200). */
+  async loadArchived(): Promise<void> {
+    try {
+      const frame = await this.client.request({ type: "conversations.list", archived: true, limit: 200 });
+      this.store.update(() => ({ archived: frame.conversations }));
+    } catch (error) {
+      this.store.update((state) => ({ archived: state.archived ?? [] }));
+      this.#toast(problemOf(error));
+    }
+  }
+
+  /** One action on several conversations at once. The asking tab gets one answer for all,
+   * so it applies the change itself (other tabs get one notice per conversation). */
+  async bulk(action: BulkAction, ids: string[]): Promise<boolean> {
+    if (ids.length === 0) return false;
+    try {
+      const frame = await this.client.request({ type: "conversations.bulk", action, conversation_ids: ids.slice(0, 200) });
+      for (const id of frame.conversation_ids) {
+        if (action === "delete") {
+          this.store.update((state) => conversationDeleted(state, id));
+          continue;
+        }
+        const known =
+          this.state.conversations.find((c) => c.id === id) ??
+          this.state.archived?.find((c) => c.id === id) ??
+          (this.state.opened?.id === id ? this.state.opened : undefined);
+        if (known === undefined) continue;
+        const change =
+          action === "archive" ? { archived: true } : action === "unarchive" ? { archived: false } : { pinned: action === "pin" };
+        this.store.update((state) => conversationUpdated(state, { ...known, ...change }));
+      }
+      const view = this.state.view;
+      if (action === "delete" && view.kind === "missing" && frame.conversation_ids.includes(view.id)) this.newChat(false);
+      return true;
+    } catch (error) {
+      this.#toast(problemOf(error));
+      return false;
+    }
+  }
+
+  /** Conversations in liaotian's export format (their active paths), for one JSON file. */
+  async exportConversations(ids: string[]): Promise<ConversationExport[] | null> {
+    try {
+      const exports: ConversationExport[] = [];
+      for (const id of ids) {
+        exports.push((await this.client.request({ type: "conversation.export", conversation_id: id })).export);
+      }
+      return exports;
+    } catch (error) {
+      this.#toast(problemOf(error));
+      return null;
+    }
+  }
+
+  /** Import a file (liaotian's export or ChatGPT's conversations.json), then say how it went. */
+  async importFile(file: File): Promise<ImportOutcome | null> {
+    try {
+      const outcome = await importConversations(file);
+      this.#toast(
+        { code: "imported", message: "", details: { imported: outcome.imported, skipped: outcome.skipped } },
+        "info",
+      );
+      await this.search("");
+      return outcome;
+    } catch (error) {
+      if (error instanceof UploadError && error.code !== "connection") {
+        // The server's own words say what is wrong with the file.
+        const code = error.status === 413 ? "import_too_large" : "import_failed";
+        this.#toast({ code, message: error.message, details: { reason: error.message || error.code } });
+      } else {
+        this.#toast({ code: "connection", message: "" });
+      }
+      return null;
+    }
+  }
+
+  // -- share links ----------------------------------------------------------------------------
+
+  /** Rejects with the server's error (`share_links_disabled`, …): the share dialog says it. */
+  async createShare(conversationId: string, messageId: string | null, expiresIn: number | null): Promise<WireShare> {
+    const frame = await this.client.request({
+      type: "share.create",
+      conversation_id: conversationId,
+      ...(messageId === null ? {} : { message_id: messageId }),
+      ...(expiresIn === null ? {} : { expires_in: expiresIn }),
+    });
+    return frame.share;
+  }
+
+  async listShares(conversationId: string): Promise<WireShare[]> {
+    return (await this.client.request({ type: "shares.list", conversation_id: conversationId })).shares;
+  }
+
+  async revokeShare(shareId: string): Promise<WireShare> {
+    return (await this.client.request({ type: "share.revoke", share_id: shareId })).share;
+  }
+
+  /** `/?copy=SHARE_ID`: continue a shared conversation as one of the user's own. */
+  async #copySharedConversation(shareId: string): Promise<void> {
+    try {
+      const frame = await this.client.request({ type: "share.copy", share_id: shareId });
+      this.store.update((state) => ({
+        conversations: [frame.conversation, ...state.conversations.filter((c) => c.id !== frame.conversation.id)],
+      }));
+      this.store.update((state) => ({ conversations: inListOrderOf(state.conversations) }));
+      this.openConversation(frame.conversation.id, false);
     } catch (error) {
       this.#toast(problemOf(error));
     }
@@ -540,6 +799,7 @@ export class ChatController {
         break;
       case "conversation.updated":
         this.store.update((state) => conversationUpdated(state, frame.conversation));
+        this.#followActivePath(frame.conversation);
         break;
       case "conversation.deleted":
         this.store.update((state) => conversationDeleted(state, frame.conversation_id));
@@ -579,6 +839,10 @@ export class ChatController {
     }
     const tasks: Promise<unknown>[] = [this.#loadModels(), this.search(this.state.query)];
     if (activeId !== null) tasks.push(this.#loadHistory(activeId));
+    if (this.state.archived !== null) tasks.push(this.loadArchived());
+    const copy = this.#copyShare;
+    this.#copyShare = null;
+    if (copy !== null) tasks.push(this.#copySharedConversation(copy));
     await Promise.allSettled(tasks);
   }
 
@@ -601,6 +865,7 @@ export class ChatController {
       const { patch, subscribe } = historyLoaded(this.state, frame, false);
       this.store.update(() => patch);
       for (const messageId of subscribe) this.#subscribe(messageId, -1, id);
+      void this.#reachFocus(id);
       const view = this.state.view;
       if (view.kind === "conversation" && view.id === id && frame.conversation.model && this.modelInfo(frame.conversation.model)) {
         this.store.update(() => ({ selectedModel: frame.conversation.model }));
@@ -753,9 +1018,9 @@ export class ChatController {
     this.store.update(() => ({ composerProblem: problem }));
   }
 
-  #toast(problem: Problem): void {
+  #toast(problem: Problem, tone: "problem" | "info" = "problem"): void {
     const id = this.#nextToast++;
-    this.store.update((state) => ({ toasts: [...state.toasts, { id, problem }] }));
+    this.store.update((state) => ({ toasts: [...state.toasts, { id, problem, tone }] }));
     setTimeout(() => this.dismissToast(id), TOAST_MS);
   }
 }

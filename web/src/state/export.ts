@@ -1,4 +1,5 @@
-/** A conversation as a file: Markdown to read, JSON to keep (pure functions, no DOM). */
+/** A conversation as a file: Markdown to read, JSON to keep in liaotian's export format (its
+ * active path, which the server's import takes back). Pure functions, no DOM. */
 import type { Conversation, Message } from "./types";
 
 export interface ExportLabels {
@@ -44,7 +45,8 @@ export function toJson(conversation: Conversation, messages: Message[]): string 
   const document = {
     format: "liaotian.conversation",
     version: 1,
-    exported_at: new Date().toISOString(),
+    // Seconds since the epoch, as in the server's exports (docs/protocol.md).
+    exported_at: Date.now() / 1000,
     conversation: {
       id: conversation.id,
       title: conversation.title,
@@ -52,9 +54,14 @@ export function toJson(conversation: Conversation, messages: Message[]): string 
       model: conversation.model,
       created_at: conversation.created_at,
       updated_at: conversation.updated_at,
+      pinned: conversation.pinned ?? false,
+      archived: conversation.archived ?? false,
+      active_message_id: messages.at(-1)?.id ?? null,
     },
-    messages: messages.map((message) => ({
+    // The active path: each message follows the one before it.
+    messages: messages.map((message, index) => ({
       id: message.id,
+      parent_id: message.parentId ?? messages[index - 1]?.id ?? null,
       role: message.role,
       content: message.content,
       status: message.status,

@@ -50,6 +50,8 @@ export function messageFromWire(message: WireMessage): Message {
     thinkingMs: message.thinking_ms ?? null,
     thinkingSince: null,
     seenFromStart: false,
+    parentId: message.parent_id ?? null,
+    siblings: message.siblings && message.siblings.length > 0 ? message.siblings : [message.id],
   };
 }
 
@@ -61,11 +63,25 @@ function matchesQuery(title: string, query: string): boolean {
   return query === "" || title.toLowerCase().includes(query.toLowerCase());
 }
 
-/** Put `conversation` first (it just changed), or leave the list alone if a search hides it. */
+/** The list's order, as the server gives it: pinned first, then newest first. */
+export function inListOrder(list: Conversation[]): Conversation[] {
+  return list
+    .map((item, index) => ({ item, index }))
+    .sort(
+      (a, b) =>
+        Number(b.item.pinned ?? false) - Number(a.item.pinned ?? false) ||
+        b.item.updated_at - a.item.updated_at ||
+        a.index - b.index,
+    )
+    .map(({ item }) => item);
+}
+
+/** Put `conversation` in its place (it just changed), or leave the list alone if a search
+ * hides it; an archived conversation leaves the list. */
 function upsertFirst(list: Conversation[], conversation: Conversation, query: string): Conversation[] {
   const rest = list.filter((item) => item.id !== conversation.id);
-  if (!matchesQuery(conversation.title, query)) return rest.length === list.length ? list : rest;
-  return [conversation, ...rest];
+  if (conversation.archived || !matchesQuery(conversation.title, query)) return rest.length === list.length ? list : rest;
+  return inListOrder([conversation, ...rest]);
 }
 
 /**
@@ -122,17 +138,28 @@ export function replyStarted(state: AppState, frame: ReplyStartedFrame): Patch {
     let messages = thread.messages.filter((message) => !replaced.has(message.id));
     const assistantIndex = messages.findIndex((message) => message.id === frame.message_id);
     const localIndex = localId === null ? -1 : messages.findIndex((message) => message.id === localId);
+    // Where the user message sits in the tree (absent from servers before branches).
+    const userBranch: Partial<Message> = {
+      ...(frame.user_parent_id !== undefined ? { parentId: frame.user_parent_id } : {}),
+      ...(frame.user_siblings && frame.user_siblings.length > 0 ? { siblings: frame.user_siblings } : {}),
+    };
+    const userIndex = messages.findIndex((message) => message.id === frame.user_message_id);
     if (localIndex >= 0) {
       const local = messages[localIndex]!;
       messages[localIndex] = {
         ...local,
+        ...userBranch,
         id: frame.user_message_id,
         status: "completed",
         attachments: frame.user_attachments ?? local.attachments,
+        siblings: frame.user_siblings && frame.user_siblings.length > 0 ? frame.user_siblings : [frame.user_message_id],
       };
-    } else if (assistantIndex < 0 && !messages.some((message) => message.id === frame.user_message_id)) {
+    } else if (userIndex >= 0) {
+      messages[userIndex] = { ...messages[userIndex]!, ...userBranch };
+    } else if (assistantIndex < 0) {
       messages.push({
         ...blankMessage(frame.user_message_id, "user", frame.created_at),
+        ...userBranch,
         content: frame.user_message ?? "",
         attachments: frame.user_attachments ?? [],
         status: "completed",
@@ -144,6 +171,8 @@ export function replyStarted(state: AppState, frame: ReplyStartedFrame): Patch {
       ...blankMessage(frame.message_id, "assistant", frame.created_at),
       model: frame.model,
       seenFromStart: assistantIndex < 0,
+      parentId: frame.user_message_id,
+      siblings: frame.reply_siblings && frame.reply_siblings.length > 0 ? frame.reply_siblings : [frame.message_id],
     };
     if (assistantIndex >= 0) {
       messages = messages.slice();
@@ -160,6 +189,7 @@ export function replyStarted(state: AppState, frame: ReplyStartedFrame): Patch {
     model: frame.model,
     updated_at: nowSeconds(),
     streaming_message_id: frame.message_id,
+    active_message_id: frame.message_id,
   };
   const progress: ReplyProgress = { conversationId, lastSeq: frame.seq };
   const conversations = upsertFirst(state.conversations, summary, state.query);
@@ -317,18 +347,49 @@ export function conversationsLoaded(state: AppState, frame: ConversationsFrame, 
   };
 }
 
+/**
+ * A conversation changed (renamed, titled, pinned, archived, switched to another branch):
+ * every list that shows it follows. Archiving moves it from the list to the Archived view,
+ * restoring moves it back.
+ */
 export function conversationUpdated(state: AppState, conversation: WireConversation): Patch {
   const opened = state.opened?.id === conversation.id ? { ...state.opened, ...conversation } : state.opened;
-  const present = state.conversations.some((item) => item.id === conversation.id);
-  if (!present) return { opened };
-  return {
-    opened,
-    conversations: patchConversation(state.conversations, conversation.id, (item) => ({
-      ...item,
-      ...conversation,
-      streaming_message_id: item.streaming_message_id,
-    })),
+  const known = state.conversations.find((item) => item.id === conversation.id);
+  const merged: Conversation = {
+    ...known,
+    ...conversation,
+    streaming_message_id: known?.streaming_message_id ?? conversation.streaming_message_id ?? null,
   };
+  let conversations = state.conversations;
+  if (conversation.archived) {
+    conversations = conversations.filter((item) => item.id !== conversation.id);
+  } else if (known !== undefined) {
+    const moved = known.pinned !== merged.pinned;
+    conversations = patchConversation(conversations, conversation.id, () => merged);
+    if (moved) conversations = inListOrder(conversations);
+  } else {
+    // New to this page (a copy of a share, an import, another tab's) or restored from the
+    // archive: into the list, in its place, when it falls within the pages loaded.
+    const last = conversations.at(-1);
+    const restored = state.archived?.some((item) => item.id === conversation.id) ?? false;
+    if (restored || !state.conversationsHasMore || last === undefined || merged.updated_at >= last.updated_at) {
+      conversations = upsertFirst(conversations, merged, state.query);
+    }
+  }
+  let archived = state.archived;
+  if (archived !== null) {
+    const rest = archived.filter((item) => item.id !== conversation.id);
+    archived = conversation.archived ? [merged, ...rest].sort((a, b) => b.updated_at - a.updated_at) : rest;
+  }
+  const search = state.search?.results
+    ? {
+        ...state.search,
+        results: state.search.results.map((result) =>
+          result.conversation.id === conversation.id ? { ...result, conversation: { ...result.conversation, ...conversation } } : result,
+        ),
+      }
+    : state.search;
+  return { opened, conversations, archived, search };
 }
 
 export function conversationDeleted(state: AppState, id: string): Patch {
@@ -341,6 +402,10 @@ export function conversationDeleted(state: AppState, id: string): Patch {
   const view: View = state.view.kind === "conversation" && state.view.id === id ? { kind: "missing", id } : state.view;
   return {
     conversations: state.conversations.filter((item) => item.id !== id),
+    archived: state.archived === null ? null : state.archived.filter((item) => item.id !== id),
+    search: state.search?.results
+      ? { ...state.search, results: state.search.results.filter((result) => result.conversation.id !== id) }
+      : state.search,
     threads,
     replies,
     view,

@@ -19,3 +19,15 @@ export function onUrlChange(listener: (conversationId: string | null) => void): 
   window.addEventListener("popstate", onPopState);
   return () => window.removeEventListener("popstate", onPopState);
 }
+
+/** `/?copy=SHARE_ID` (a shared page's "Continue this conversation"): the id, taken out of the
+ * URL so a reload does not copy it again. */
+export function takeCopyFromUrl(): string | null {
+  const params = new URLSearchParams(location.search);
+  const id = params.get("copy");
+  if (id === null) return null;
+  params.delete("copy");
+  const rest = params.toString();
+  history.replaceState(history.state, "", `${location.pathname}${rest === "" ? "" : `?${rest}`}${location.hash}`);
+  return /^[A-Za-z0-9_-]{1,64}$/.test(id) ? id : null;
+}

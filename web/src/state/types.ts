@@ -3,6 +3,7 @@ import type { ConnectionState } from "../protocol/client";
 import type {
   ReplyError,
   ReplyStatus,
+  SearchResult,
   Usage,
   WireAttachment,
   WireConversation,
@@ -38,6 +39,10 @@ export interface Message {
   thinkingSince: number | null;
   /** This page saw the reply start (not a replay after a reload): its thinking can be timed. */
   seenFromStart: boolean;
+  /** The message this one follows (null for the first, or not known yet). */
+  parentId: string | null;
+  /** Its alternatives, itself included, oldest first (branches: `‹ 2/3 ›`). */
+  siblings: string[];
 }
 
 /** The messages of one conversation that the page has loaded. */
@@ -71,6 +76,22 @@ export interface Problem {
 export interface Toast {
   id: number;
   problem: Problem;
+  /** "info": news rather than a problem (an import's outcome). */
+  tone?: "problem" | "info";
+}
+
+/** The sidebar's full-text search: what was asked and what came back. */
+export interface SearchState {
+  query: string;
+  /** null while the first answer for `query` is awaited. */
+  results: SearchResult[] | null;
+  loading: boolean;
+}
+
+/** A message to scroll to and highlight once its conversation is shown (a search result). */
+export interface Focus {
+  conversationId: string;
+  messageId: string;
 }
 
 /** Where the page is: the open conversation, a new chat, or a link to one that is gone. */
@@ -110,6 +131,11 @@ export interface AppState {
   /** A problem to show above the composer (a refused send, an unavailable model). */
   composerProblem: Problem | null;
   toasts: Toast[];
+  /** The sidebar's search; null when the search box is empty. */
+  search: SearchState | null;
+  /** Archived conversations, once the Archived view asked for them (null: not loaded). */
+  archived: Conversation[] | null;
+  focus: Focus | null;
 }
 
 export const DRAFT = "__draft__";
@@ -144,5 +170,7 @@ export function blankMessage(id: string, role: Role, createdAt: number): Message
     thinkingMs: null,
     thinkingSince: null,
     seenFromStart: false,
+    parentId: null,
+    siblings: [id],
   };
 }

@@ -134,7 +134,6 @@ export class Sidebar extends LightElement {
           aria-label=${t("sidebar.search")}
           placeholder=${t("sidebar.search")}
           aria-keyshortcuts="Control+K Meta+K"
-          .value=${this.search?.query ?? ""}
           @input=${this.#onSearch}
           @keydown=${this.#searchKeys}
         />

@@ -386,9 +386,8 @@ export class ChatController {
     const view = this.state.view;
     if (view.kind !== "conversation" || isBusy(this.activeThread)) return;
     try {
-      const frame = await this.client.request({ type: "conversation.switch", conversation_id: view.id, message_id: messageId });
-      // #onFrame has seen the answer already; reload here too if it changed nothing it shows.
-      this.#followActivePath(frame.conversation);
+      // The answer (conversation.updated) goes through #onFrame, which reloads the history.
+      await this.client.request({ type: "conversation.switch", conversation_id: view.id, message_id: messageId });
     } catch (error) {
       this.#toast(problemOf(error));
     }
@@ -489,8 +488,8 @@ export class ChatController {
     const messageId = result.message_id;
     if (messageId !== null && !result.on_active_path) {
       try {
-        const frame = await this.client.request({ type: "conversation.switch", conversation_id: id, message_id: messageId });
-        this.#followActivePath(frame.conversation);
+        // Its answer marks the loaded thread stale (#onFrame), so opening reloads it.
+        await this.client.request({ type: "conversation.switch", conversation_id: id, message_id: messageId });
       } catch (error) {
         this.#toast(problemOf(error));
       }

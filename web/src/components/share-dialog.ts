@@ -1,7 +1,7 @@
 /**
  * <lt-share-dialog>: share a conversation's active path (or up to one message) as a
  * read-only link: choose how long it lives, create it, copy it; below, the conversation's
- * links with Revoke. A native modal <dialog> (focus trap and Esc for free).
+ * live links (expired ones say so) with Revoke. A native modal <dialog> (focus trap and Esc for free).
  */
 import { html, nothing, type TemplateResult } from "lit";
 import { describeProblem, formatDateTime, type MessageKey, t } from "../i18n";
@@ -206,8 +206,9 @@ export class ShareDialog extends LightElement {
 
   async #revoke(share: WireShare): Promise<void> {
     try {
-      const revoked = await this.controller.revokeShare(share.id);
-      this.shares = (this.shares ?? []).map((item) => (item.id === share.id ? { ...item, ...revoked, revoked: true } : item));
+      await this.controller.revokeShare(share.id);
+      // The server lists live links only: a revoked one is gone for good.
+      this.shares = (this.shares ?? []).filter((item) => item.id !== share.id);
       if (this.created?.id === share.id) this.created = null;
     } catch (error) {
       this.problem = problemOf(error);

@@ -296,7 +296,8 @@ export class Sidebar extends LightElement {
       </li>`;
     }
     const pinned = conversation.pinned ?? false;
-    return html`<li class="conv-item ${active ? "active" : ""} ${pinned ? "pinned" : ""}" data-conversation-id=${conversation.id}>
+    const classes = ["conv-item", ...(active ? ["active"] : []), ...(pinned ? ["pinned"] : [])].join(" ");
+    return html`<li class=${classes} data-conversation-id=${conversation.id}>
       <a
         class="conv-link"
         href="/c/${conversation.id}"

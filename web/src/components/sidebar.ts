@@ -190,7 +190,7 @@ export class Sidebar extends LightElement {
     }
     return html`<section class="conv-group search-results" aria-busy=${search.loading ? "true" : "false"}>
       <h2 class="conv-group-title" role="status">${t("search.count", { count: results.length })}</h2>
-      <ul role="list">
+      <ul role="list" @keydown=${this.#resultKeys}>
         ${repeat(results, (result) => `${result.conversation.id}:${result.message_id ?? ""}`, (result) => this.#result(result))}
       </ul>
     </section>`;
@@ -441,6 +441,17 @@ export class Sidebar extends LightElement {
         first.focus();
       }
     }
+  };
+
+  /** ↑ and ↓ move between results (↑ from the first goes back to the search box). */
+  #resultKeys = (event: KeyboardEvent): void => {
+    if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
+    const links = [...this.querySelectorAll<HTMLElement>(".search-link")];
+    const index = links.indexOf(event.target as HTMLElement);
+    if (index < 0) return;
+    event.preventDefault();
+    const next = event.key === "ArrowDown" ? links[index + 1] : index === 0 ? this.querySelector<HTMLElement>(".search input") : links[index - 1];
+    next?.focus();
   };
 
   #clearSearch = (): void => {

@@ -121,6 +121,8 @@ export class ChatController {
   readonly store: Store<AppState>;
   #searchToken = 0;
   #messageSearchToken = 0;
+  /** The earlier page being loaded, if any. */
+  #earlier: Promise<void> | null = null;
   /** A `?copy=SHARE_ID` the page was opened with, copied once connected. */
   #copyShare: string | null = takeCopyFromUrl();
   #nextToast = 1;
@@ -416,7 +418,13 @@ export class ChatController {
     );
   }
 
-  async loadEarlier(): Promise<void> {
+  /** Load the page before the first shown message; while one loads, its promise. */
+  loadEarlier(): Promise<void> {
+    this.#earlier ??= this.#loadEarlierPage().finally(() => (this.#earlier = null));
+    return this.#earlier;
+  }
+
+  async #loadEarlierPage(): Promise<void> {
     const view = this.state.view;
     if (view.kind !== "conversation") return;
     const thread = this.state.threads[view.id];

@@ -200,15 +200,17 @@ export class Sidebar extends LightElement {
    * only, the matches in <mark>. */
   #result(result: SearchResult): TemplateResult {
     const conversation = result.conversation;
+    const at = result.created_at ?? conversation.updated_at;
+    const marked = html`${result.snippet.map((piece) => (piece.match ? html`<mark>${piece.text}</mark>` : piece.text))}`;
+    // Only the title matched: the snippet is the title, marked.
+    const titleOnly = result.message_id === null && result.snippet.length > 0;
     return html`<li class="search-result" data-conversation-id=${conversation.id} data-message-id=${result.message_id ?? ""}>
       <a class="search-link" href="/c/${conversation.id}" @click=${(event: MouseEvent) => this.#openResult(event, result)}>
         <span class="search-head">
-          <span class="conv-title">${conversation.title}</span>
-          <time class="search-date" datetime=${new Date(result.created_at * 1000).toISOString()}>${formatDate(result.created_at)}</time>
+          <span class="conv-title">${titleOnly ? marked : conversation.title}</span>
+          <time class="search-date" datetime=${new Date(at * 1000).toISOString()}>${formatDate(at)}</time>
         </span>
-        ${result.snippet.length > 0
-          ? html`<span class="search-snippet">${result.snippet.map((piece) => (piece.match ? html`<mark>${piece.text}</mark>` : piece.text))}</span>`
-          : nothing}
+        ${!titleOnly && result.snippet.length > 0 ? html`<span class="search-snippet">${marked}</span>` : nothing}
         ${conversation.archived ? html`<span class="chip">${t("sidebar.archivedChip")}</span>` : nothing}
       </a>
     </li>`;

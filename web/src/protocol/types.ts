@@ -249,10 +249,10 @@ export interface SnippetPiece {
 
 export interface SearchResult {
   conversation: WireConversation;
-  /** null when only the title matched. */
+  /** null (and `role`, `created_at`) when only the title matched; the snippet is then the title. */
   message_id: string | null;
   role?: "user" | "assistant" | null;
-  created_at: number;
+  created_at: number | null;
   on_active_path: boolean;
   snippet: SnippetPiece[];
 }

@@ -12,6 +12,7 @@ import type { Focus, Thread } from "../state/types";
 import { LightElement } from "./base";
 import { icons } from "./icons";
 import { logo } from "./logo";
+import type { MessageView } from "./message";
 import "./message";
 
 /** Closer to the bottom than this (px) counts as "at the bottom". */
@@ -56,6 +57,8 @@ export class ThreadView extends LightElement {
   #userAt = Number.NEGATIVE_INFINITY;
   /** The user holds the scrollbar (a press on the scroller itself). */
   #dragging = false;
+  /** The focus being revealed (once each). */
+  #revealing: Focus | null = null;
   /** Before older messages are put above: the first message and the distance to the bottom. */
   #restore: { firstId: string | undefined; fromBottom: number } | null = null;
 
@@ -147,7 +150,7 @@ export class ThreadView extends LightElement {
     if (sentinel) this.#topSentinel.observe(sentinel);
     const scroller = this.#scroller;
     const restore = this.#restore;
-    if (this.#reveal()) return;
+    if (this.target !== null) void this.#reveal(this.target);
     if (scroller && restore !== null && restore.firstId !== this.thread.messages[0]?.id) {
       // Keep the message the user was reading where it was.
       scroller.scrollTop = scroller.scrollHeight - restore.fromBottom;
@@ -157,12 +160,18 @@ export class ThreadView extends LightElement {
     }
   }
 
-  /** Scroll to the focused message and highlight it, once it is in the thread. */
-  #reveal(): boolean {
-    const focus = this.target;
-    if (focus === null || focus.conversationId !== this.conversationId) return false;
-    const element = this.querySelector<HTMLElement>(`article[data-message-id="${CSS.escape(focus.messageId)}"]`);
-    if (element === null) return false;
+  /**
+   * Scroll to the focused message and highlight it, once it is in the thread. Its
+   * <lt-message> renders after this element's update, so this waits for it first.
+   */
+  async #reveal(focus: Focus): Promise<void> {
+    if (focus.conversationId !== this.conversationId || this.#revealing === focus) return;
+    const view = [...this.querySelectorAll<MessageView>("lt-message")].find((item) => item.message.id === focus.messageId);
+    if (view === undefined) return;
+    this.#revealing = focus;
+    await view.updateComplete;
+    const element = view.querySelector<HTMLElement>("article");
+    if (this.target !== focus || element === null) return;
     this.pinned = false;
     this.#restore = null;
     element.scrollIntoView({ block: "center" });
@@ -170,7 +179,6 @@ export class ThreadView extends LightElement {
     element.classList.add("found");
     setTimeout(() => element.classList.remove("found"), HIGHLIGHT_MS);
     this.controller.clearFocus();
-    return true;
   }
 
   /** Follow the growing answer while pinned. */

@@ -240,3 +240,18 @@ async def test_share_links_switched_off_are_explained(
         )
         await expect(dialog.locator('[data-action="create-share"]')).to_have_count(0)
         await chat.assert_healthy()
+
+
+async def test_a_generated_title_replaces_the_first_message_live(
+    context: BrowserContext, make_settings: SettingsFactory
+) -> None:
+    """After the first answer, the title model's title reaches the sidebar and the header
+    without a reload."""
+    async with run_server(make_settings(title_model="auto")) as server:
+        chat = await ChatPage.open(context, server)
+        await chat.send("Explain qubits [title=Quantum basics]")
+        await chat.wait_answer()
+        await expect(chat.conversations.locator(".conv-title")).to_have_text(["Quantum basics"])
+        await expect(chat.page.locator(".topbar-title")).to_have_text("Quantum basics")
+        await expect(chat.page).to_have_title("Quantum basics · liaotian")
+        await chat.assert_healthy()

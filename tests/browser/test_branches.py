@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 from playwright.async_api import Browser, Locator, expect
 
 from tests.browser.chat_page import ChatPage
@@ -116,3 +119,28 @@ async def test_versions_cannot_be_flipped_while_an_answer_is_written(chat: ChatP
     await previous.press("Enter")
     await expect(chat.questions.last.locator(".bubble")).to_have_text("first")
     await expect(branch(chat.last_answer)).to_have_attribute("data-branch", "2/2")
+
+
+async def test_export_gives_the_branch_shown(chat: ChatPage) -> None:
+    """Export as JSON after flipping back to the first question gives that branch only,
+    each message following the one before it."""
+    await chat.send("apples")
+    await chat.wait_answer()
+    question = chat.questions.last
+    await question.hover()
+    await question.locator('[data-action="edit"]').click()
+    await chat.page.get_by_label("Edit your message").fill("plums")
+    await chat.page.get_by_label("Edit your message").press("Enter")
+    await chat.wait_answer()
+    await expect(chat.last_answer_text).to_have_text(expected_reply("plums"))
+    await branch(chat.questions.last).get_by_role("button", name="Previous version").click()
+    await expect(chat.last_answer_text).to_have_text(expected_reply("apples"))
+    await chat.page.locator(".export-menu summary").click()
+    async with chat.page.expect_download() as info:
+        await chat.page.locator('[data-action="export-json"]').click()
+    saved = await (await info.value).path()
+    exported = json.loads(await asyncio.to_thread(saved.read_text, encoding="utf-8"))
+    messages = exported["messages"]
+    assert [m["content"] for m in messages] == ["apples", expected_reply("apples")]
+    assert [m["parent_id"] for m in messages] == [None, messages[0]["id"]]
+    assert exported["conversation"]["active_message_id"] == messages[1]["id"]

@@ -1370,7 +1370,6 @@ class Client:
             raise error_from_frame(error)
         raise self._unreachable(f"the upload got HTTP {status}")
 
-
     async def import_file(self, source: str | os.PathLike[str] | bytes) -> ImportResult:
         """Import liaotian's export or a ChatGPT ``conversations.json`` (a file's path, or
         its bytes) into this client's owner's conversations; importing again adds nothing.
@@ -1394,7 +1393,13 @@ class Client:
         raise self._http_error(status, body, "import")
 
     async def _post(
-        self, path: str, data: bytes, content_type: str, *, what: str, query: dict[str, str] | None = None
+        self,
+        path: str,
+        data: bytes,
+        content_type: str,
+        *,
+        what: str,
+        query: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         """POST ``data`` to ``path`` beside the WebSocket URL: (status, JSON body)."""
         import aiohttp  # only clients that post need it

@@ -313,7 +313,9 @@ class Connection(OwnerBus.Listener):
         export = await PortabilityStore(self.services.store.database).export(
             self.owner, command.conversation_id, tree=command.tree
         )
-        await self.socket.send(protocol.build_result("conversation.export", command.id, export=export))
+        await self.socket.send(
+            protocol.build_result("conversation.export", command.id, export=export)
+        )
 
     # -- search ------------------------------------------------------------------------
 

@@ -87,7 +87,10 @@ async def import_conversations(request: Request) -> Response:
             body = await _read_body(request, limit)
             parsed = await asyncio.to_thread(
                 partial(
-                    parse_import, bytes(body), max_title_chars=settings.max_title_chars, now=utcnow()
+                    parse_import,
+                    bytes(body),
+                    max_title_chars=settings.max_title_chars,
+                    now=utcnow(),
                 )
             )
             del body

@@ -150,7 +150,9 @@ class _ChatGptConversation(_Model):
 # -- parsing -----------------------------------------------------------------------------
 
 
-def parse_import(data: bytes, *, max_title_chars: int = 200, now: datetime) -> list[ImportedConversation]:
+def parse_import(
+    data: bytes, *, max_title_chars: int = 200, now: datetime
+) -> list[ImportedConversation]:
     """The conversations of an import file (one liaotian export, a list of them, or a
     ChatGPT ``conversations.json``). Raises InvalidImport naming what is wrong."""
     try:
@@ -225,9 +227,7 @@ def _title(raw: str | None, messages: Iterable[ImportedMessage], chars: int) -> 
     return title[:chars]
 
 
-def _parents_first(
-    nodes: Mapping[str, str | None], where: str
-) -> list[str]:
+def _parents_first(nodes: Mapping[str, str | None], where: str) -> list[str]:
     """The keys of ``nodes`` ({key: parent key}) ordered so that parents come first;
     InvalidImport when a parent is unknown or the links loop."""
     children: dict[str | None, list[str]] = {}
@@ -381,7 +381,9 @@ def _chatgpt_message(
         role=message.author.role,
         content=text,
         created_at=_time(message.create_time, default, f"{where}.message.create_time"),
-        model=model[:200] if isinstance(model, str) and message.author.role == "assistant" else None,
+        model=model[:200]
+        if isinstance(model, str) and message.author.role == "assistant"
+        else None,
     )
 
 

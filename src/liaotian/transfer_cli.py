@@ -59,9 +59,7 @@ def add_transfer_parsers(
         action="store_true",
         help="every branch (answers given again, edited messages), not only the one shown",
     )
-    export.add_argument(
-        "-o", "--output", metavar="FILE", help="write to FILE instead of stdout"
-    )
+    export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     add_connection_options(export)
     imports = commands.add_parser(
         "import",
@@ -84,34 +82,41 @@ def run_export(args: argparse.Namespace) -> int:
         )
         return EXIT_UNREACHABLE
 
+    exported: list[Any] = []
+
     async def work(client_id: str) -> int:
         async with Client(args.server, client_id=client_id, token=args.token) as client:
             try:
                 if args.all:
-                    document: Any = [
-                        await client.export(conversation_id, tree=args.tree)
-                        for conversation_id in await _every_conversation(client)
-                    ]
+                    exported.append(
+                        [
+                            await client.export(conversation_id, tree=args.tree)
+                            for conversation_id in await _every_conversation(client)
+                        ]
+                    )
                 else:
-                    document = await client.export(args.conversation, tree=args.tree)
+                    exported.append(await client.export(args.conversation, tree=args.tree))
             except LiaotianError as error:
                 if error.code == "not_found":
                     print(f"liaotian: no conversation {args.conversation}", file=sys.stderr)
                 else:
                     print(f"liaotian: {describe(error)}", file=sys.stderr)
                 return EXIT_FAILED
-        text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
-        if args.output is None:
-            sys.stdout.write(text)
-            return EXIT_OK
-        try:
-            Path(args.output).write_text(text, encoding="utf-8")
-        except OSError as error:
-            print(f"liaotian: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
-            return EXIT_UNREACHABLE
         return EXIT_OK
 
-    return run_client(args, work)
+    status = run_client(args, work)
+    if status != EXIT_OK:
+        return status
+    text = json.dumps(exported[0], ensure_ascii=False, indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as error:
+        print(f"liaotian: cannot write {args.output}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    return EXIT_OK
 
 
 async def _every_conversation(client: Client) -> list[str]:

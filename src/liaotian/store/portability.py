@@ -139,7 +139,9 @@ class PortabilityStore:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def export(self, owner: str, conversation_id: str, *, tree: bool = False) -> dict[str, Any]:
+    async def export(
+        self, owner: str, conversation_id: str, *, tree: bool = False
+    ) -> dict[str, Any]:
         """The conversation in liaotian's export format: the active path, or with ``tree``
         every message. Raises NotFound for an unknown id or another owner's."""
         return await self._db.run(

@@ -16,12 +16,15 @@ from sqlalchemy import Connection, Table, func, insert, select, update
 
 from liaotian.client import Client
 from liaotian.errors import InvalidImport, NotFound
+from liaotian.guards import IMPORT_QUEUE, IMPORTS_AT_ONCE
 from liaotian.importers import parse_import
+from liaotian.store import search
 from liaotian.store.models import Conversation, Message, Owner
 from tests.cluster import create_user
 from tests.conftest import SettingsFactory
 from tests.server_harness import RunningServer, run_server
 from tests.test_chat_cli import run_cli, server_url
+from tests.waiting import eventually
 from tests.wsclient import RawClient
 
 CHATGPT_FILE = Path(__file__).parent / "data" / "chatgpt_conversations.json"
@@ -332,6 +335,18 @@ async def test_importing_the_same_file_twice_adds_nothing(server: RunningServer)
     assert (await count(server, conversations), await count(server, messages)) == stored
 
 
+async def test_imported_messages_and_titles_are_indexed_for_search(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every imported message with text and every title goes through the search hooks."""
+    indexed: list[str] = []
+    monkeypatch.setattr(search, "index_message", lambda c, message_id, text: indexed.append(text))
+    monkeypatch.setattr(search, "index_title", lambda c, pk, title: indexed.append(title))
+    await post_import(server, CHATGPT_FILE.read_bytes())
+    assert len(indexed) == 9 + 2
+    assert {"Packing for Lisbon", "你好", "你好！", "And for a day trip to Sintra?"} <= set(indexed)
+
+
 def chatgpt_with(**changes: Any) -> bytes:
     """The fixture file with its first conversation changed."""
     document = json.loads(CHATGPT_FILE.read_bytes())
@@ -447,6 +462,30 @@ async def test_imports_are_rate_limited_per_owner(make_settings: SettingsFactory
         status, answer = await post_import(server, b"[]")
         assert (status, answer["error"]["code"]) == (429, "rate_limited")
         assert (await post_import(server, b"[]", client_id="bob"))[0] == 200
+
+
+async def test_imports_beyond_the_room_are_refused_at_once(server: RunningServer) -> None:
+    """With the import slot and the queue taken (bodies still arriving), another import is
+    503 at once; once they leave, imports are served again."""
+    head = (
+        "POST /conversations/import?client_id=alice HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 1000\r\n\r\n"
+    )
+    writers = []
+    room = IMPORTS_AT_ONCE + IMPORT_QUEUE
+    for number in range(room):
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(head.replace("alice", f"owner{number}").encode() + b"[")  # never the rest
+        await writer.drain()
+        writers.append(writer)
+    await eventually(lambda: server.services.guards.imports == room)
+    status, answer = await post_import(server, b"[]", client_id="bob")
+    assert (status, answer["error"]["code"]) == (503, "imports_busy")
+    for writer in writers:
+        writer.close()
+    await eventually(lambda: server.services.guards.imports == 0)
+    assert (await post_import(server, b"[]", client_id="bob"))[0] == 200
 
 
 # -- owners ------------------------------------------------------------------------------

@@ -249,6 +249,11 @@ class Guards:
         finally:
             slots.leave()
 
+    @property
+    def imports(self) -> int:
+        """Imports holding room in this process now (being read, parsed, stored or waiting)."""
+        return self._import_work.entered
+
     async def _hit(
         self, rate: RateLimitItem, window: MovingWindow, key: str
     ) -> tuple[bool, float | None]:

@@ -28,7 +28,6 @@ from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
 from liaotian.attachment_routes import json_error, request_owner
-from liaotian.backplane import ConversationChange
 from liaotian.errors import (
     ImportRefused,
     ImportsBusy,
@@ -102,9 +101,7 @@ async def import_conversations(request: Request) -> Response:
     except (ImportRefused, LimitExceeded, StoreError) as error:
         return _refused(error)
     for conversation in result.imported:
-        services.engine.backplane.publish_change(
-            owner, ConversationChange(conversation.id, conversation.to_wire())
-        )
+        services.engine.announce_conversation(owner, conversation)
     return JSONResponse(result.to_wire())
 
 

@@ -352,7 +352,7 @@ def _from_chatgpt(
         updated_at=_time(conversation.update_time, created, f"{where}: update_time"),
         messages=messages,
         active_key=active,
-        model=(conversation.default_model_slug or None) and conversation.default_model_slug[:200],
+        model=conversation.default_model_slug[:200] if conversation.default_model_slug else None,
         archived=bool(conversation.is_archived),
     )
 

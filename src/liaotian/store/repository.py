@@ -612,7 +612,9 @@ class Store:
                     .where(conversations.c.pk == conversation.pk)
                     .values(active_message_pk=leaf)
                 )
-            leaf_id = message_id if leaf == pk else c.scalar(select(table.id).where(table.pk == leaf))
+            leaf_id: str | None = message_id
+            if leaf != pk:
+                leaf_id = c.scalar(select(table.id).where(table.pk == leaf))
             return replace(conversation, active_message_pk=leaf, active_message_id=leaf_id)
 
         return await self._db.run(work)
@@ -856,7 +858,7 @@ def _earlier_exchange(
     return None if row is None else (row[0], row[1])
 
 
-def _asked_again(c: Connection, conversation: ConversationInfo, answer_id: str | None) -> Row[Any]:
+def _asked_again(c: Connection, conversation: ConversationInfo, answer_id: str | None) -> Any:
     """The user message to answer again (``pk, id, content, attachments, parent_pk,
     parent_id``): the one answer ``answer_id`` answers, or the active path's last."""
     if answer_id is not None:
@@ -900,7 +902,7 @@ def _insert_user_message(
     )
     if text_:
         search.index_message(c, message_id, text_)
-    return message_id, int(result.inserted_primary_key[0])
+    return message_id, _inserted_pk(result)
 
 
 def _insert_reply(
@@ -923,12 +925,19 @@ def _insert_reply(
             "updated_at": now,
         },
     )
-    reply_pk = int(result.inserted_primary_key[0])
+    reply_pk = _inserted_pk(result)
     c.execute(
         _CONVERSATION_ANSWERED,
         {"b_pk": conversation_pk, "b_now": now, "b_model": model, "b_leaf": reply_pk},
     )
     return reply_id, reply_pk
+
+
+def _inserted_pk(result: Any) -> int:
+    """The pk of the row an INSERT stored (RETURNING on PostgreSQL, lastrowid on SQLite)."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _begin_reply(c: Connection, new: NewReply, now: datetime) -> BegunReply:

@@ -18,11 +18,10 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 from sqlalchemy import (
+    CTE,
     BigInteger,
     Connection,
-    CTE,
     Integer,
-    Row,
     Select,
     Table,
     bindparam,
@@ -109,18 +108,14 @@ def _leaf_below() -> Select[Any]:
         )
         .scalar_subquery()
     )
-    down = first.union_all(
-        select(newest_child, first.c.depth + 1).where(first.c.pk.is_not(None))
-    )
-    return (
-        select(down.c.pk).where(down.c.pk.is_not(None)).order_by(down.c.depth.desc()).limit(1)
-    )
+    down = first.union_all(select(newest_child, first.c.depth + 1).where(first.c.pk.is_not(None)))
+    return select(down.c.pk).where(down.c.pk.is_not(None)).order_by(down.c.depth.desc()).limit(1)
 
 
 _LEAF_BELOW = _leaf_below()
 
 
-def context_rows(c: Connection, start_pk: int | None, limit: int) -> list[Row[Any]]:
+def context_rows(c: Connection, start_pk: int | None, limit: int) -> list[Any]:
     """``(role, content, reasoning, attachments)`` of the last ``limit`` messages worth
     sending on the path ending at ``start_pk``, newest first.
 
@@ -133,7 +128,7 @@ def context_rows(c: Connection, start_pk: int | None, limit: int) -> list[Row[An
     return list(c.execute(CONTEXT, params).all())
 
 
-def path_page(c: Connection, start_pk: int | None, limit: int) -> tuple[list[Row[Any]], bool]:
+def path_page(c: Connection, start_pk: int | None, limit: int) -> tuple[list[Any], bool]:
     """The last ``limit`` messages of the path ending at ``start_pk``, oldest first (full
     rows plus ``parent_id``), and whether older ones remain."""
     if start_pk is None:

@@ -82,6 +82,7 @@ __all__ = [
     "ConversationInfo",
     "ConversationPage",
     "HistoryPage",
+    "ImportResult",
     "MessageInfo",
     "ModelInfo",
     "ModelList",
@@ -139,6 +140,8 @@ class ConversationInfo(TypedDict):
     model: str | None
     created_at: float
     updated_at: float
+    active_message_id: NotRequired[str | None]
+    """The last message of the active path (the branch shown and answered from)."""
 
 
 class ListedConversation(ConversationInfo):
@@ -186,6 +189,11 @@ class MessageInfo(TypedDict):
     sources: NotRequired[list[SourceInfo]]
     attachments: NotRequired[list[AttachmentInfo]]
     thinking_ms: NotRequired[float | None]
+    parent_id: NotRequired[str | None]
+    """The message this one follows (None for a first message)."""
+    siblings: NotRequired[list[str]]
+    """The ids of the alternatives at this place (same parent), oldest first, this one
+    included: ``siblings.index(id) + 1`` of ``len(siblings)``."""
 
 
 class ConversationPage(TypedDict):
@@ -219,6 +227,19 @@ class ModelInfo(TypedDict):
     available: bool
     reason: str | None
     capabilities: NotRequired[Capabilities]
+
+
+class ImportedConversation(TypedDict):
+    id: str
+    title: str
+
+
+class ImportResult(TypedDict):
+    """The answer to an import: how many conversations were added and skipped."""
+
+    imported: int
+    skipped: int
+    conversations: list[ImportedConversation]
 
 
 class ModelList(TypedDict):
@@ -358,6 +379,11 @@ def _sources_of(value: Any) -> tuple[SourceInfo, ...]:
     return tuple(found)
 
 
+def _strings(value: Any) -> list[str]:
+    """The strings of a list field (anything else: empty)."""
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
 class Reply:
     """One streaming reply, fed by the client's reader task.
 
@@ -385,6 +411,14 @@ class Reply:
         """Whether the model was asked to think (None: a model that cannot)."""
         self.search: bool = False
         """Whether the model was asked to search the web."""
+        self.replaces: list[str] = []
+        """Message ids this reply's regenerate / edit took off the active path."""
+        self.user_parent_id: str | None = None
+        """The message the user message follows (None for a first message)."""
+        self.user_siblings: list[str] = []
+        self.reply_siblings: list[str] = []
+        """The alternatives to the user message and to this reply (ids, oldest first, each
+        included)."""
         self.replaced = False
         """True if the server sent the reply again from its start after this object had
         received some of it (a subscription after a seq whose log was rebuilt): its parts
@@ -564,6 +598,11 @@ class Reply:
             thinking = frame.get("thinking")
             self.thinking = thinking if isinstance(thinking, bool) else None
             self.search = frame.get("search") is True
+            self.replaces = _strings(frame.get("replaces"))
+            parent = frame.get("user_parent_id")
+            self.user_parent_id = parent if isinstance(parent, str) else None
+            self.user_siblings = _strings(frame.get("user_siblings"))
+            self.reply_siblings = _strings(frame.get("reply_siblings"))
         elif frame_type == "reply.delta":
             if isinstance(text, str) and text:
                 self._parts.append(TextDelta(text))
@@ -873,6 +912,7 @@ class Client:
         self,
         conversation_id: str,
         *,
+        message_id: str | None = None,
         model: str | None = None,
         stream: bool = True,
         temperature: float | None = None,
@@ -881,7 +921,9 @@ class Client:
         thinking_budget: int | None = None,
         search: bool | None = None,
     ) -> Reply:
-        """Answer the conversation's last user message again (the answers after it go).
+        """Give an answer again: a new answer beside ``message_id`` (default: the active
+        path's last answer), which stays; the new answer's branch becomes the active path
+        (see :meth:`switch_branch` to go back). Raises NotFound for an unknown answer.
 
         ``thinking``, ``thinking_budget`` and ``search`` as for :meth:`send`.
         """
@@ -891,6 +933,7 @@ class Client:
             "stream": stream,
         }
         optional = {
+            "message_id": message_id,
             "model": model,
             "temperature": temperature,
             "max_tokens": max_tokens,
@@ -914,7 +957,8 @@ class Client:
         attachments: Sequence[str] | None = None,
         images: Sequence[ImageSource] | None = None,
     ) -> Reply:
-        """Replace user message ``message_id`` with ``message`` (later messages go); answer it.
+        """Edit user message ``message_id``: ``message`` goes beside it as a new branch,
+        answered; the old branch stays (see :meth:`switch_branch`).
 
         The options are those of :meth:`send`; the edited message keeps no image it does not
         list again (in ``attachments`` or ``images``).
@@ -992,11 +1036,18 @@ class Client:
         return [str(item) for item in answer.get("message_ids", [])]
 
     async def conversations(
-        self, limit: int = 50, before: str | None = None, query: str | None = None
+        self,
+        limit: int = 50,
+        before: str | None = None,
+        query: str | None = None,
+        *,
+        archived: bool = False,
     ) -> ConversationPage:
         """The owner's conversations, most recently updated first (titles containing
-        ``query`` only, when given)."""
+        ``query`` only, when given; the archived ones instead with ``archived``)."""
         frame: dict[str, Any] = {"type": "conversations.list", "limit": limit}
+        if archived:
+            frame["archived"] = True
         if before is not None:
             frame["before"] = before
         if query is not None:
@@ -1024,12 +1075,36 @@ class Client:
         )
         return cast(ConversationInfo, answer["conversation"])
 
+    async def switch_branch(self, conversation_id: str, message_id: str) -> ConversationInfo:
+        """Make the branch through ``message_id`` (any message of the conversation) the
+        active path, down to its newest leaf; returns the conversation with its new
+        ``active_message_id``. Raises NotFound, and ConversationBusy while a reply streams
+        in the conversation. The owner's other connections are told."""
+        answer = await self._request(
+            {
+                "type": "conversation.switch",
+                "conversation_id": conversation_id,
+                "message_id": message_id,
+            },
+            "conversation.updated",
+        )
+        return cast(ConversationInfo, answer["conversation"])
+
     async def delete(self, conversation_id: str) -> None:
         """Delete a conversation (cancelling its streaming reply). Raises NotFound."""
         await self._request(
             {"type": "conversation.delete", "conversation_id": conversation_id},
             "conversation.deleted",
         )
+
+    async def export(self, conversation_id: str, *, tree: bool = False) -> dict[str, Any]:
+        """The conversation in liaotian's export format (docs/protocol.md): its active path,
+        or with ``tree`` every branch. Raises NotFound."""
+        answer = await self._request(
+            {"type": "conversation.export", "conversation_id": conversation_id, "tree": tree},
+            "conversation.export",
+        )
+        return cast(dict[str, Any], answer["export"])
 
     async def models(self) -> ModelList:
         """The models the server knows, with availability, and its default model."""
@@ -1339,6 +1414,75 @@ class Client:
         if isinstance(error, dict):
             raise error_from_frame(error)
         raise self._unreachable(f"the upload got HTTP {status}")
+
+    async def import_file(self, source: str | os.PathLike[str] | bytes) -> ImportResult:
+        """Import liaotian's export or a ChatGPT ``conversations.json`` (a file's path, or
+        its bytes) into this client's owner's conversations; importing again adds nothing.
+
+        Returns ``{imported, skipped, conversations: [{id, title}]}`` (docs/api.md). Needs
+        no open connection: it is one HTTP request beside the WebSocket URL, with the same
+        token and client id. Raises what the server answers (InvalidImport naming what is
+        wrong, ImportTooLarge, RateLimited, ...), SignInRequired, or ClientConnectionError.
+        """
+        from pathlib import Path
+
+        if isinstance(source, bytes):
+            data = source
+        else:
+            data = await asyncio.to_thread(Path(source).read_bytes)
+        status, body = await self._post(
+            "/conversations/import", data, "application/json", what="the import"
+        )
+        if status == 200 and isinstance(body, dict):
+            return cast(ImportResult, body)
+        raise self._http_error(status, body, "import")
+
+    async def _post(
+        self,
+        path: str,
+        data: bytes,
+        content_type: str,
+        *,
+        what: str,
+        query: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """POST ``data`` to ``path`` beside the WebSocket URL: (status, JSON body)."""
+        import aiohttp  # only clients that post need it
+
+        parts = urlsplit(self.url)
+        url = urlunsplit(
+            (
+                "https" if parts.scheme == "wss" else "http",
+                parts.netloc,
+                parts.path.removesuffix("/ws") + path,
+                urlencode({"client_id": self.client_id, **(query or {})}),
+                "",
+            )
+        )
+        headers = {**(self._headers or {}), "Content-Type": content_type}
+        try:
+            async with (
+                aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=self.request_timeout)
+                ) as session,
+                session.post(url, data=data, headers=headers, allow_redirects=False) as response,
+            ):
+                return response.status, await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise self._unreachable(f"{what} failed: {exc or type(exc).__name__}") from None
+
+    def _http_error(self, status: int, body: Any, action: str) -> Exception:
+        """The exception for an HTTP route's refusal (``{"error": {code, message}}``)."""
+        error = body.get("error") if isinstance(body, dict) else None
+        if status == 401:
+            return SignInRequired(
+                f"liaotian at {self.server} requires signing in to {action}",
+                url=self.server,
+                token_given=self._token_given,
+            )
+        if isinstance(error, dict):
+            return error_from_frame(error)
+        return self._unreachable(f"the {action} got HTTP {status}")
 
 
 async def _probe_me(

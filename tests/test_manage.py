@@ -10,11 +10,14 @@ import pytest
 
 from liaotian.client import Client
 from liaotian.errors import InvalidFrame, NotFound
+from tests.cluster import run_cluster
+from tests.conftest import fresh_postgres_database
 from tests.fake_upstream import FakeUpstream
 from tests.server_harness import RunningServer
 from tests.test_attachments import claim, fetch, png, upload
 from tests.test_chat import chat, connect, start
 from tests.test_chat_cli import run_cli, server_url
+from tests.test_scaleout import connect as cluster_connect
 from tests.wsclient import Frame, RawClient, of_type
 
 
@@ -324,3 +327,32 @@ async def test_chat_list_shows_pinned_first_and_leaves_archived_out(
     assert len(rows) == 2
     assert "pinned old pinned topic" in rows[0]
     assert "newest topic" in rows[1]
+
+
+@pytest.mark.scaleout
+async def test_bulk_across_processes_cancels_and_tells_every_tab(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    """Two processes: a bulk delete on B cancels the reply streaming on A, and A's tab is
+    told of each conversation."""
+    async with (
+        fresh_postgres_database() as database_url,
+        run_cluster(tmp_path, database_url, fake.dashscope_base_url, count=2) as cluster,
+    ):
+        a = await cluster_connect(cluster, cluster.servers[0].ws_url)
+        b = await cluster_connect(cluster, cluster.servers[1].ws_url)
+        [idle] = await new_conversations(a, 1)
+        started = await start(a, "long [tokens=500] [delay=10]")
+        await a.until(of_type("reply.delta", message_id=started["message_id"]))
+        answer = await bulk(b, "delete", [started["conversation_id"], idle])
+        assert answer["conversation_ids"] == [started["conversation_id"], idle]
+        frames = await a.until(of_type("reply.done", message_id=started["message_id"]))
+        assert frames[-1]["status"] == "cancelled"
+        await fake.wait_for(lambda stats: stats.disconnects >= 1)
+        seen = await a.until(of_type("conversation.deleted", conversation_id=idle))
+        deleted = [
+            f["conversation_id"] for f in frames + seen if f["type"] == "conversation.deleted"
+        ]
+        assert sorted(deleted) == sorted([started["conversation_id"], idle])
+        await a.close()
+        await b.close()

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from liaotian.providers import ChatRequest, ModelInfo, Provider, ProviderRegistry, StreamItem
 from liaotian.settings import Settings
 from liaotian.titles import Titler, clean_title, first_line_title
-from tests.conftest import SettingsFactory
+from tests.cluster import run_cluster
+from tests.conftest import SettingsFactory, fresh_postgres_database
 from tests.fake_upstream import (
     OPENAI_CHAT_PATH,
     FakeUpstream,
@@ -24,8 +26,9 @@ from tests.fake_upstream import (
 from tests.server_harness import RunningServer, run_server
 from tests.test_chat import chat, connect
 from tests.test_manage import request
+from tests.test_scaleout import connect as cluster_connect
 from tests.waiting import eventually
-from tests.wsclient import Frame, RawClient, reply_text
+from tests.wsclient import Frame, RawClient, of_type, reply_text
 
 
 @pytest.fixture
@@ -277,3 +280,24 @@ def test_a_models_answer_is_cleaned_into_a_title(answer: str, title: str) -> Non
 def test_a_first_line_title_is_cut_short() -> None:
     """A long first line is cut at 60 characters, ending with an ellipsis."""
     assert first_line_title("word " * 30) == ("word " * 12).strip()[:59].rstrip() + "…"
+
+
+@pytest.mark.scaleout
+async def test_a_title_reaches_the_owners_tabs_on_every_process(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    """Two processes on PostgreSQL + Redis: the tab on the other process gets the title too."""
+    async with (
+        fresh_postgres_database() as database_url,
+        run_cluster(
+            tmp_path, database_url, fake.dashscope_base_url, count=2, title_model="auto"
+        ) as cluster,
+    ):
+        sender = await cluster_connect(cluster, cluster.servers[0].ws_url)
+        watcher = await cluster_connect(cluster, cluster.servers[1].ws_url)
+        await sender.send({"type": "chat.send", "id": "s", "message": "far [title=Far away]"})
+        [*_, done] = await sender.until(of_type("reply.done"))
+        for client in (sender, watcher):
+            updated = await title_update(client, done["conversation_id"])
+            assert (updated["title"], updated["title_source"]) == ("Far away", "generated")
+            await client.close()

@@ -301,3 +301,18 @@ async def test_a_title_reaches_the_owners_tabs_on_every_process(
             updated = await title_update(client, done["conversation_id"])
             assert (updated["title"], updated["title_source"]) == ("Far away", "generated")
             await client.close()
+
+
+async def test_titles_do_not_count_against_the_message_rate_limit(
+    make_settings: SettingsFactory,
+) -> None:
+    """Two messages a minute: after a first message and its title, a second is still taken."""
+    async with run_server(make_settings(title_model="auto", messages_per_minute=2)) as server:
+        client = await connect(server)
+        frames = await chat(client, "one [title=One]")
+        await title_update(client, frames[0]["conversation_id"])
+        second = await chat(client, "two")
+        assert second[-1]["type"] == "reply.done"
+        third = await chat(client, "three")
+        assert (third[-1]["type"], third[-1]["code"]) == ("error", "rate_limited")
+        await client.close()

@@ -55,6 +55,19 @@ async def bulk(client: RawClient, action: str, ids: list[str]) -> Frame:
     )
 
 
+async def until_all(
+    client: RawClient, wanted: set[tuple[str, str]]
+) -> dict[tuple[str, str], Frame]:
+    """Frames until one of each ``(type, key)`` wanted has come, in any order; a frame's key
+    is its request id, else its message_id, else its conversation_id."""
+    seen: dict[tuple[str, str], Frame] = {}
+    while not wanted <= seen.keys():
+        frame = await client.recv()
+        key = frame.get("id") or frame.get("message_id") or frame.get("conversation_id")
+        seen.setdefault((frame["type"], str(key)), frame)
+    return seen
+
+
 async def test_pinned_conversations_come_first_then_newest(server: RunningServer) -> None:
     """A pinned conversation leads the list, the others follow newest first."""
     client = await connect(server)
@@ -247,10 +260,16 @@ async def test_bulk_delete_cancels_a_streaming_reply_first(
     [idle] = await new_conversations(client, 1)
     started = await start(client, "long [tokens=500] [delay=10]")
     await client.until(of_type("reply.delta", message_id=started["message_id"]))
-    answer = await bulk(client, "delete", [started["conversation_id"], idle])
-    assert answer["conversation_ids"] == [started["conversation_id"], idle]
-    done = (await client.until(of_type("reply.done", message_id=started["message_id"])))[-1]
-    assert done["status"] == "cancelled"
+    doomed = [started["conversation_id"], idle]
+    await client.send(
+        {"type": "conversations.bulk", "id": "b", "action": "delete", "conversation_ids": doomed}
+    )
+    # The answer and the reply's end are sent by different tasks: in any order.
+    seen = await until_all(
+        client, {("conversations.bulk", "b"), ("reply.done", started["message_id"])}
+    )
+    assert seen[("conversations.bulk", "b")]["conversation_ids"] == doomed
+    assert seen[("reply.done", started["message_id"])]["status"] == "cancelled"
     await fake.wait_for(lambda stats: stats.disconnects >= 1)
     assert await listed(client) == []
     assert await server.services.store.find_message("alice", started["message_id"]) is None
@@ -346,13 +365,11 @@ async def test_bulk_across_processes_cancels_and_tells_every_tab(
         await a.until(of_type("reply.delta", message_id=started["message_id"]))
         answer = await bulk(b, "delete", [started["conversation_id"], idle])
         assert answer["conversation_ids"] == [started["conversation_id"], idle]
-        frames = await a.until(of_type("reply.done", message_id=started["message_id"]))
-        assert frames[-1]["status"] == "cancelled"
+        # The cancel and the notices travel separately: in any order.
+        wanted = {("reply.done", started["message_id"])}
+        wanted |= {("conversation.deleted", c) for c in (started["conversation_id"], idle)}
+        seen = await until_all(a, wanted)
+        assert seen[("reply.done", started["message_id"])]["status"] == "cancelled"
         await fake.wait_for(lambda stats: stats.disconnects >= 1)
-        seen = await a.until(of_type("conversation.deleted", conversation_id=idle))
-        deleted = [
-            f["conversation_id"] for f in frames + seen if f["type"] == "conversation.deleted"
-        ]
-        assert sorted(deleted) == sorted([started["conversation_id"], idle])
         await a.close()
         await b.close()

@@ -259,6 +259,7 @@ async def run_cluster(
         "LIAOTIAN_REPLY_LEASE": "2",
         "LIAOTIAN_LOG_LEVEL": "warning",
         "LIAOTIAN_SHUTDOWN_GRACE": "0",
+        "LIAOTIAN_TITLE_MODEL": "off",  # tests/test_titles.py turns titles on
         "DASHSCOPE_API_KEY": "test-key",
         "DASHSCOPE_HTTP_BASE_URL": upstream_base,
         **{f"LIAOTIAN_{name.upper()}": value for name, value in settings.items()},

@@ -112,6 +112,9 @@ def make_settings(database_url: str, fake: FakeUpstream) -> SettingsFactory:
             "shutdown_grace": 0,
             # Retries before the first token are real (tests/test_resilience.py), but fast.
             "provider_retry_backoff": 0.01,
+            # Background titles would add upstream requests and title changes to every
+            # test; tests/test_titles.py turns them on.
+            "title_model": "off",
         }
         values.update(overrides)
         return Settings(**values)

@@ -74,6 +74,19 @@ sent in chunks of ``chunk_chars`` characters; :func:`reply_chunks` and
     Usage reports C cached input tokens (``prompt_tokens_details.cached_tokens``, both
     dialects).
 
+Title requests (a system message that mentions "title", as liaotian's background titles
+send; the first message of the conversation, with its directives, is in the user message)
+are counted in ``stats.title_requests`` and follow three directives of their own, which
+other requests ignore:
+
+``[title=T]``
+    Answer T (in chunks) instead of the echo; the prompt's other directives are ignored.
+``[title_fault=CODE]``
+    Answer with HTTP status CODE, as ``[fault=CODE]``.
+``[title_hold=1]``
+    Wait before answering until the test sets :attr:`FakeUpstream.release_titles`
+    (``stats.titles_held`` counts the waiting ones).
+
 Images in the last user message (DashScope ``{"image": …}`` parts, OpenAI ``image_url``
 parts) are counted and the answer says so: ``"echo: (saw N image(s)) " + P``
 (:func:`expected_reply` with ``images=N``).
@@ -134,6 +147,11 @@ class Script:
     inline_think: bool = False
     search: int = 0
     cached: int | None = None
+    answer: str | None = None
+    """The whole answer instead of the echo (a title request's ``[title=T]``)."""
+    title: str | None = None
+    title_fault: str | None = None
+    title_hold: bool = False
 
     @classmethod
     def parse(cls, prompt: str) -> Script:
@@ -153,6 +171,9 @@ class Script:
             inline_think=values.get("inline_think", "0") not in ("", "0"),
             search=int(values.get("search", 0)),
             cached=int(values["cached"]) if "cached" in values else None,
+            title=values.get("title"),
+            title_fault=values.get("title_fault"),
+            title_hold=values.get("title_hold", "0") not in ("", "0"),
         )
 
     @property
@@ -265,6 +286,14 @@ def _last_user_text(messages: Sequence[dict[str, Any]]) -> str:
     return message_text(_last_user(messages))
 
 
+def asks_for_title(messages: Sequence[dict[str, Any]]) -> bool:
+    """A title request: its system message mentions "title"."""
+    return any(
+        message.get("role") == "system" and "title" in message_text(message).lower()
+        for message in messages
+    )
+
+
 _QWEN_VERSION = re.compile(r"^qwen(\d+)(?:\.(\d+))?")
 
 
@@ -302,6 +331,10 @@ class FakeStats:
     """Bytes of never-ending ``data:`` lines sent (``fault=endless_data``)."""
     held: int = 0
     """Streams waiting at their ``hold_at`` for :attr:`FakeUpstream.resume`."""
+    title_requests: int = 0
+    """Requests for a conversation title (see the module docstring)."""
+    titles_held: int = 0
+    """Title requests waiting (``[title_hold=1]``) for :attr:`FakeUpstream.release_titles`."""
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -505,6 +538,8 @@ class FakeUpstream:
         self._failed: dict[str, int] = {}  # prompt -> requests failed by CODE_then_ok
         self.resume = asyncio.Event()
         """Set it to let the streams held at ``[hold_at=BYTES]`` go on."""
+        self.release_titles = asyncio.Event()
+        """Set it to let the title requests held by ``[title_hold=1]`` be answered."""
 
     # -- lifecycle
 
@@ -661,6 +696,8 @@ class FakeUpstream:
         messages = body["input"]["messages"]
         parameters = body.get("parameters") or {}
         script = Script.parse(_last_user_text(messages))
+        if asks_for_title(messages):
+            script = await self._title_script(script)
         images = image_count(_last_user(messages))
         chunks, finish = self._plan(script, parameters.get("max_tokens"), images)
         input_tokens = count_input_tokens(messages)
@@ -755,6 +792,8 @@ class FakeUpstream:
         messages = body["messages"]
         model = str(body.get("model", ""))
         script = Script.parse(_last_user_text(messages))
+        if asks_for_title(messages):
+            script = await self._title_script(script)
         images = image_count(_last_user(messages))
         chunks, finish = self._plan(script, body.get("max_tokens"), images)
         status = self._scripted_status(script)
@@ -817,8 +856,29 @@ class FakeUpstream:
 
     # -- shared behaviour
 
+    async def _title_script(self, script: Script) -> Script:
+        """What a title request does: count it, hold it, answer its ``title`` directives."""
+        self.stats.title_requests += 1
+        self._notify()
+        if script.title_hold:
+            self.stats.titles_held += 1
+            self._notify()
+            try:
+                await self.release_titles.wait()
+            finally:
+                self.stats.titles_held -= 1
+                self._notify()
+        if script.title_fault is not None:
+            return Script(prompt=script.prompt, fault=script.title_fault)
+        if script.title is not None:
+            return Script(prompt=script.prompt, answer=script.title)
+        return script
+
     def _plan(self, script: Script, max_tokens: object, images: int) -> tuple[list[str], str]:
-        chunks = reply_chunks(script.prompt, self.chunk_chars, images=images)
+        if script.answer is not None:
+            chunks = _cut(script.answer, self.chunk_chars)
+        else:
+            chunks = reply_chunks(script.prompt, self.chunk_chars, images=images)
         if isinstance(max_tokens, int) and 0 <= max_tokens < len(chunks):
             return chunks[:max_tokens], "length"
         return chunks, "stop"

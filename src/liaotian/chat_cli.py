@@ -823,7 +823,10 @@ class ChatSession:
             if conversation.get("streaming_message_id"):
                 updated = Text("streaming", style="yellow")
             marker = " *" if conversation["id"] == self.conversation_id else ""
-            table.add_row(Text(conversation["id"] + marker), Text(conversation["title"]), updated)
+            title = Text(conversation["title"])
+            if conversation.get("pinned"):  # the server lists them first
+                title = Text.assemble(("pinned ", "dim"), title)
+            table.add_row(Text(conversation["id"] + marker), title, updated)
         self.console.print(table)
 
     async def _open(self, conversation_id: str) -> None:

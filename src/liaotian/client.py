@@ -134,6 +134,10 @@ class SignInRequired(ClientConnectionError):
 
 
 class ConversationInfo(TypedDict):
+    """A conversation. ``title_source`` is where its title came from: ``message`` (its
+    first message), ``generated`` (the title model), ``user`` (a rename) or ``import``.
+    ``pinned``, ``archived`` and ``title_source`` are absent from older servers."""
+
     id: str
     title: str
     system_prompt: str | None
@@ -142,6 +146,9 @@ class ConversationInfo(TypedDict):
     updated_at: float
     active_message_id: NotRequired[str | None]
     """The last message of the active path (the branch shown and answered from)."""
+    pinned: NotRequired[bool]
+    archived: NotRequired[bool]
+    title_source: NotRequired[str]
 
 
 class ListedConversation(ConversationInfo):
@@ -199,6 +206,17 @@ class MessageInfo(TypedDict):
 class ConversationPage(TypedDict):
     conversations: list[ListedConversation]
     has_more: bool
+
+
+BulkAction = Literal["delete", "archive", "unarchive", "pin", "unpin"]
+
+
+class BulkResult(TypedDict):
+    """What :meth:`Client.bulk` did: the ids done, and those that are not the owner's."""
+
+    action: BulkAction
+    conversation_ids: list[str]
+    not_found: list[str]
 
 
 class HistoryPage(TypedDict):
@@ -1043,15 +1061,16 @@ class Client:
         *,
         archived: bool = False,
     ) -> ConversationPage:
-        """The owner's conversations, most recently updated first (titles containing
-        ``query`` only, when given; the archived ones instead with ``archived``)."""
+        """The owner's conversations, pinned first, then most recently updated first
+        (titles containing ``query`` only, when given); the archived ones instead with
+        ``archived=True``. ``before``: the last id of the previous page."""
         frame: dict[str, Any] = {"type": "conversations.list", "limit": limit}
-        if archived:
-            frame["archived"] = True
         if before is not None:
             frame["before"] = before
         if query is not None:
             frame["query"] = query
+        if archived:
+            frame["archived"] = True
         return cast(ConversationPage, await self._request(frame, "conversations"))
 
     async def history(
@@ -1089,6 +1108,38 @@ class Client:
             "conversation.updated",
         )
         return cast(ConversationInfo, answer["conversation"])
+
+    async def update_conversation(
+        self, conversation_id: str, *, pinned: bool | None = None, archived: bool | None = None
+    ) -> ConversationInfo:
+        """Pin or unpin, archive or restore a conversation (at least one of them); returns
+        it as updated. Raises NotFound, or InvalidFrame when neither is given."""
+        frame: dict[str, Any] = {"type": "conversation.update", "conversation_id": conversation_id}
+        if pinned is not None:
+            frame["pinned"] = pinned
+        if archived is not None:
+            frame["archived"] = archived
+        answer = await self._request(frame, "conversation.updated")
+        return cast(ConversationInfo, answer["conversation"])
+
+    async def pin(self, conversation_id: str, pinned: bool = True) -> ConversationInfo:
+        """Pin a conversation to the top of the list (``pinned=False``: unpin it)."""
+        return await self.update_conversation(conversation_id, pinned=pinned)
+
+    async def archive(self, conversation_id: str, archived: bool = True) -> ConversationInfo:
+        """Archive a conversation: left out of the list, still opened and searched
+        (``archived=False``: restore it)."""
+        return await self.update_conversation(conversation_id, archived=archived)
+
+    async def bulk(self, action: BulkAction, conversation_ids: Sequence[str]) -> BulkResult:
+        """Apply ``action`` to many conversations (1 to 200) in one transaction. The ids
+        that are not the owner's are listed in ``not_found``, not raised."""
+        frame = {
+            "type": "conversations.bulk",
+            "action": action,
+            "conversation_ids": list(conversation_ids),
+        }
+        return cast(BulkResult, await self._request(frame, "conversations.bulk"))
 
     async def delete(self, conversation_id: str) -> None:
         """Delete a conversation (cancelling its streaming reply). Raises NotFound."""

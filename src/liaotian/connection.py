@@ -249,7 +249,11 @@ class Connection(OwnerBus.Listener):
 
     async def _list_conversations(self, command: ListConversations) -> None:
         conversations, has_more = await self.services.store.list_conversations(
-            self.owner, limit=command.limit, before=command.before, title_query=command.query
+            self.owner,
+            limit=command.limit,
+            before=command.before,
+            title_query=command.query,
+            archived=command.archived,
         )
         engine = self.services.engine
         items = []
@@ -308,10 +312,30 @@ class Connection(OwnerBus.Listener):
     # -- managing conversations --------------------------------------------------------
 
     async def _update(self, command: UpdateConversation) -> None:
-        raise LiaotianError("conversation.update is not implemented yet")
+        if command.pinned is None and command.archived is None:
+            raise InvalidFrame("conversation.update needs pinned or archived (or both)")
+        change = await self.services.engine.update_conversation(
+            self.owner,
+            command.conversation_id,
+            pinned=command.pinned,
+            archived=command.archived,
+            origin=self,
+        )
+        await self.socket.send(_change_frame(change, command.id))
 
     async def _bulk(self, command: BulkConversations) -> None:
-        raise LiaotianError("conversations.bulk is not implemented yet")
+        done, not_found = await self.services.engine.bulk(
+            self.owner, command.action, command.conversation_ids, origin=self
+        )
+        await self.socket.send(
+            protocol.build_result(
+                "conversations.bulk",
+                command.id,
+                action=command.action,
+                conversation_ids=done,
+                not_found=not_found,
+            )
+        )
 
     async def _export(self, command: ExportConversation) -> None:
         export = await PortabilityStore(self.services.store.database).export(

@@ -73,10 +73,10 @@ from liaotian.replies.status import ReplyStatus
 from liaotian.settings import Settings
 from liaotian.store import ConversationInfo, ReplyOutcome, Store
 from liaotian.store.repository import BegunReply, ContextMessage, NewReply, Partial, new_id
+from liaotian.titles import TitleJob, Titler
 
 log = logging.getLogger(__name__)
 
-TITLE_CHARS = 60
 FINAL_WRITE_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 """Seconds between attempts at a reply's final write (within ``final_write_timeout``)."""
 NOT_SAVED_MESSAGE = (
@@ -138,6 +138,9 @@ class RunningReply:
     """When the first reasoning part arrived, and the first text part after it."""
     cancel_requested: bool = False
     pump: asyncio.Task[Finish | None] | None = None
+    title: TitleJob | None = None
+    """Set on the first answer of a conversation still titled from its first message: once
+    the answer completes, the conversation gets a generated title."""
     images: tuple[tuple[int, tuple[str, ...]], ...] = ()
     """Images to load before calling the provider: (message index, attachment ids)."""
 
@@ -205,12 +208,6 @@ def check_capabilities(model: ModelInfo, options: SendOptions) -> None:
         )
     if options.search and not capabilities.search:
         raise UnsupportedCapability(f"{model.id} cannot search the web", capability="search")
-
-
-def make_title(message: str) -> str:
-    """A conversation title from its first message: one line, at most TITLE_CHARS."""
-    line = " ".join(message.split())
-    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
 class Checkpointer:
@@ -282,6 +279,7 @@ class ChatEngine:
         self.backplane = backplane
         self.metrics = metrics
         self.checkpointer = Checkpointer(store, settings.checkpoint_interval)
+        self.titles = Titler(settings, store, providers, backplane, metrics)
         self._running: dict[str, RunningReply] = {}
         self._running_per_owner: Counter[str] = Counter()
         self._busy: dict[tuple[str, str], str | None] = {}
@@ -341,6 +339,71 @@ class ChatEngine:
         conversation = await self.store.switch_branch(owner, conversation_id, message_id)
         return self.announce_conversation(owner, conversation, origin=origin)
 
+    async def update_conversation(
+        self,
+        owner: str,
+        conversation_id: str,
+        *,
+        pinned: bool | None = None,
+        archived: bool | None = None,
+        origin: object = None,
+    ) -> ConversationChange:
+        """Pin or unpin, archive or restore, and tell the owner's other connections (not
+        ``origin``). Raises NotFound."""
+        conversation = await self.store.update_conversation(
+            owner, conversation_id, pinned=pinned, archived=archived
+        )
+        return self.announce_conversation(owner, conversation, origin=origin)
+
+    async def bulk(
+        self, owner: str, action: str, conversation_ids: list[str], *, origin: object = None
+    ) -> tuple[list[str], list[str]]:
+        """Apply ``action`` (``delete``, ``archive``, ``unarchive``, ``pin``, ``unpin``) to the
+        owner's conversations among ``conversation_ids`` in one transaction, and tell the
+        owner's other connections of each (not ``origin``).
+
+        Deleting cancels their streaming replies first, as :meth:`delete_conversation`
+        does. Returns the ids done (in the order asked, each once) and those that are not
+        the owner's (unknown ones and another owner's alike).
+        """
+        if action == "delete":
+            await self._cancel_streaming_in(owner, set(conversation_ids))
+            done, not_found = await self.store.bulk_delete(owner, conversation_ids)
+            for conversation_id in done:
+                self.backplane.publish_change(
+                    owner, ConversationChange(conversation_id, None, origin=origin)
+                )
+            return done, not_found
+        flags = {
+            "archive": {"archived": True},
+            "unarchive": {"archived": False},
+            "pin": {"pinned": True},
+            "unpin": {"pinned": False},
+        }[action]
+        updated, not_found = await self.store.bulk_update(owner, conversation_ids, **flags)
+        for conversation in updated:
+            self.announce_conversation(owner, conversation, origin=origin)
+        return [conversation.id for conversation in updated], not_found
+
+    async def _cancel_streaming_in(self, owner: str, conversation_ids: set[str]) -> None:
+        """Cancel the owner's streaming replies in ``conversation_ids`` (in any process)."""
+        doomed = [
+            reply.key.message_id
+            for reply in self._running.values()
+            if reply.key.owner == owner and reply.key.conversation_id in conversation_ids
+        ]
+        local = set(doomed)
+        # Elsewhere: the owner streams at most a few replies, so ask about each.
+        for message_id in await self.backplane.shared_streaming(owner):
+            if message_id in local:
+                continue
+            found = await self.store.find_message(owner, message_id)
+            if found is not None and found[1] in conversation_ids:
+                doomed.append(message_id)
+        for message_id in doomed:
+            with contextlib.suppress(NotFound):
+                await self.cancel(owner, message_id=message_id)
+
     async def delete_conversation(
         self, owner: str, conversation_id: str, *, origin: object = None
     ) -> ConversationChange:
@@ -395,7 +458,7 @@ class ChatEngine:
         provider, model = self.providers.resolve(model_id)
         check_capabilities(model, options)
         await self._check_reply_quota(owner)
-        new = self._new_reply(owner, options, model_id)
+        new = self._new_reply(owner, options, model_id, provider)
 
         busy_key = (owner, new.conversation_id)
         if busy_key in self._busy:
@@ -531,6 +594,8 @@ class ChatEngine:
             search=search,
         )
         reply = RunningReply(log=reply_log, started_at=time.monotonic(), images=images)
+        if conversation.title_source == "message" and not begun.context:
+            reply.title = TitleJob(owner, conversation.id, model.id, begun.user_text)
         self._running[begun.reply_id] = reply
         self._running_per_owner[owner] += 1
         task = asyncio.create_task(self._run(reply, provider, request, busy_key))
@@ -538,7 +603,9 @@ class ChatEngine:
         task.add_done_callback(self._tasks.discard)
         return reply_log
 
-    def _new_reply(self, owner: str, options: SendOptions, model_id: str) -> NewReply:
+    def _new_reply(
+        self, owner: str, options: SendOptions, model_id: str, provider: Provider
+    ) -> NewReply:
         """What to store for ``options``; a new conversation gets its id here.
 
         The first message of a new conversation, maybe retried, maybe through another
@@ -562,7 +629,7 @@ class ChatEngine:
             history_messages=self.settings.history_messages,
             history_chars=self.settings.history_max_chars,
             create=create,
-            title=make_title(options.message) or "Image",
+            title=self.titles.initial_title(options.message, model_kind=provider.kind) or "Image",
             client_message_id=options.client_message_id,
             system_prompt=options.system_prompt,
             edit_message_id=options.edit_message_id,
@@ -718,6 +785,8 @@ class ChatEngine:
         saved = False
         try:
             saved = await self._final_write(reply, outcome)
+            if saved and reply.title is not None and outcome.status is ReplyStatus.COMPLETED:
+                self.titles.after_first_answer(replace(reply.title, answer=outcome.content))
         finally:
             done = self._done_event(reply, outcome)
             if not saved:
@@ -974,8 +1043,10 @@ class ChatEngine:
 
         Replies whose start is still being stored are waited for first (their transaction
         cannot be taken back), so they too run and end with an outcome before this returns.
+        Titles being generated are cancelled at once (the conversations keep their titles).
         """
         self._closing = True
+        await self.titles.close()
         if self._storing:
             await asyncio.gather(*self._storing, return_exceptions=True)
             await asyncio.sleep(0)  # their done callbacks (which start the replies) have run

@@ -79,6 +79,13 @@ class Metrics:
             ["task"],
             registry=self.registry,
         )
+        self.titles = Counter(
+            "liaotian_titles",
+            "Background conversation titles, by outcome: written, kept (renamed meanwhile), "
+            "failed, dropped (too many waiting), cancelled (shutdown)",
+            ["outcome"],
+            registry=self.registry,
+        )
 
     def reply_ended(
         self,

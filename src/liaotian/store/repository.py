@@ -24,6 +24,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     event,
+    false,
     insert,
     select,
     text,
@@ -499,26 +500,146 @@ class Store:
         return await self._db.run(lambda c: _conversation(c, owner, conversation_id))
 
     async def list_conversations(
-        self, owner: str, *, limit: int, before: str | None = None, title_query: str | None = None
+        self,
+        owner: str,
+        *,
+        limit: int,
+        before: str | None = None,
+        title_query: str | None = None,
+        archived: bool = False,
     ) -> tuple[list[ConversationInfo], bool]:
-        """Newest first; ``before`` is the id of the last conversation of the previous page;
+        """Pinned first, then newest first; the archived ones only with ``archived`` (the
+        others only without). ``before`` is the id of the last conversation of the previous
+        page (any of the owner's: the page starts right after its place in this order);
         ``title_query`` keeps the titles that contain it, in any case."""
         table = conversations.c
 
         def work(c: Connection) -> tuple[list[ConversationInfo], bool]:
-            query = select(conversations, _ACTIVE_MESSAGE_ID).where(table.owner_id == owner)
+            query = select(conversations, _ACTIVE_MESSAGE_ID).where(
+                table.owner_id == owner, table.archived == archived
+            )
             if title_query:
                 escaped = title_query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 query = query.where(table.title.ilike(f"%{escaped}%", escape="\\"))
             if before is not None:
                 anchor = _conversation(c, owner, before)
-                query = query.where(
-                    (table.updated_at < anchor.updated_at)
-                    | ((table.updated_at == anchor.updated_at) & (table.pk < anchor.pk))
+                later = (table.updated_at < anchor.updated_at) | (
+                    (table.updated_at == anchor.updated_at) & (table.pk < anchor.pk)
                 )
-            query = query.order_by(table.updated_at.desc(), table.pk.desc()).limit(limit + 1)
+                # After the anchor in (pinned, updated_at, pk), all descending: later among
+                # its own kind, then (after a pinned anchor) every unpinned one.
+                after = (table.pinned == anchor.pinned) & later
+                if anchor.pinned:
+                    after = after | (table.pinned == false())
+                query = query.where(after)
+            query = query.order_by(
+                table.pinned.desc(), table.updated_at.desc(), table.pk.desc()
+            ).limit(limit + 1)
             rows = c.execute(query).all()
             return [_conversation_info(row) for row in rows[:limit]], len(rows) > limit
+
+        return await self._db.run(work)
+
+    async def update_conversation(
+        self,
+        owner: str,
+        conversation_id: str,
+        *,
+        pinned: bool | None = None,
+        archived: bool | None = None,
+    ) -> ConversationInfo:
+        """Pin or unpin, archive or restore (what is None stays). Its ``updated_at`` stays:
+        neither is activity, and a restored conversation goes back to its place. Raises
+        NotFound."""
+        values = _flags(pinned=pinned, archived=archived)
+
+        def work(c: Connection) -> ConversationInfo:
+            conversation = _conversation(c, owner, conversation_id)
+            if values:
+                c.execute(
+                    update(conversations)
+                    .where(conversations.c.pk == conversation.pk)
+                    .values(values)
+                )
+            return _flagged(conversation, pinned=pinned, archived=archived)
+
+        return await self._db.run(work)
+
+    async def bulk_update(
+        self,
+        owner: str,
+        conversation_ids: Sequence[str],
+        *,
+        pinned: bool | None = None,
+        archived: bool | None = None,
+    ) -> tuple[list[ConversationInfo], list[str]]:
+        """:meth:`update_conversation` on many, in one transaction: returns the owner's
+        conversations among ``conversation_ids`` as they are now, in the order asked, and
+        the ids that are not the owner's (unknown or another owner's alike)."""
+        values = _flags(pinned=pinned, archived=archived)
+        wanted = list(dict.fromkeys(conversation_ids))
+
+        def work(c: Connection) -> tuple[list[ConversationInfo], list[str]]:
+            found = _owned(c, owner, wanted)
+            if found and values:
+                c.execute(
+                    update(conversations)
+                    .where(conversations.c.pk.in_([info.pk for info in found.values()]))
+                    .values(values)
+                )
+            done = [
+                _flagged(found[id_], pinned=pinned, archived=archived)
+                for id_ in wanted
+                if id_ in found
+            ]
+            return done, [id_ for id_ in wanted if id_ not in found]
+
+        return await self._db.run(work)
+
+    async def bulk_delete(
+        self, owner: str, conversation_ids: Sequence[str]
+    ) -> tuple[list[str], list[str]]:
+        """Delete the owner's conversations among ``conversation_ids`` with their messages,
+        attachments and shares, in one transaction (as :meth:`delete_conversation` does
+        one). Returns the ids deleted, in the order asked, and those that are not the
+        owner's."""
+        wanted = list(dict.fromkeys(conversation_ids))
+
+        def work(c: Connection) -> tuple[list[str], list[str]]:
+            found = _owned(c, owner, wanted)
+            pks = [info.pk for info in found.values()]
+            for pk in pks:
+                search.unindex_conversation(c, pk)
+            if pks:
+                c.execute(delete(messages).where(messages.c.conversation_pk.in_(pks)))
+                c.execute(delete(conversations).where(conversations.c.pk.in_(pks)))
+            done = [id_ for id_ in wanted if id_ in found]
+            return done, [id_ for id_ in wanted if id_ not in found]
+
+        return await self._db.run(work)
+
+    async def set_generated_title(
+        self, owner: str, conversation_id: str, title: str
+    ) -> ConversationInfo | None:
+        """Give the conversation a generated title, unless its title is no longer the one
+        made from its first message (a rename, ``title_source`` ``user``, always wins, even
+        one that lands while the title was being generated). Returns the conversation as
+        now titled, or None when nothing was written (renamed, deleted, or not the
+        owner's). The search index gets the new title in the same transaction."""
+
+        def work(c: Connection) -> ConversationInfo | None:
+            row = c.execute(_CONVERSATION, {"b_owner": owner, "b_id": conversation_id}).first()
+            if row is None:
+                return None
+            written = c.execute(
+                update(conversations)
+                .where(conversations.c.pk == row.pk, conversations.c.title_source == "message")
+                .values(title=title, title_source="generated")
+            ).rowcount
+            if not written:
+                return None
+            search.index_title(c, row.pk, title)
+            return replace(_conversation_info(row), title=title, title_source="generated")
 
         return await self._db.run(work)
 
@@ -534,7 +655,7 @@ class Store:
                 .values(title=title, title_source="user", updated_at=now)
             )
             search.index_title(c, conversation.pk, title)
-            return replace(conversation, title=title, updated_at=now)
+            return replace(conversation, title=title, title_source="user", updated_at=now)
 
         return await self._db.run(work)
 
@@ -797,6 +918,39 @@ def _conversation(
     if row is None:
         raise NotFound(f"conversation {conversation_id} not found")
     return _conversation_info(row)
+
+
+def _flags(*, pinned: bool | None, archived: bool | None) -> dict[str, bool]:
+    """The columns ``conversation.update`` sets (those given)."""
+    values = {}
+    if pinned is not None:
+        values["pinned"] = pinned
+    if archived is not None:
+        values["archived"] = archived
+    return values
+
+
+def _flagged(
+    conversation: ConversationInfo, *, pinned: bool | None, archived: bool | None
+) -> ConversationInfo:
+    """``conversation`` as :func:`_flags` leaves it."""
+    return replace(
+        conversation,
+        pinned=conversation.pinned if pinned is None else pinned,
+        archived=conversation.archived if archived is None else archived,
+    )
+
+
+def _owned(c: Connection, owner: str, conversation_ids: list[str]) -> dict[str, ConversationInfo]:
+    """The owner's conversations among ``conversation_ids``, by id."""
+    if not conversation_ids:
+        return {}
+    rows = c.execute(
+        select(conversations).where(
+            conversations.c.owner_id == owner, conversations.c.id.in_(conversation_ids)
+        )
+    ).all()
+    return {row.id: _conversation_info(row) for row in rows}
 
 
 def _insert_ignoring_conflicts(c: Connection, table: Table, values: dict[str, Any]) -> None:

@@ -6,16 +6,16 @@
  */
 import { html, nothing, type TemplateResult } from "lit";
 import { repeat } from "lit/directives/repeat.js";
-import { formatDate, getLocale, type Locale, LOCALES, type MessageKey, setLocale, t } from "../i18n";
+import { getLocale, type Locale, LOCALES, type MessageKey, setLocale, t } from "../i18n";
 import type { ConnectionState } from "../protocol/client";
 import type { ChatController } from "../state/chat";
 import type { ThemeChoice } from "../state/preferences";
-import type { SearchResult } from "../protocol/types";
 import type { Conversation, SearchState } from "../state/types";
 import { getTheme, setTheme } from "../theme";
 import { LightElement } from "./base";
 import { icons } from "./icons";
 import { logo } from "./logo";
+import "./search-results";
 
 const SEARCH_DELAY_MS = 250;
 const DAY_MS = 86_400_000;
@@ -142,7 +142,9 @@ export class Sidebar extends LightElement {
           : nothing}
       </div>
       ${this.search ? nothing : this.#tools()}
-      <div class="conversations">${this.search ? this.#results(this.search) : this.showArchived ? this.#archivedList() : this.#list()}</div>
+      <div class="conversations">${this.search
+        ? html`<lt-search-results .controller=${this.controller} .search=${this.search}></lt-search-results>`
+        : this.showArchived ? this.#archivedList() : this.#list()}</div>
       ${this.#footer()}
     </nav>`;
   }
@@ -180,40 +182,6 @@ export class Sidebar extends LightElement {
       </button>
       <input type="file" class="visually-hidden import-file" accept=".json,application/json" tabindex="-1" aria-hidden="true" @change=${this.#import} />
     </div>`;
-  }
-
-  #results(search: SearchState): TemplateResult {
-    const results = search.results;
-    if (results === null) return html`<p class="sidebar-empty"><span class="spinner" aria-hidden="true"></span></p>`;
-    if (results.length === 0) {
-      return html`<p class="sidebar-empty" role="status">${search.loading ? html`<span class="spinner" aria-hidden="true"></span>` : t("search.none", { query: search.query })}</p>`;
-    }
-    return html`<section class="conv-group search-results" aria-busy=${search.loading ? "true" : "false"}>
-      <h2 class="conv-group-title" role="status">${t("search.count", { count: results.length })}</h2>
-      <ul role="list" @keydown=${this.#resultKeys}>
-        ${repeat(results, (result) => `${result.conversation.id}:${result.message_id ?? ""}`, (result) => this.#result(result))}
-      </ul>
-    </section>`;
-  }
-
-  /** One result: its title, date and snippet. The snippet is the user's text: text nodes
-   * only, the matches in <mark>. */
-  #result(result: SearchResult): TemplateResult {
-    const conversation = result.conversation;
-    const at = result.created_at ?? conversation.updated_at;
-    const marked = html`${result.snippet.map((piece) => (piece.match ? html`<mark>${piece.text}</mark>` : piece.text))}`;
-    // Only the title matched: the snippet is the title, marked.
-    const titleOnly = result.message_id === null && result.snippet.length > 0;
-    return html`<li class="search-result" data-conversation-id=${conversation.id} data-message-id=${result.message_id ?? ""}>
-      <a class="search-link" href="/c/${conversation.id}" @click=${(event: MouseEvent) => this.#openResult(event, result)}>
-        <span class="search-head">
-          <span class="conv-title">${titleOnly ? marked : conversation.title}</span>
-          <time class="search-date" datetime=${new Date(at * 1000).toISOString()}>${formatDate(at)}</time>
-        </span>
-        ${!titleOnly && result.snippet.length > 0 ? html`<span class="search-snippet">${marked}</span>` : nothing}
-        ${conversation.archived ? html`<span class="chip">${t("sidebar.archivedChip")}</span>` : nothing}
-      </a>
-    </li>`;
   }
 
   #archivedList(): TemplateResult {
@@ -445,17 +413,6 @@ export class Sidebar extends LightElement {
     }
   };
 
-  /** ↑ and ↓ move between results (↑ from the first goes back to the search box). */
-  #resultKeys = (event: KeyboardEvent): void => {
-    if (event.key !== "ArrowDown" && event.key !== "ArrowUp") return;
-    const links = [...this.querySelectorAll<HTMLElement>(".search-link")];
-    const index = links.indexOf(event.target as HTMLElement);
-    if (index < 0) return;
-    event.preventDefault();
-    const next = event.key === "ArrowDown" ? links[index + 1] : index === 0 ? this.querySelector<HTMLElement>(".search input") : links[index - 1];
-    next?.focus();
-  };
-
   #clearSearch = (): void => {
     const input = this.querySelector<HTMLInputElement>(".search input");
     if (input) input.value = "";
@@ -463,13 +420,6 @@ export class Sidebar extends LightElement {
     void this.controller.searchMessages("");
     input?.focus();
   };
-
-  #openResult(event: MouseEvent, result: SearchResult): void {
-    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
-    event.preventDefault();
-    void this.controller.openSearchResult(result);
-    this.dispatchEvent(new CustomEvent("navigated", { bubbles: true, detail: { keepFocus: true } }));
-  }
 
   #showArchived = (): void => {
     this.showArchived = true;

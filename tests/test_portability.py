@@ -499,7 +499,9 @@ async def test_imports_go_to_the_callers_owner_only(server: RunningServer) -> No
         with pytest.raises(NotFound):
             await bob.export(CHATGPT_ID)
     async with Client(server.http_url, client_id="alice") as alice:
-        assert len((await alice.conversations())["conversations"]) == 2
+        # The file's second conversation was archived in ChatGPT, and stays archived.
+        assert len((await alice.conversations())["conversations"]) == 1
+        assert len((await alice.conversations(archived=True))["conversations"]) == 1
 
 
 async def test_the_same_file_imports_for_two_owners(server: RunningServer) -> None:

@@ -1,4 +1,5 @@
-"""The ``liaotian`` command: ``serve``, ``migrate``, ``user``, ``token``, ``chat``, ``models``.
+"""The ``liaotian`` command: ``serve``, ``migrate``, ``user``, ``token``, ``chat``, ``models``,
+``share``.
 
 Errors the user can fix (bad settings, an unreachable server) print one clear line, in
 plain words (:mod:`liaotian.cli_words`), and exit with status 2; they never show a
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     from liaotian.chat_cli import add_chat_parser
 
     add_chat_parser(commands)
+    from liaotian.share_cli import add_share_parser
+
+    add_share_parser(commands)
     return parser
 
 
@@ -98,6 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from liaotian.accounts_cli import run_accounts
 
             return run_accounts(args, _settings(args))
+        if args.command == "share":
+            from liaotian.share_cli import run_share
+
+            return run_share(args)
         from liaotian.chat_cli import run_chat, run_models
 
         return run_models(args) if args.command == "models" else run_chat(args)

@@ -54,7 +54,9 @@ async def seed_conversation(
             values = {"role": turn[0], "content": turn[1]} if isinstance(turn, tuple) else turn
             parent = _insert(c, pk, parent, values)
             seeded.message_ids.append(_id_of(c, parent))
-        c.execute(update(conversations).where(conversations.c.pk == pk).values(active_message_pk=parent))
+        c.execute(
+            update(conversations).where(conversations.c.pk == pk).values(active_message_pk=parent)
+        )
         return seeded
 
     return await database.run(work)
@@ -65,7 +67,9 @@ async def add_sibling(database: Database, message_id: str, role: str, content: s
 
     def work(c: Connection) -> str:
         row = c.execute(select(messages).where(messages.c.id == message_id)).one()
-        return _id_of(c, _insert(c, row.conversation_pk, row.parent_pk, {"role": role, "content": content}))
+        return _id_of(
+            c, _insert(c, row.conversation_pk, row.parent_pk, {"role": role, "content": content})
+        )
 
     return await database.run(work)
 

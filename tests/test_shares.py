@@ -10,11 +10,13 @@ from typing import Any, cast
 
 import aiohttp
 import pytest
+from multidict import CIMultiDict
 from PIL import Image
 from sqlalchemy import Table, func, select, update
 from websockets.asyncio.client import connect as ws_connect
 
 from liaotian.app import CONTENT_SECURITY_POLICY
+from liaotian.client import Client
 from liaotian.store import Store, create_engine
 from liaotian.store.models import Share, utcnow
 from tests.cluster import Cluster, run_cluster
@@ -48,16 +50,17 @@ async def share(client: RawClient, conversation_id: str, **fields: object) -> di
     return cast(dict[str, Any], answer["share"])
 
 
-async def get(server_url: str, path: str) -> tuple[int, dict[str, str], bytes]:
+async def get(server_url: str, path: str) -> tuple[int, CIMultiDict[str], bytes]:
+    """Status, headers (any case) and body of ``GET server_url + path``."""
     async with aiohttp.ClientSession() as session, session.get(server_url + path) as response:
-        return response.status, dict(response.headers), await response.read()
+        return response.status, response.headers.copy(), await response.read()
 
 
 async def snapshot(server: RunningServer, share_id: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{server.http_url}/api/shares/{share_id}") as response:
-            assert response.status == 200
-            return cast(dict[str, Any], await response.json())
+    url = f"{server.http_url}/api/shares/{share_id}"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200
+        return cast(dict[str, Any], await response.json())
 
 
 async def seed(server: RunningServer, owner: str = "alice") -> Seeded:
@@ -98,7 +101,8 @@ async def test_share_ids_are_long_random_and_name_their_page(server: RunningServ
     client = await connect(server)
     first = await share(client, seeded.conversation_id)
     second = await share(client, seeded.conversation_id)
-    assert len(first["id"]) >= 32 and first["id"] != second["id"]
+    assert len(first["id"]) >= 32
+    assert first["id"] != second["id"]
     assert first["url"] == f"/s/{first['id']}"
     assert (first["revoked"], first["expires_at"]) == (False, None)
     await client.close()
@@ -107,12 +111,14 @@ async def test_share_ids_are_long_random_and_name_their_page(server: RunningServ
 async def test_message_off_the_active_path_is_not_found(server: RunningServer) -> None:
     """A message of another branch cannot end a share: not_found."""
     seeded = await seed(server)
-    sibling = await add_sibling(server.services.store.database, seeded.message_ids[1], "assistant", "x")
+    sibling = await add_sibling(
+        server.services.store.database, seeded.message_ids[1], "assistant", "x"
+    )
     client = await connect(server)
     answer = await ask(
         client, "share.create", conversation_id=seeded.conversation_id, message_id=sibling
     )
-    assert answer["error"]["code"] == "not_found"
+    assert answer["code"] == "not_found"
     await client.close()
 
 
@@ -137,12 +143,14 @@ async def test_expired_share_answers_404(server: RunningServer) -> None:
     assert (await get(server.http_url, f"/api/shares/{created['id']}"))[0] == 200
     past = utcnow() - timedelta(seconds=1)
     await server.services.store.database.run(
-        lambda c: c.execute(update(shares).where(shares.c.id == created["id"]).values(expires_at=past))
+        lambda c: c.execute(
+            update(shares).where(shares.c.id == created["id"]).values(expires_at=past)
+        )
     )
     for path in (created["url"], f"/api/shares/{created['id']}"):
         assert (await get(server.http_url, path))[0] == 404
     answer = await ask(client, "share.copy", share_id=created["id"])
-    assert answer["error"]["code"] == "not_found"
+    assert answer["code"] == "not_found"
     await client.close()
 
 
@@ -155,7 +163,8 @@ async def test_revoked_share_answers_404_and_leaves_the_list(server: RunningServ
     assert (revoked["type"], revoked["share"]["revoked"]) == ("share", True)
     not_found_page = await get(server.http_url, "/s/" + "x" * 32)
     revoked_page = await get(server.http_url, created["url"])
-    assert revoked_page[0] == 404 and revoked_page[2] == not_found_page[2]
+    assert revoked_page[0] == 404
+    assert revoked_page[2] == not_found_page[2]
     assert (await get(server.http_url, f"/api/shares/{created['id']}"))[0] == 404
     assert (await ask(client, "shares.list"))["shares"] == []
     await client.close()
@@ -186,7 +195,7 @@ async def test_another_owner_cannot_share_list_or_revoke(server: RunningServer) 
         ("share.revoke", {"share_id": created["id"]}),
     ):
         answer = await ask(bob, frame_type, **fields)
-        assert answer["error"]["code"] == "not_found", frame_type
+        assert answer["code"] == "not_found", frame_type
     assert (await ask(bob, "shares.list"))["shares"] == []
     assert (await get(server.http_url, f"/api/shares/{created['id']}"))[0] == 200
     await alice.close()
@@ -267,15 +276,17 @@ def png() -> bytes:
 
 
 async def upload(server: RunningServer, owner: str) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
             f"{server.http_url}/attachments",
             params={"client_id": owner, "name": "secret-name.png"},
             data=png(),
             headers={"Content-Type": "image/png"},
-        ) as response:
-            assert response.status == 201
-            return cast(dict[str, Any], await response.json())
+        ) as response,
+    ):
+        assert response.status == 201
+        return cast(dict[str, Any], await response.json())
 
 
 async def test_only_images_the_snapshot_shows_are_served(server: RunningServer) -> None:
@@ -321,7 +332,7 @@ async def test_share_links_off_refuses_frames_and_404s_urls(
             ("share.copy", {"share_id": created["id"]}),
         ):
             answer = await ask(client, frame_type, **fields)
-            assert answer["error"]["code"] == "share_links_disabled", frame_type
+            assert answer["code"] == "share_links_disabled", frame_type
         for path in (created["url"], f"/api/shares/{created['id']}"):
             assert (await get(server.http_url, path))[0] == 404
         await client.close()
@@ -367,3 +378,21 @@ async def signed_in(cluster: Cluster, url: str) -> tuple[RawClient, str]:
     hello = await client.recv()
     assert hello["type"] == "hello"
     return client, str(hello["owner"])
+
+
+async def test_python_client_shares_lists_copies_and_revokes(server: RunningServer) -> None:
+    """Client.share gives a link that serves the snapshot; shares, copy_share and
+    revoke_share work as the frames do."""
+    seeded = await seed(server)
+    async with Client(server.ws_url, client_id="alice") as alice:
+        created = await alice.share(seeded.conversation_id, expires_in=600)
+        url = alice.share_url(created)
+        assert url == f"{server.http_url}/s/{created['id']}"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            assert response.status == 200
+        assert [s["id"] for s in await alice.shares()] == [created["id"]]
+        async with Client(server.ws_url, client_id="bob") as bob:
+            copy = await bob.copy_share(created["id"])
+            assert copy["title"] == "A shared chat"
+        assert (await alice.revoke_share(created["id"]))["revoked"] is True
+        assert await alice.shares() == []

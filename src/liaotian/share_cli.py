@@ -41,12 +41,13 @@ def run_share(args: argparse.Namespace) -> int:
     """Run ``liaotian share``; returns the exit status (2 for a wrong mix of arguments)."""
     revoking = args.revoke is not None
     sharing = not args.list and not revoking
-    if (args.list and revoking) or (revoking and args.conversation_id is not None) or (
-        sharing and args.conversation_id is None
+    if (
+        (args.list and revoking)
+        or (revoking and args.conversation_id is not None)
+        or (sharing and args.conversation_id is None)
     ):
         print(
-            "liaotian share: give CONVERSATION_ID, --list [CONVERSATION_ID] or --revoke "
-            "SHARE_ID",
+            "liaotian share: give CONVERSATION_ID, --list [CONVERSATION_ID] or --revoke SHARE_ID",
             file=sys.stderr,
         )
         return EXIT_UNREACHABLE

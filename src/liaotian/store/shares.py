@@ -112,7 +112,7 @@ class SharedSnapshot:
         }
 
 
-def _share_info(row: Row[Any]) -> ShareInfo:
+def _share_info(row: Any) -> ShareInfo:
     return ShareInfo(
         id=row.id,
         conversation_id=row.conversation_id,
@@ -344,7 +344,8 @@ class ShareStore:
             snapshot = list(share.snapshot.get("messages", []))
             model = next((m["model"] for m in reversed(snapshot) if m.get("model")), None)
             c.execute(_INSERT_OWNER[c.dialect.name], {"id": owner, "created_at": now})
-            conversation_pk = c.execute(
+            conversation_pk = _inserted_pk(
+                c,
                 insert(conversations).values(
                     id=conversation_id,
                     owner_id=owner,
@@ -353,8 +354,8 @@ class ShareStore:
                     model=model,
                     created_at=now,
                     updated_at=now,
-                )
-            ).inserted_primary_key[0]
+                ),
+            )
             if share.title:
                 search.index_title(c, conversation_pk, share.title)
             images = _copy_images(c, share.owner_id, owner, conversation_pk, snapshot, now)
@@ -363,7 +364,8 @@ class ShareStore:
             for message in snapshot:
                 last_id = new_id()
                 status = message.get("status")
-                parent_pk = c.execute(
+                parent_pk = _inserted_pk(
+                    c,
                     insert(messages).values(
                         id=last_id,
                         conversation_pk=conversation_pk,
@@ -385,8 +387,8 @@ class ShareStore:
                         thinking_ms=message.get("thinking_ms"),
                         created_at=now,
                         updated_at=now,
-                    )
-                ).inserted_primary_key[0]
+                    ),
+                )
                 if message.get("content"):
                     search.index_message(c, last_id, message["content"])
             c.execute(
@@ -407,6 +409,12 @@ class ShareStore:
             )
 
         return await self._db.run(work)
+
+
+def _inserted_pk(c: Connection, statement: Any) -> int:
+    key = c.execute(statement).inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _image_ids(snapshot: dict[str, Any]) -> set[str]:

@@ -80,15 +80,16 @@ function sources(message: SharedMessage): HTMLElement | null {
   section.append(element("h3", "sources-title", labels.sources));
   const list = element("ol", "sources-list");
   for (const source of found) {
-    const item = element("li", "source");
+    const item = element("li");
     item.value = source.index;
-    const link = element("a", "source-link");
+    item.dataset.index = String(source.index);
+    const link = element("a", "", source.title || source.url);
     link.href = source.url;
     link.target = "_blank";
     link.rel = "noopener noreferrer nofollow";
-    link.append(element("span", "source-title", source.title || source.url));
-    if (source.site) link.append(element("span", "source-site", source.site));
     item.append(link);
+    const site = source.site || new URL(source.url).hostname;
+    if (site) item.append(element("span", "source-site", site));
     list.append(item);
   }
   section.append(list);

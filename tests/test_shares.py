@@ -25,6 +25,7 @@ from tests.fake_upstream import FakeUpstream
 from tests.server_harness import RunningServer, run_server
 from tests.share_seed import Seeded, add_sibling, seed_conversation
 from tests.test_chat import connect
+from tests.test_chat_cli import run_cli, server_url
 from tests.wsclient import Frame, RawClient
 
 shares = cast(Table, Share.__table__)
@@ -396,3 +397,24 @@ async def test_python_client_shares_lists_copies_and_revokes(server: RunningServ
             assert copy["title"] == "A shared chat"
         assert (await alice.revoke_share(created["id"]))["revoked"] is True
         assert await alice.shares() == []
+
+
+async def test_cli_prints_the_full_link_lists_and_revokes(
+    tmp_path: Path, server: RunningServer
+) -> None:
+    """``liaotian share ID`` prints a link that serves the snapshot; --list shows it;
+    --revoke makes it 404."""
+    seeded = await seed(server)
+    options = ("--server", server_url(server), "--client-id", "alice")
+    shared = await run_cli(tmp_path, seeded.conversation_id, *options, command="share")
+    assert (shared.returncode, shared.stderr) == (0, "")
+    link = shared.stdout.strip()
+    assert link.startswith(f"{server.http_url}/s/")
+    async with aiohttp.ClientSession() as session, session.get(link) as response:
+        assert response.status == 200
+    listed = await run_cli(tmp_path, "--list", *options, command="share")
+    assert listed.stdout.startswith(f"{link}  A shared chat  never expires")
+    share_id = link.rsplit("/", 1)[1]
+    revoked = await run_cli(tmp_path, "--revoke", share_id, *options, command="share")
+    assert revoked.returncode == 0
+    assert (await get(server.http_url, f"/api/shares/{share_id}"))[0] == 404

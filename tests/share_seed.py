@@ -81,10 +81,9 @@ def _insert(c: Connection, conversation_pk: int, parent: int | None, values: dic
             id=uuid.uuid4().hex,
             conversation_pk=conversation_pk,
             parent_pk=parent,
-            status="completed",
             created_at=now,
             updated_at=now,
-            **values,
+            **{"status": "completed", **values},
         )
     ).inserted_primary_key[0]
     return pk

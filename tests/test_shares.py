@@ -123,6 +123,19 @@ async def test_message_off_the_active_path_is_not_found(server: RunningServer) -
     await client.close()
 
 
+async def test_a_reply_still_streaming_cannot_be_shared(server: RunningServer) -> None:
+    """Sharing up to an answer still being written is conversation_busy (retryable)."""
+    seeded = await seed_conversation(
+        server.services.store.database,
+        "alice",
+        [("user", "Q"), {"role": "assistant", "content": "half", "status": "streaming"}],
+    )
+    client = await connect(server)
+    answer = await ask(client, "share.create", conversation_id=seeded.conversation_id)
+    assert (answer["code"], answer["retryable"]) == ("conversation_busy", True)
+    await client.close()
+
+
 async def test_the_shared_page_is_served_for_a_live_share(server: RunningServer) -> None:
     """GET /s/ID answers the shared page (HTML, noindex) while the share is live."""
     seeded = await seed(server)

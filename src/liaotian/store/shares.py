@@ -25,7 +25,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Row, Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from liaotian.errors import NotFound
+from liaotian.errors import ConversationBusy, NotFound
 from liaotian.replies.status import ReplyStatus
 from liaotian.store import search
 from liaotian.store.attachments import new_attachment_id
@@ -202,7 +202,8 @@ class ShareStore:
     ) -> ShareInfo:
         """Freeze the owner's conversation's active path up to ``message_id`` (default: its
         last message). NotFound for another owner's or an unknown conversation, for a
-        conversation with no message, and for a message not on the active path."""
+        conversation with no message, and for a message not on the active path;
+        ConversationBusy when that message is a reply still streaming."""
         now = utcnow()
         expires_at = None if expires_in is None else now + timedelta(seconds=expires_in)
 
@@ -222,6 +223,8 @@ class ShareStore:
                 path = path[: ends[0] + 1]
             if not path:
                 raise NotFound(f"conversation {conversation_id} has no message to share")
+            if path[-1].status == ReplyStatus.STREAMING.value:
+                raise ConversationBusy("the answer is still being written: share it once done")
             info = ShareInfo(
                 id=new_share_id(),
                 conversation_id=conversation_id,

@@ -7,6 +7,7 @@ decides exactly which messages form the active path and which are another branch
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -14,6 +15,9 @@ from sqlalchemy import Connection, Table, insert, select, update
 
 from liaotian.store.database import Database
 from liaotian.store.models import Conversation, Message, Owner, utcnow
+
+Turn = tuple[str, str] | dict[str, Any]
+"""A message to seed: ``(role, content)``, or a dict of its columns."""
 
 conversations = cast(Table, Conversation.__table__)
 messages = cast(Table, Message.__table__)
@@ -31,7 +35,7 @@ class Seeded:
 async def seed_conversation(
     database: Database,
     owner: str,
-    turns: list[tuple[str, str]] | list[dict[str, Any]],
+    turns: Sequence[Turn],
     *,
     title: str = "A shared chat",
 ) -> Seeded:
@@ -43,11 +47,13 @@ async def seed_conversation(
         now = utcnow()
         if c.scalar(select(owners.c.id).where(owners.c.id == owner)) is None:
             c.execute(insert(owners).values(id=owner, created_at=now))
-        pk = c.execute(
+        key = c.execute(
             insert(conversations).values(
                 id=conversation_id, owner_id=owner, title=title, created_at=now, updated_at=now
             )
-        ).inserted_primary_key[0]
+        ).inserted_primary_key
+        assert key is not None
+        pk = key[0]
         seeded = Seeded(conversation_id)
         parent: int | None = None
         for turn in turns:
@@ -76,7 +82,7 @@ async def add_sibling(database: Database, message_id: str, role: str, content: s
 
 def _insert(c: Connection, conversation_pk: int, parent: int | None, values: dict[str, Any]) -> int:
     now = utcnow()
-    pk: int = c.execute(
+    key = c.execute(
         insert(messages).values(
             id=uuid.uuid4().hex,
             conversation_pk=conversation_pk,
@@ -85,8 +91,9 @@ def _insert(c: Connection, conversation_pk: int, parent: int | None, values: dic
             updated_at=now,
             **{"status": "completed", **values},
         )
-    ).inserted_primary_key[0]
-    return pk
+    ).inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _id_of(c: Connection, pk: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from urllib.parse import urlparse
 
 from playwright.async_api import BrowserContext, Page, Request, expect
@@ -9,14 +10,12 @@ from playwright.async_api import BrowserContext, Page, Request, expect
 from liaotian.store.shares import ShareStore
 from tests.browser.test_security import DANGEROUS, PAYLOADS
 from tests.server_harness import RunningServer
-from tests.share_seed import add_sibling, seed_conversation
+from tests.share_seed import Turn, add_sibling, seed_conversation
 
 ANSWER = "Here is **bold**, `code` and $E = mc^2$.\n\n```python\nprint('hi')\n```"
 
 
-async def shared(
-    server: RunningServer, turns: list[tuple[str, str]] | list[dict[str, object]]
-) -> str:
+async def shared(server: RunningServer, turns: Sequence[Turn]) -> str:
     """A share of a conversation of ``turns`` (the whole active path); its id."""
     database = server.services.store.database
     seeded = await seed_conversation(database, "alice", turns, title="Shared title")

@@ -155,18 +155,20 @@ def active_path(c: Connection, conversation_pk: int, leaf_pk: int | None) -> lis
     """The messages from the first to ``leaf_pk`` (``parent_pk`` links), oldest first."""
     if leaf_pk is None:
         return []
+    # UNION, not UNION ALL: a (corrupt) cycle of parent links ends instead of looping.
     path = (
-        select(messages)
+        select(messages.c.pk, messages.c.parent_pk)
         .where(messages.c.pk == leaf_pk, messages.c.conversation_pk == conversation_pk)
         .cte("path", recursive=True)
     )
     parent = messages.alias("parent")
-    path = path.union_all(
-        select(parent).where(
+    path = path.union(
+        select(parent.c.pk, parent.c.parent_pk).where(
             parent.c.pk == path.c.parent_pk, parent.c.conversation_pk == conversation_pk
         )
     )
-    by_pk = {row.pk: row for row in c.execute(select(path)).all()}
+    rows = c.execute(select(messages).where(messages.c.pk.in_(select(path.c.pk)))).all()
+    by_pk = {row.pk: row for row in rows}
     ordered: list[Row[Any]] = []
     pk: int | None = leaf_pk
     while pk is not None and pk in by_pk and len(ordered) < len(by_pk):

@@ -327,6 +327,28 @@ async def test_only_images_the_snapshot_shows_are_served(server: RunningServer) 
     await client.close()
 
 
+async def test_a_copy_gets_its_own_images(server: RunningServer) -> None:
+    """A copy's images are the copier's own (served to them, without the file name); the
+    sharer's image stays theirs only."""
+    image = await upload(server, "alice")
+    seeded = await seed_conversation(
+        server.services.store.database,
+        "alice",
+        [{"role": "user", "content": "look", "attachments": [image]}, ("assistant", "nice")],
+    )
+    alice, bob = await connect(server, "alice"), await connect(server, "bob")
+    created = await share(alice, seeded.conversation_id)
+    copied = await ask(bob, "share.copy", share_id=created["id"])
+    history = await ask(bob, "conversation.history", conversation_id=copied["conversation"]["id"])
+    (copy,) = history["messages"][0]["attachments"]
+    assert copy["id"] != image["id"]
+    assert copy["name"] == ""
+    assert (await get(server.http_url, f"/attachments/{copy['id']}?client_id=bob"))[0] == 200
+    assert (await get(server.http_url, f"/attachments/{image['id']}?client_id=bob"))[0] == 404
+    await alice.close()
+    await bob.close()
+
+
 async def test_share_links_off_refuses_frames_and_404s_urls(
     make_settings: SettingsFactory,
 ) -> None:

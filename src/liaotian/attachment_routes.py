@@ -90,7 +90,7 @@ _STATUS: dict[type[LiaotianError], int] = {
 }
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
+def json_error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
@@ -98,7 +98,7 @@ def _refused(error: LiaotianError, *, close: bool = False) -> JSONResponse:
     """The response of a typed error; ``close`` ends the connection after it (for an upload
     whose body may be unread: nothing reads the rest of it)."""
     status = next((code for cls, code in _STATUS.items() if isinstance(error, cls)), 500)
-    response = _error(status, error.code, error.message)
+    response = json_error(status, error.code, error.message)
     if isinstance(error, LimitExceeded) and error.retry_after is not None:
         response.headers["Retry-After"] = str(max(1, round(error.retry_after)))
     if close:
@@ -106,13 +106,13 @@ def _refused(error: LiaotianError, *, close: bool = False) -> JSONResponse:
     return response
 
 
-async def _owner(request: Request, services: Services) -> str | JSONResponse:
+async def request_owner(request: Request, services: Services) -> str | JSONResponse:
     """The request's owner, as its page's socket would be; or the refusal to send."""
     checked = await check_handshake(
         request, services.auth, request.query_params.get("client_id", ""), "v1"
     )
     if isinstance(checked, str):
-        return _error(*_REFUSALS[checked])
+        return json_error(*_REFUSALS[checked])
     return checked[0]
 
 
@@ -122,7 +122,7 @@ async def upload(request: Request) -> Response:
     bytes}`` (``Location``: its URL)."""
     services = services_of(request)
     settings = services.settings
-    owner = await _owner(request, services)
+    owner = await request_owner(request, services)
     if isinstance(owner, Response):
         owner.headers["Connection"] = "close"
         return owner
@@ -167,7 +167,7 @@ async def upload(request: Request) -> Response:
 async def download(request: Request, attachment_id: str) -> Response:
     """The owner's image, to show inline; 404 for an unknown id or another owner's."""
     services = services_of(request)
-    owner = await _owner(request, services)
+    owner = await request_owner(request, services)
     if isinstance(owner, Response):
         return owner
     try:

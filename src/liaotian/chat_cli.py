@@ -192,7 +192,7 @@ def _positive(value: str) -> int:
 
 def run_models(args: argparse.Namespace) -> int:
     """Run ``liaotian models``; returns the exit status."""
-    return _run(args, lambda client_id: _print_models(args, client_id))
+    return run_client(args, lambda client_id: _print_models(args, client_id))
 
 
 async def _print_models(args: argparse.Namespace, client_id: str) -> int:
@@ -237,10 +237,10 @@ def run_chat(args: argparse.Namespace) -> int:
             return ask(args, client_id, question)
         return ChatSession(args, client_id).run()
 
-    return _run(args, chat)
+    return run_client(args, chat)
 
 
-def _run(args: argparse.Namespace, work: Callable[[str], Coroutine[None, None, int]]) -> int:
+def run_client(args: argparse.Namespace, work: Callable[[str], Coroutine[None, None, int]]) -> int:
     """Check the connection options, run ``work(client_id)``; unreachable servers exit 2."""
     try:
         ws_url(args.server)

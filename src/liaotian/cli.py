@@ -1,5 +1,5 @@
 """The ``liaotian`` command: ``serve``, ``migrate``, ``user``, ``token``, ``chat``, ``models``,
-``share``.
+``export``, ``import``, ``share``.
 
 Errors the user can fix (bad settings, an unreachable server) print one clear line, in
 plain words (:mod:`liaotian.cli_words`), and exit with status 2; they never show a
@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     from liaotian.chat_cli import add_chat_parser
 
     add_chat_parser(commands)
+    from liaotian.transfer_cli import add_transfer_parsers
+
+    add_transfer_parsers(commands)
+
     from liaotian.share_cli import add_share_parser
 
     add_share_parser(commands)
@@ -102,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from liaotian.accounts_cli import run_accounts
 
             return run_accounts(args, _settings(args))
+        if args.command in ("export", "import"):
+            from liaotian.transfer_cli import run_export, run_import
+
+            return run_export(args) if args.command == "export" else run_import(args)
         if args.command == "share":
             from liaotian.share_cli import run_share
 

@@ -59,12 +59,29 @@ def upload_refused(name: str, error: LiaotianError) -> str:
     return f"cannot send {name}: {describe(error)}"
 
 
+# Why an import was refused, by error code; {name} is the file's name.
+_IMPORT_REFUSED = {
+    "import_too_large": "{name} is too large for this server (its max_import_bytes)",
+    "imports_busy": "the server is busy importing other files; try again in a moment",
+}
+
+
+def import_refused(name: str, error: LiaotianError) -> str:
+    """One line saying why the server refused to import the file ``name``."""
+    template = _IMPORT_REFUSED.get(error.code)
+    if template is not None:
+        return template.format(name=name)
+    if error.code == "invalid_import":
+        return f"cannot import {name}: {error.message}"
+    return f"cannot import {name}: {describe(error)}"
+
+
 def file_unreadable(name: str, error: OSError) -> str:
     """One line saying why the image file ``name`` cannot be read here."""
     if isinstance(error, FileNotFoundError):
         return f"no such file: {name}"
     if isinstance(error, IsADirectoryError):
-        return f"{name} is a directory, not an image"
+        return f"{name} is a directory, not a file"
     if isinstance(error, PermissionError):
         return f"cannot read {name}: permission denied"
     return f"cannot read {name}: {error.strerror or error}"

@@ -82,6 +82,7 @@ __all__ = [
     "ConversationInfo",
     "ConversationPage",
     "HistoryPage",
+    "ImportResult",
     "MessageInfo",
     "ModelInfo",
     "ModelList",
@@ -233,6 +234,19 @@ class ModelInfo(TypedDict):
     available: bool
     reason: str | None
     capabilities: NotRequired[Capabilities]
+
+
+class ImportedConversation(TypedDict):
+    id: str
+    title: str
+
+
+class ImportResult(TypedDict):
+    """The answer to an import: how many conversations were added and skipped."""
+
+    imported: int
+    skipped: int
+    conversations: list[ImportedConversation]
 
 
 class ModelList(TypedDict):
@@ -1006,11 +1020,18 @@ class Client:
         return [str(item) for item in answer.get("message_ids", [])]
 
     async def conversations(
-        self, limit: int = 50, before: str | None = None, query: str | None = None
+        self,
+        limit: int = 50,
+        before: str | None = None,
+        query: str | None = None,
+        *,
+        archived: bool = False,
     ) -> ConversationPage:
         """The owner's conversations, most recently updated first (titles containing
-        ``query`` only, when given)."""
+        ``query`` only, when given; the archived ones instead with ``archived``)."""
         frame: dict[str, Any] = {"type": "conversations.list", "limit": limit}
+        if archived:
+            frame["archived"] = True
         if before is not None:
             frame["before"] = before
         if query is not None:
@@ -1044,6 +1065,15 @@ class Client:
             {"type": "conversation.delete", "conversation_id": conversation_id},
             "conversation.deleted",
         )
+
+    async def export(self, conversation_id: str, *, tree: bool = False) -> dict[str, Any]:
+        """The conversation in liaotian's export format (docs/protocol.md): its active path,
+        or with ``tree`` every branch. Raises NotFound."""
+        answer = await self._request(
+            {"type": "conversation.export", "conversation_id": conversation_id, "tree": tree},
+            "conversation.export",
+        )
+        return cast(dict[str, Any], answer["export"])
 
     async def share(
         self,
@@ -1400,6 +1430,75 @@ class Client:
         if isinstance(error, dict):
             raise error_from_frame(error)
         raise self._unreachable(f"the upload got HTTP {status}")
+
+    async def import_file(self, source: str | os.PathLike[str] | bytes) -> ImportResult:
+        """Import liaotian's export or a ChatGPT ``conversations.json`` (a file's path, or
+        its bytes) into this client's owner's conversations; importing again adds nothing.
+
+        Returns ``{imported, skipped, conversations: [{id, title}]}`` (docs/api.md). Needs
+        no open connection: it is one HTTP request beside the WebSocket URL, with the same
+        token and client id. Raises what the server answers (InvalidImport naming what is
+        wrong, ImportTooLarge, RateLimited, ...), SignInRequired, or ClientConnectionError.
+        """
+        from pathlib import Path
+
+        if isinstance(source, bytes):
+            data = source
+        else:
+            data = await asyncio.to_thread(Path(source).read_bytes)
+        status, body = await self._post(
+            "/conversations/import", data, "application/json", what="the import"
+        )
+        if status == 200 and isinstance(body, dict):
+            return cast(ImportResult, body)
+        raise self._http_error(status, body, "import")
+
+    async def _post(
+        self,
+        path: str,
+        data: bytes,
+        content_type: str,
+        *,
+        what: str,
+        query: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """POST ``data`` to ``path`` beside the WebSocket URL: (status, JSON body)."""
+        import aiohttp  # only clients that post need it
+
+        parts = urlsplit(self.url)
+        url = urlunsplit(
+            (
+                "https" if parts.scheme == "wss" else "http",
+                parts.netloc,
+                parts.path.removesuffix("/ws") + path,
+                urlencode({"client_id": self.client_id, **(query or {})}),
+                "",
+            )
+        )
+        headers = {**(self._headers or {}), "Content-Type": content_type}
+        try:
+            async with (
+                aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=self.request_timeout)
+                ) as session,
+                session.post(url, data=data, headers=headers, allow_redirects=False) as response,
+            ):
+                return response.status, await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise self._unreachable(f"{what} failed: {exc or type(exc).__name__}") from None
+
+    def _http_error(self, status: int, body: Any, action: str) -> Exception:
+        """The exception for an HTTP route's refusal (``{"error": {code, message}}``)."""
+        error = body.get("error") if isinstance(body, dict) else None
+        if status == 401:
+            return SignInRequired(
+                f"liaotian at {self.server} requires signing in to {action}",
+                url=self.server,
+                token_given=self._token_given,
+            )
+        if isinstance(error, dict):
+            return error_from_frame(error)
+        return self._unreachable(f"the {action} got HTTP {status}")
 
 
 async def _probe_me(

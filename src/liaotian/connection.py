@@ -44,6 +44,7 @@ from liaotian.protocol import (
 )
 from liaotian.replies.log import ReplyLog
 from liaotian.services import Services
+from liaotian.store.portability import PortabilityStore
 from liaotian.store.repository import new_id
 from liaotian.transport import ClientSocket
 
@@ -310,7 +311,12 @@ class Connection(OwnerBus.Listener):
         raise LiaotianError("conversations.bulk is not implemented yet")
 
     async def _export(self, command: ExportConversation) -> None:
-        raise LiaotianError("conversation.export is not implemented yet")
+        export = await PortabilityStore(self.services.store.database).export(
+            self.owner, command.conversation_id, tree=command.tree
+        )
+        await self.socket.send(
+            protocol.build_result("conversation.export", command.id, export=export)
+        )
 
     # -- search ------------------------------------------------------------------------
 

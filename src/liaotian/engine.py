@@ -318,6 +318,15 @@ class ChatEngine:
         self.backplane.publish_change(owner, change)
         return change
 
+    def announce_conversation(
+        self, owner: str, conversation: ConversationInfo, *, origin: object = None
+    ) -> ConversationChange:
+        """Tell the owner's connections (not ``origin``) of a conversation stored without
+        the engine (an import), so their lists show it."""
+        change = ConversationChange(conversation.id, conversation.to_wire(), origin=origin)
+        self.backplane.publish_change(owner, change)
+        return change
+
     async def delete_conversation(
         self, owner: str, conversation_id: str, *, origin: object = None
     ) -> ConversationChange:

@@ -28,11 +28,15 @@ protocol), an HTTP status, or a CLI message.
     │       ├── RateLimited                    messages per minute per owner
     │       ├── TooManyReplies                 concurrent replies per owner
     │       ├── SignInBusy                     too many password checks at once (HTTP 503)
-    │       └── AttachmentsBusy                too many images being checked at once (HTTP 503)
+    │       ├── AttachmentsBusy                too many images being checked at once (HTTP 503)
+    │       └── ImportsBusy                    too many import files being read at once (HTTP 503)
     ├── AttachmentError                an uploaded file is refused (HTTP routes only)
     │   ├── AttachmentTooLarge             over max_attachment_bytes or max_attachment_pixels
     │   ├── UnsupportedMediaType           not an image, or not PNG / JPEG / WEBP / GIF
     │   └── InvalidImage                   an image of those formats that cannot be decoded
+    ├── ImportRefused                  an import file is refused (HTTP routes only)
+    │   ├── ImportTooLarge                 over max_import_bytes
+    │   └── InvalidImport                  not JSON, or not a format liaotian imports
     ├── StoreError                     the database failed
     │   ├── StoreConflict                  a write collided with a concurrent one (a unique key)
     │   └── StoreUnavailable               the database is unreachable or refused the work
@@ -180,6 +184,12 @@ class AttachmentsBusy(LimitExceeded):
     code = "attachments_busy"
 
 
+class ImportsBusy(LimitExceeded):
+    """Every import slot is taken and the queue is full; try again shortly."""
+
+    code = "imports_busy"
+
+
 class AttachmentError(LiaotianError):
     """An uploaded file is refused; the message says why."""
 
@@ -202,6 +212,24 @@ class InvalidImage(AttachmentError):
     """A PNG, JPEG, WEBP or GIF that cannot be decoded whole (truncated, corrupt)."""
 
     code = "invalid_image"
+
+
+class ImportRefused(LiaotianError):
+    """An import file is refused; nothing of it is stored (HTTP routes only)."""
+
+    code = "import_refused"
+
+
+class ImportTooLarge(ImportRefused):
+    """The file is over ``max_import_bytes``."""
+
+    code = "import_too_large"
+
+
+class InvalidImport(ImportRefused):
+    """Not JSON, or not liaotian's export or a ChatGPT export; the message says where."""
+
+    code = "invalid_import"
 
 
 class StoreError(LiaotianError):

@@ -6,6 +6,9 @@
 * attachment uploads: ``attachments_per_minute`` per owner, and at most
   ``attachment_decodes_at_once`` images decoded at once in this process,
   ``attachment_decode_queue`` more waiting (then :class:`AttachmentsBusy`);
+* imports: ``imports_per_minute`` per owner, and at most :data:`IMPORTS_AT_ONCE` files
+  read and stored at once in this process, :data:`IMPORT_QUEUE` more waiting (then
+  :class:`ImportsBusy`): each holds up to ``max_import_bytes`` and its parsed form;
 * sign-in attempts: ``login_attempts_per_minute`` per user name *from one client address*,
   and ``login_attempts_per_address_per_minute`` per address whatever the names. Keying the
   per-user limit by address too means a stranger guessing alice's password uses up only
@@ -41,7 +44,13 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from liaotian import logs
-from liaotian.errors import AttachmentsBusy, RateLimited, SignInBusy, TooManyConnections
+from liaotian.errors import (
+    AttachmentsBusy,
+    ImportsBusy,
+    RateLimited,
+    SignInBusy,
+    TooManyConnections,
+)
 from liaotian.metrics import Metrics
 from liaotian.settings import Settings
 
@@ -49,6 +58,10 @@ log = logging.getLogger(__name__)
 
 SHARED_TIMEOUT = 1.0
 """Seconds a check may wait on the shared store (Redis) before this process limits alone."""
+IMPORTS_AT_ONCE = 1
+"""Import files read, parsed and stored at once in one process."""
+IMPORT_QUEUE = 2
+"""Import files that may wait for that (more are refused at once)."""
 SHARED_RETRY_AFTER = 5.0
 """Seconds the process limits alone after the shared store failed, before asking it again."""
 
@@ -77,6 +90,9 @@ class Guards:
         self._image_work = Slots(
             settings.attachment_decodes_at_once, settings.attachment_decode_queue
         )
+        self._import_rate = RateLimitItemPerMinute(settings.imports_per_minute)
+        self._import_window = MovingWindow(settings.imports_per_minute, 60.0)
+        self._import_work = Slots(IMPORTS_AT_ONCE, IMPORT_QUEUE)
         self._shared_down_until = 0.0
         self._shared_down = False
         if settings.redis_url:
@@ -205,6 +221,38 @@ class Guards:
     def image_uploads(self) -> int:
         """Uploads holding room in this process now (being read, waiting or decoded)."""
         return self._image_work.entered
+
+    async def check_import(self, owner: str) -> None:
+        """Count one import of ``owner``; raises RateLimited over the rate."""
+        refused, retry_after = await self._hit(
+            self._import_rate, self._import_window, f"imports:{owner}"
+        )
+        if refused:
+            self._metrics.rejections.labels("imports_per_minute").inc()
+            raise RateLimited(
+                f"too many imports: at most {self._import_rate.amount} a minute; "
+                "wait a little before importing again",
+                retry_after=retry_after,
+            )
+
+    @asynccontextmanager
+    async def import_slot(self) -> AsyncIterator[None]:
+        """Hold one of the import slots for the body, waiting in the queue for one; raises
+        ImportsBusy at once (before the body is read) when the queue is full too."""
+        slots = self._import_work
+        if not slots.enter():
+            self._metrics.rejections.labels("imports_at_once").inc()
+            raise ImportsBusy("too many imports are being read; try again", retry_after=1)
+        try:
+            async with slots.slot():
+                yield
+        finally:
+            slots.leave()
+
+    @property
+    def imports(self) -> int:
+        """Imports holding room in this process now (being read, parsed, stored or waiting)."""
+        return self._import_work.entered
 
     async def _hit(
         self, rate: RateLimitItem, window: MovingWindow, key: str

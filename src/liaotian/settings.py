@@ -149,6 +149,8 @@ class Settings(BaseSettings):
     """Whether owners may share read-only snapshots at unguessable URLs."""
     max_import_bytes: int = Field(default=64 << 20, ge=1024)
     """The largest file ``POST /conversations/import`` reads."""
+    imports_per_minute: int = Field(default=10, ge=1)
+    """Imports (``POST /conversations/import``) per owner per minute."""
 
     auth: Literal["auto", "required"] = "auto"
     # Open mode (no accounts): "shared", the page, the CLI and the Python client are one

@@ -6,7 +6,7 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from liaotian.chat_cli import EXIT_OK, EXIT_UNREACHABLE, _run, add_connection_options
+from liaotian.chat_cli import EXIT_OK, EXIT_UNREACHABLE, add_connection_options, run_client
 from liaotian.client import Client, ShareInfo
 
 
@@ -67,7 +67,7 @@ def run_share(args: argparse.Namespace) -> int:
                 print(client.share_url(share))
         return EXIT_OK
 
-    return _run(args, work)
+    return run_client(args, work)
 
 
 def _line(client: Client, share: ShareInfo) -> str:

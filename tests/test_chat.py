@@ -571,7 +571,8 @@ async def test_replies_left_streaming_by_a_crash_are_marked_interrupted(
 async def test_regenerate_answers_the_last_message_again(
     server: RunningServer, fake: FakeUpstream
 ) -> None:
-    """chat.regenerate drops the last answer and streams a new one to the same question."""
+    """chat.regenerate streams a new answer to the same question; the last answer leaves the
+    active path (it stays as a sibling, see tests/test_branches.py)."""
     client = await connect(server)
     first = await chat(client, "first question")
     conversation_id = first[0]["conversation_id"]
@@ -595,8 +596,11 @@ async def test_regenerate_answers_the_last_message_again(
     await client.close()
 
 
-async def test_edit_replaces_a_message_and_drops_what_followed(server: RunningServer) -> None:
-    """chat.edit deletes the edited message and every later one, then answers the new text."""
+async def test_edit_takes_a_message_and_what_followed_off_the_active_path(
+    server: RunningServer,
+) -> None:
+    """chat.edit answers the new text; the edited message and every later one leave the
+    active path (they stay on their branch, see tests/test_branches.py)."""
     client = await connect(server)
     first = await chat(client, "original")
     conversation_id = first[0]["conversation_id"]

@@ -296,3 +296,21 @@ async def test_a_connection_over_the_cap_says_why(
     )
     assert "too_many_connections" not in run.stderr
     assert "hello" not in run.stderr
+
+
+async def test_interactive_retry_branches_and_switch(tmp_path: Path, server: RunningServer) -> None:
+    """/retry adds a second answer, /branches lists it as 2/2, /switch goes back to the first."""
+    args = ("--server", server_url(server), "--client-id", "cli")
+    run = await run_cli(tmp_path, *args, stdin="question\n/retry\n/branches\n/quit\n")
+    assert (run.returncode, run.stderr) == (0, "")
+    assert "answer 2/2" in run.stdout
+    async with Client(server.http_url, client_id="cli") as client:
+        conversation_id = (await client.conversations())["conversations"][0]["id"]
+        answer = (await client.history(conversation_id))["messages"][-1]
+        first = answer.get("siblings", [])[0]
+        run = await run_cli(
+            tmp_path, *args, stdin=f"/open {conversation_id}\n/switch {first[:10]}\n/quit\n"
+        )
+        assert (run.returncode, run.stderr) == (0, "")
+        page = await client.history(conversation_id)
+    assert page["conversation"].get("active_message_id") == first

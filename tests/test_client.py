@@ -350,7 +350,8 @@ async def test_subscribe_past_the_end_is_done_at_once(client: Client) -> None:
 
 
 async def test_regenerate_and_edit_stream_new_answers(client: Client) -> None:
-    """regenerate answers the last message again; edit replaces a message and answers it."""
+    """regenerate answers the last message again; edit branches off a message and answers
+    it (the active path is the new branch)."""
     first = await client.send("original question")
     await first.result()
     again = await client.regenerate(first.conversation_id)

@@ -33,6 +33,7 @@ ANSWERS = {
     "conversation.history": {"conversation.history", "error"},
     "conversation.rename": {"conversation.updated", "error"},
     "conversation.delete": {"conversation.deleted", "error"},
+    "conversation.switch": {"conversation.updated", "error"},
     "models.list": {"models", "error"},
     "ping": {"pong", "error"},
 }

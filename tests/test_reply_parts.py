@@ -122,6 +122,9 @@ def test_every_event_crosses_the_backplane_unchanged() -> None:
         user_attachments=({"id": "a1", "media_type": "image/png"},),
         search=True,
         replaces=("x",),
+        user_parent_id="p",
+        user_siblings=("p1", "p2"),
+        reply_siblings=("r1",),
     )
     for event in [started, *events[1:]]:
         wire = orjson.loads(orjson.dumps(event_to_wire(event)))

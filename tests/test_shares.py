@@ -21,10 +21,10 @@ from liaotian.store import Store, create_engine
 from liaotian.store.models import Share, utcnow
 from tests.cluster import Cluster, run_cluster
 from tests.conftest import SettingsFactory, fresh_postgres_database
-from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream import FakeUpstream, expected_reply
 from tests.server_harness import RunningServer, run_server
 from tests.share_seed import Seeded, add_sibling, seed_conversation
-from tests.test_chat import connect
+from tests.test_chat import chat, connect
 from tests.test_chat_cli import run_cli, server_url
 from tests.wsclient import Frame, RawClient
 
@@ -82,6 +82,41 @@ async def test_share_shows_the_active_path_up_to_the_message(server: RunningServ
     text = str(shown)
     for absent in ("BRANCH", "alice", seeded.conversation_id, *seeded.message_ids):
         assert absent not in text
+    await client.close()
+
+
+async def test_a_chat_shares_only_the_branch_it_shows(server: RunningServer) -> None:
+    """After an edit (a branch), a share holds the edited branch only; switched back, a new
+    share holds the original branch only."""
+    client = await connect(server)
+    first = await chat(client, "the original question")
+    started = first[0]
+    conversation_id = started["conversation_id"]
+    edit = await chat(
+        client,
+        "the edited question",
+        type="chat.edit",
+        conversation_id=conversation_id,
+        message_id=started["user_message_id"],
+    )
+    assert edit[-1]["status"] == "completed"
+    edited = await snapshot(server, (await share(client, conversation_id))["id"])
+    assert [m["content"] for m in edited["messages"]] == [
+        "the edited question",
+        expected_reply("the edited question"),
+    ]
+    switched = await ask(
+        client,
+        "conversation.switch",
+        conversation_id=conversation_id,
+        message_id=started["user_message_id"],
+    )
+    assert switched["type"] == "conversation.updated"
+    original = await snapshot(server, (await share(client, conversation_id))["id"])
+    assert [m["content"] for m in original["messages"]] == [
+        "the original question",
+        expected_reply("the original question"),
+    ]
     await client.close()
 
 

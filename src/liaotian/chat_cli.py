@@ -90,6 +90,9 @@ HELP = (
     ("/image FILE", "send this image with your next message"),
     ("/list", "list your conversations"),
     ("/open ID", "continue conversation ID or ID prefix (shows its history)"),
+    ("/retry", "answer the last message again (the earlier answer stays, see /branches)"),
+    ("/branches", "list the messages shown that have alternatives (edits, answers again)"),
+    ("/switch ID", "show the alternative ID (or ID prefix) instead, with what follows it"),
     ("/help", "show this help"),
     ("↑ ↓  Ctrl+R", "earlier lines, and searching them (kept across sessions)"),
     ("/quit", "leave (Ctrl+D or Ctrl+C at the prompt, too)"),
@@ -689,11 +692,80 @@ class ChatSession:
                 await self._list()
             elif name == "/open" and argument:
                 await self._open(argument)
+            elif name == "/retry":
+                await self._retry()
+            elif name == "/branches":
+                await self._branches()
+            elif name == "/switch" and argument:
+                await self._switch(argument)
             else:
                 self._error(f"unknown command {text!r}; /help lists the commands")
         except LiaotianError as error:
             self._error(describe(error))
         return True
+
+    # -- branches --------------------------------------------------------------------------
+
+    async def _retry(self) -> None:
+        """Answer the current conversation's last message again, beside the earlier answer."""
+        if self.conversation_id is None:
+            self._error("nothing to answer again yet: send a message first")
+            return
+        reply = await self.client.regenerate(
+            self.conversation_id,
+            model=self.model,
+            stream=not self.args.no_stream,
+            thinking=self.thinking,
+            thinking_budget=self.args.thinking_budget,
+            search=self.search or None,
+        )
+        await self._stream(reply)
+
+    async def _alternatives(self) -> list[tuple[MessageInfo, list[str]]] | None:
+        """The messages of the current conversation's active path that have siblings,
+        with their siblings' ids (None, said, without a conversation)."""
+        if self.conversation_id is None:
+            self._error("no conversation yet: send a message or /open one")
+            return None
+        page = await self.client.history(self.conversation_id, limit=500)
+        found = []
+        for message in page["messages"]:
+            siblings = message.get("siblings") or []
+            if len(siblings) > 1:
+                found.append((message, siblings))
+        return found
+
+    async def _branches(self) -> None:
+        found = await self._alternatives()
+        if found is None:
+            return
+        if not found:
+            self.console.print("[dim]no alternatives: every message shown is the only one[/]")
+            return
+        for message, siblings in found:
+            who = "you" if message["role"] == "user" else "answer"
+            position = f"{siblings.index(message['id']) + 1}/{len(siblings)}"
+            line = " ".join(message["content"].split())
+            snippet = line if len(line) <= 40 else line[:39] + "…"
+            others = " ".join(s for s in siblings if s != message["id"])
+            self.console.print(
+                Text(f"{who} {position}  {snippet}  ") + Text(f"others: {others}", style="dim")
+            )
+
+    async def _switch(self, prefix: str) -> None:
+        """Switch to the alternative ``prefix`` names (an id or a unique prefix of one listed
+        by /branches), then show the conversation again."""
+        found = await self._alternatives()
+        if found is None:
+            return
+        ids = {sibling for _, siblings in found for sibling in siblings}
+        matches = [sibling for sibling in ids if sibling.startswith(prefix)]
+        if len(matches) != 1:
+            self._error(f"no single alternative starts with {prefix!r}; /branches lists them")
+            return
+        assert self.conversation_id is not None
+        await self.client.switch_branch(self.conversation_id, matches[0])
+        await self._open(self.conversation_id)
 
     def _attach(self, path: str) -> None:
         """Keep the image file ``path`` for the next message (sent, and uploaded, with it)."""

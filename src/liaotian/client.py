@@ -141,6 +141,8 @@ class ConversationInfo(TypedDict):
     model: str | None
     created_at: float
     updated_at: float
+    active_message_id: NotRequired[str | None]
+    """The last message of the active path (the branch shown and answered from)."""
 
 
 class ListedConversation(ConversationInfo):
@@ -188,6 +190,11 @@ class MessageInfo(TypedDict):
     sources: NotRequired[list[SourceInfo]]
     attachments: NotRequired[list[AttachmentInfo]]
     thinking_ms: NotRequired[float | None]
+    parent_id: NotRequired[str | None]
+    """The message this one follows (None for a first message)."""
+    siblings: NotRequired[list[str]]
+    """The ids of the alternatives at this place (same parent), oldest first, this one
+    included: ``siblings.index(id) + 1`` of ``len(siblings)``."""
 
 
 class ShareInfo(TypedDict):
@@ -386,6 +393,11 @@ def _sources_of(value: Any) -> tuple[SourceInfo, ...]:
     return tuple(found)
 
 
+def _strings(value: Any) -> list[str]:
+    """The strings of a list field (anything else: empty)."""
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
 class Reply:
     """One streaming reply, fed by the client's reader task.
 
@@ -413,6 +425,14 @@ class Reply:
         """Whether the model was asked to think (None: a model that cannot)."""
         self.search: bool = False
         """Whether the model was asked to search the web."""
+        self.replaces: list[str] = []
+        """Message ids this reply's regenerate / edit took off the active path."""
+        self.user_parent_id: str | None = None
+        """The message the user message follows (None for a first message)."""
+        self.user_siblings: list[str] = []
+        self.reply_siblings: list[str] = []
+        """The alternatives to the user message and to this reply (ids, oldest first, each
+        included)."""
         self.replaced = False
         """True if the server sent the reply again from its start after this object had
         received some of it (a subscription after a seq whose log was rebuilt): its parts
@@ -592,6 +612,11 @@ class Reply:
             thinking = frame.get("thinking")
             self.thinking = thinking if isinstance(thinking, bool) else None
             self.search = frame.get("search") is True
+            self.replaces = _strings(frame.get("replaces"))
+            parent = frame.get("user_parent_id")
+            self.user_parent_id = parent if isinstance(parent, str) else None
+            self.user_siblings = _strings(frame.get("user_siblings"))
+            self.reply_siblings = _strings(frame.get("reply_siblings"))
         elif frame_type == "reply.delta":
             if isinstance(text, str) and text:
                 self._parts.append(TextDelta(text))
@@ -901,6 +926,7 @@ class Client:
         self,
         conversation_id: str,
         *,
+        message_id: str | None = None,
         model: str | None = None,
         stream: bool = True,
         temperature: float | None = None,
@@ -909,7 +935,9 @@ class Client:
         thinking_budget: int | None = None,
         search: bool | None = None,
     ) -> Reply:
-        """Answer the conversation's last user message again (the answers after it go).
+        """Give an answer again: a new answer beside ``message_id`` (default: the active
+        path's last answer), which stays; the new answer's branch becomes the active path
+        (see :meth:`switch_branch` to go back). Raises NotFound for an unknown answer.
 
         ``thinking``, ``thinking_budget`` and ``search`` as for :meth:`send`.
         """
@@ -919,6 +947,7 @@ class Client:
             "stream": stream,
         }
         optional = {
+            "message_id": message_id,
             "model": model,
             "temperature": temperature,
             "max_tokens": max_tokens,
@@ -942,7 +971,8 @@ class Client:
         attachments: Sequence[str] | None = None,
         images: Sequence[ImageSource] | None = None,
     ) -> Reply:
-        """Replace user message ``message_id`` with ``message`` (later messages go); answer it.
+        """Edit user message ``message_id``: ``message`` goes beside it as a new branch,
+        answered; the old branch stays (see :meth:`switch_branch`).
 
         The options are those of :meth:`send`; the edited message keeps no image it does not
         list again (in ``attachments`` or ``images``).
@@ -1055,6 +1085,21 @@ class Client:
         """Rename a conversation; returns it as updated. Raises NotFound."""
         answer = await self._request(
             {"type": "conversation.rename", "conversation_id": conversation_id, "title": title},
+            "conversation.updated",
+        )
+        return cast(ConversationInfo, answer["conversation"])
+
+    async def switch_branch(self, conversation_id: str, message_id: str) -> ConversationInfo:
+        """Make the branch through ``message_id`` (any message of the conversation) the
+        active path, down to its newest leaf; returns the conversation with its new
+        ``active_message_id``. Raises NotFound, and ConversationBusy while a reply streams
+        in the conversation. The owner's other connections are told."""
+        answer = await self._request(
+            {
+                "type": "conversation.switch",
+                "conversation_id": conversation_id,
+                "message_id": message_id,
+            },
             "conversation.updated",
         )
         return cast(ConversationInfo, answer["conversation"])

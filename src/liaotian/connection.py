@@ -205,13 +205,14 @@ class Connection(OwnerBus.Listener):
     async def _regenerate(self, command: RegenerateReply) -> None:
         await self.services.guards.check_message(self.owner)
         options = _options(command, "", command.conversation_id)
+        options = replace(options, regenerate_message_id=command.message_id)
         reply_log = await self.services.engine.regenerate(self.owner, options)
         self._start_forwarding(reply_log, after_seq=-1, request_id=command.id)
 
     async def _edit(self, command: EditMessage) -> None:
         await self.services.guards.check_message(self.owner)
         options = _options(command, command.message, command.conversation_id)
-        options = replace(options, truncate_from=command.message_id)
+        options = replace(options, edit_message_id=command.message_id)
         reply_log = await self.services.engine.send(self.owner, options)
         self._start_forwarding(reply_log, after_seq=-1, request_id=command.id)
 
@@ -297,10 +298,13 @@ class Connection(OwnerBus.Listener):
         )
         await self.socket.send(_change_frame(change, command.id))
 
-    # -- branches (issue 13: the tree work fills these in) --------------------------------
+    # -- branches ------------------------------------------------------------------------
 
     async def _switch(self, command: SwitchBranch) -> None:
-        raise LiaotianError("conversation.switch is not implemented yet")
+        change = await self.services.engine.switch_branch(
+            self.owner, command.conversation_id, command.message_id, origin=self
+        )
+        await self.socket.send(_change_frame(change, command.id))
 
     # -- managing conversations --------------------------------------------------------
 

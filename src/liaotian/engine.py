@@ -97,10 +97,12 @@ class SendOptions:
     temperature: float | None = None
     max_tokens: int | None = None
     client_message_id: str | None = None
-    truncate_from: str | None = None
-    """Edit: delete this user message and everything after it first."""
+    edit_message_id: str | None = None
+    """Edit: the new user message goes beside this one (a new branch)."""
     regenerate: bool = False
-    """Answer the last user message again (``message`` is ignored), deleting what follows."""
+    """Answer a user message again, beside its earlier answers (``message`` is ignored)."""
+    regenerate_message_id: str | None = None
+    """Regenerate: the answer to give again (None: the active path's last)."""
     create_missing_conversation: bool = False
     """Seed protocol: an unknown ``session_id`` names a new conversation instead of NotFound."""
     thinking: bool | None = None
@@ -314,18 +316,30 @@ class ChatEngine:
     ) -> ConversationChange:
         """Rename and tell the owner's other connections (not ``origin``). Raises NotFound."""
         conversation = await self.store.rename_conversation(owner, conversation_id, title)
-        change = ConversationChange(conversation.id, conversation.to_wire(), origin=origin)
-        self.backplane.publish_change(owner, change)
-        return change
+        return self.announce_conversation(owner, conversation, origin=origin)
 
     def announce_conversation(
         self, owner: str, conversation: ConversationInfo, *, origin: object = None
     ) -> ConversationChange:
-        """Tell the owner's connections (not ``origin``) of a conversation stored without
-        the engine (an import), so their lists show it."""
+        """Tell the owner's connections (not ``origin``), in every process, of a
+        conversation's new state (stored or changed), so their lists show it."""
         change = ConversationChange(conversation.id, conversation.to_wire(), origin=origin)
         self.backplane.publish_change(owner, change)
         return change
+
+    async def switch_branch(
+        self, owner: str, conversation_id: str, message_id: str, *, origin: object = None
+    ) -> ConversationChange:
+        """Make the branch through ``message_id`` active and tell the owner's other
+        connections (not ``origin``), in every process.
+
+        Raises NotFound and ConversationBusy (a reply streams in the conversation, or is
+        being started here).
+        """
+        if (owner, conversation_id) in self._busy:
+            raise _busy_error(conversation_id)
+        conversation = await self.store.switch_branch(owner, conversation_id, message_id)
+        return self.announce_conversation(owner, conversation, origin=origin)
 
     async def delete_conversation(
         self, owner: str, conversation_id: str, *, origin: object = None
@@ -500,6 +514,9 @@ class ChatEngine:
                 user_attachments=begun.user_attachments,
                 thinking=thinking,
                 search=search,
+                user_parent_id=begun.user_parent_id,
+                user_siblings=begun.user_siblings,
+                reply_siblings=begun.reply_siblings,
             )
         )
         messages, images = self._model_messages(conversation, begun, capabilities)
@@ -548,8 +565,9 @@ class ChatEngine:
             title=make_title(options.message) or "Image",
             client_message_id=options.client_message_id,
             system_prompt=options.system_prompt,
-            truncate_from=options.truncate_from,
+            edit_message_id=options.edit_message_id,
             regenerate=options.regenerate,
+            regenerate_message_id=options.regenerate_message_id,
             attachments=options.attachments,
         )
 
@@ -567,10 +585,11 @@ class ChatEngine:
             )
 
     async def regenerate(self, owner: str, options: SendOptions) -> ReplyLog:
-        """Answer the conversation's last user message again (it stays; the answers after
-        it are deleted).
+        """Give an answer again: a new reply to the user message that
+        ``options.regenerate_message_id`` (default: the active path's last answer) answers,
+        beside the earlier ones, which stay. The new reply's branch becomes the active path.
 
-        Raises NotFound (no such conversation, or no user message in it) and what
+        Raises NotFound (no such conversation, or no such answer in it) and what
         :meth:`send` raises.
         """
         if options.conversation_id is None:

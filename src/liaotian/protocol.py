@@ -375,6 +375,9 @@ def build_reply_event(
             "user_attachments": list(event.user_attachments),
             "thinking": event.thinking,
             "search": event.search,
+            "user_parent_id": event.user_parent_id,
+            "user_siblings": list(event.user_siblings),
+            "reply_siblings": list(event.reply_siblings),
         }
         if event.client_message_id is not None:
             frame["client_message_id"] = event.client_message_id

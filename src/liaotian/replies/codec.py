@@ -6,7 +6,7 @@ from typing import Any
 
 from liaotian.replies.log import Delta, Done, ReasoningDelta, ReplyEvent, SourcesFound, Started
 
-_TUPLE_FIELDS = {"replaces", "user_attachments", "sources"}
+_TUPLE_FIELDS = {"replaces", "user_attachments", "sources", "user_siblings", "reply_siblings"}
 
 
 def event_to_wire(event: ReplyEvent) -> dict[str, Any]:

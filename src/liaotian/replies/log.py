@@ -36,12 +36,17 @@ class Started:
     client_message_id: str | None = None
     user_text: str = ""
     replaces: tuple[str, ...] = ()
-    """Message ids deleted by the regenerate / edit that started this reply."""
+    """Message ids that the regenerate / edit starting this reply took off the active path."""
     user_attachments: tuple[dict[str, Any], ...] = ()
     """The user message's images (``{id, media_type, name, width, height, bytes}``)."""
     thinking: bool | None = None
     """Whether the model was asked to think (None: its default)."""
     search: bool = False
+    user_parent_id: str | None = None
+    """The message the user message follows (None for a first message)."""
+    user_siblings: tuple[str, ...] = ()
+    reply_siblings: tuple[str, ...] = ()
+    """The ids of the user message's and the reply's siblings, oldest first, each included."""
 
 
 @dataclass(frozen=True, slots=True)

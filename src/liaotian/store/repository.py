@@ -32,9 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from liaotian.errors import NotFound
+from liaotian.errors import ConversationBusy, NotFound
 from liaotian.replies.status import ReplyStatus
-from liaotian.store import search
+from liaotian.store import search, tree
 from liaotian.store.attachments import claim_attachments, load_images
 from liaotian.store.database import (
     DATABASE_ERRORS,
@@ -53,9 +53,16 @@ owners = cast(Table, Owner.__table__)
 
 # The statements of a reply's start and end, built once: building a Core statement and its
 # cache key costs more CPU than SQLite takes to run it.
-_CONVERSATION = select(conversations).where(
+_ACTIVE_MESSAGE_ID = (
+    select(messages.c.id)
+    .where(messages.c.pk == conversations.c.active_message_pk)
+    .scalar_subquery()
+    .label("active_message_id")
+)
+_CONVERSATION = select(conversations, _ACTIVE_MESSAGE_ID).where(
     conversations.c.owner_id == bindparam("b_owner"), conversations.c.id == bindparam("b_id")
 )
+_CONVERSATION_LOCKED = _CONVERSATION.with_for_update(of=conversations)
 _INSERT_IGNORING_CONFLICTS = {
     dialect.__name__.rsplit(".", 1)[-1]: {
         table.name: dialect.insert(table).on_conflict_do_nothing()
@@ -63,34 +70,89 @@ _INSERT_IGNORING_CONFLICTS = {
     }
     for dialect in (postgresql, sqlite)
 }
-_CONTEXT = (
-    select(messages.c.role, messages.c.content, messages.c.reasoning, messages.c.attachments)
+_ASKED = messages.alias("asked")
+_ANSWER = messages.alias("answer")
+_ASKED_PARENT = messages.alias("asked_parent")
+_EXCHANGE = (
+    select(_ASKED.c.id, _ANSWER.c.id)
+    .join_from(
+        _ASKED,
+        _ANSWER,
+        (_ANSWER.c.conversation_pk == _ASKED.c.conversation_pk)
+        & (_ANSWER.c.parent_pk == _ASKED.c.pk),
+    )
+    .where(
+        _ASKED.c.conversation_pk == bindparam("b_pk"),
+        _ASKED.c.client_message_id == bindparam("b_client_id"),
+    )
+    .order_by(_ANSWER.c.pk)
+    .limit(1)
+)
+"""(user message id, first reply id) of the send with a client message id."""
+_ASKED_COLUMNS = (
+    _ASKED.c.pk,
+    _ASKED.c.id,
+    _ASKED.c.content,
+    _ASKED.c.attachments,
+    _ASKED.c.parent_pk,
+    _ASKED_PARENT.c.id.label("parent_id"),
+)
+_ANSWERED_AGAIN = (
+    select(*_ASKED_COLUMNS)
+    .select_from(
+        _ANSWER.join(_ASKED, _ASKED.c.pk == _ANSWER.c.parent_pk).outerjoin(
+            _ASKED_PARENT, _ASKED_PARENT.c.pk == _ASKED.c.parent_pk
+        )
+    )
+    .where(
+        _ANSWER.c.conversation_pk == bindparam("b_pk"),
+        _ANSWER.c.id == bindparam("b_id"),
+        _ANSWER.c.role == "assistant",
+        _ASKED.c.role == "user",
+    )
+)
+"""The user message that answer ``b_id`` answers, and its parent's id."""
+_LAST_ASKED = (
+    select(*_ASKED_COLUMNS)
+    .select_from(
+        _ANSWER.join(
+            _ASKED,
+            ((_ASKED.c.pk == _ANSWER.c.pk) & (_ANSWER.c.role == "user"))
+            | (_ASKED.c.pk == _ANSWER.c.parent_pk),
+        ).outerjoin(_ASKED_PARENT, _ASKED_PARENT.c.pk == _ASKED.c.parent_pk)
+    )
+    .where(_ANSWER.c.pk == bindparam("b_leaf"), _ASKED.c.role == "user")
+    .order_by(_ASKED.c.pk.desc())
+    .limit(1)
+)
+"""The active path's last user message (the leaf, or the leaf's parent), and its parent's id."""
+_EDITED = (
+    select(_ASKED.c.parent_pk, _ASKED_PARENT.c.id.label("parent_id"))
+    .select_from(_ASKED.outerjoin(_ASKED_PARENT, _ASKED_PARENT.c.pk == _ASKED.c.parent_pk))
+    .where(
+        _ASKED.c.conversation_pk == bindparam("b_pk"),
+        _ASKED.c.id == bindparam("b_id"),
+        _ASKED.c.role == "user",
+    )
+)
+"""Where user message ``b_id`` hangs: its parent's pk and id."""
+_STREAMING_IN = (
+    select(messages.c.id)
     .where(
         messages.c.conversation_pk == bindparam("b_pk"),
-        (messages.c.content != "") | messages.c.attachments.is_not(None),
+        messages.c.status == ReplyStatus.STREAMING.value,
     )
-    .order_by(messages.c.pk.desc())
-    .limit(bindparam("b_limit"))
-)
-_CONTEXT_BEFORE = _CONTEXT.where(
-    messages.c.pk
-    < select(messages.c.pk).where(messages.c.id == bindparam("b_before")).scalar_subquery()
-)
-_CLIENT_MESSAGE = select(messages.c.pk).where(
-    messages.c.conversation_pk == bindparam("b_pk"),
-    messages.c.client_message_id == bindparam("b_client_id"),
-)
-_EXCHANGE_FROM = (
-    select(messages.c.id)
-    .where(messages.c.conversation_pk == bindparam("b_pk"), messages.c.pk >= bindparam("b_from"))
-    .order_by(messages.c.pk)
-    .limit(2)
+    .limit(1)
 )
 _INSERT_MESSAGE = insert(messages)
 _CONVERSATION_ANSWERED = (
     update(conversations)
     .where(conversations.c.pk == bindparam("b_pk"))
-    .values(updated_at=bindparam("b_now"), model=bindparam("b_model"))
+    .values(
+        updated_at=bindparam("b_now"),
+        model=bindparam("b_model"),
+        active_message_pk=bindparam("b_leaf"),
+    )
 )
 _STILL_STREAMING = (messages.c.id == bindparam("b_id")) & (
     messages.c.status == ReplyStatus.STREAMING.value
@@ -159,6 +221,8 @@ class ConversationInfo:
     title_source: str = "message"
     active_message_id: str | None = None
     """The leaf of the active path (None while there is no message)."""
+    active_message_pk: int | None = None
+    """The same leaf's internal key."""
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -196,6 +260,11 @@ class MessageInfo:
     reasoning_tokens: int | None = None
     cached_tokens: int | None = None
     thinking_ms: float | None = None
+    parent_id: str | None = None
+    """The message this one follows (None for a first message)."""
+    siblings: tuple[str, ...] = ()
+    """The ids of the messages with the same parent, oldest first, itself included (filled
+    by :meth:`Store.history`; empty where not read)."""
 
     def usage(self) -> dict[str, int] | None:
         """The token counts the provider reported (None when it reported none)."""
@@ -226,6 +295,8 @@ class MessageInfo:
             "duration_ms": self.duration_ms,
             "error": error,
             "created_at": self.created_at.timestamp(),
+            "parent_id": self.parent_id,
+            "siblings": list(self.siblings),
         }
 
 
@@ -271,10 +342,12 @@ def _conversation_info(row: Row[Any]) -> ConversationInfo:
         pinned=bool(row.pinned),
         archived=bool(row.archived),
         title_source=row.title_source,
+        active_message_id=row._mapping.get("active_message_id"),
+        active_message_pk=row.active_message_pk,
     )
 
 
-def _message_info(row: Row[Any]) -> MessageInfo:
+def _message_info(row: Row[Any], siblings: tuple[str, ...] = ()) -> MessageInfo:
     return MessageInfo(
         id=row.id,
         role=row.role,
@@ -295,6 +368,8 @@ def _message_info(row: Row[Any]) -> MessageInfo:
         reasoning_tokens=row.reasoning_tokens,
         cached_tokens=row.cached_tokens,
         thinking_ms=row.thinking_ms,
+        parent_id=row._mapping.get("parent_id"),
+        siblings=siblings,
     )
 
 
@@ -310,9 +385,11 @@ class NewReply:
     """A user's message to store with the empty reply that will answer it.
 
     ``conversation_id`` names the conversation; with ``create`` a missing one is created
-    (title ``title``), otherwise it is NotFound. ``regenerate`` answers the conversation's
-    last user message again (``message`` is ignored; the answers after it are deleted);
-    ``truncate_from`` (edit) deletes that user message and everything after it first.
+    (title ``title``), otherwise it is NotFound. The user message follows the active path's
+    leaf, except that ``edit_message_id`` (edit) puts it beside that user message, and
+    ``regenerate`` stores none: it answers again the user message that answer
+    ``regenerate_message_id`` (default: the active path's last) answers, beside the earlier
+    answers (``message`` is ignored). Nothing is deleted; the new reply becomes the leaf.
     """
 
     owner: str
@@ -326,8 +403,9 @@ class NewReply:
     title: str = ""
     client_message_id: str | None = None
     system_prompt: str | None = None
-    truncate_from: str | None = None
+    edit_message_id: str | None = None
     regenerate: bool = False
+    regenerate_message_id: str | None = None
     attachments: tuple[str, ...] = ()
     """Ids of the owner's images the user message shows (claimed for the conversation)."""
 
@@ -370,6 +448,11 @@ class BegunReply:
     earlier: bool = False
     user_attachments: tuple[dict[str, Any], ...] = ()
     """The images of the user message (``{id, media_type, name, width, height, bytes}``)."""
+    user_parent_id: str | None = None
+    """The message the user message follows (None for a first message)."""
+    user_siblings: tuple[str, ...] = ()
+    reply_siblings: tuple[str, ...] = ()
+    """The ids of the user message's and the reply's siblings, oldest first, each included."""
 
 
 def create_engine(database_url: str) -> AsyncEngine:
@@ -423,7 +506,7 @@ class Store:
         table = conversations.c
 
         def work(c: Connection) -> tuple[list[ConversationInfo], bool]:
-            query = select(conversations).where(table.owner_id == owner)
+            query = select(conversations, _ACTIVE_MESSAGE_ID).where(table.owner_id == owner)
             if title_query:
                 escaped = title_query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 query = query.where(table.title.ilike(f"%{escaped}%", escape="\\"))
@@ -469,28 +552,70 @@ class Store:
     async def history(
         self, owner: str, conversation_id: str, *, limit: int, before: str | None = None
     ) -> tuple[list[MessageInfo], bool]:
-        """A page of messages in chronological order, the newest page first.
+        """A page of the active path in chronological order, the newest page first; each
+        message with its ``parent_id`` and ``siblings``.
 
-        ``before`` is the id of the oldest message of the previous page. Returns the page and
-        whether older messages remain.
+        ``before`` is the id of the oldest message of the previous page: the page holds the
+        messages before it on its path. Returns the page and whether older messages remain.
         """
         table = messages.c
 
         def work(c: Connection) -> tuple[list[MessageInfo], bool]:
             conversation = _conversation(c, owner, conversation_id)
-            query = select(messages).where(table.conversation_pk == conversation.pk)
+            start = conversation.active_message_pk
             if before is not None:
-                anchor = c.scalar(
-                    select(table.pk).where(
+                anchor = c.execute(
+                    select(table.parent_pk).where(
                         table.conversation_pk == conversation.pk, table.id == before
                     )
-                )
+                ).first()
                 if anchor is None:
                     raise NotFound(f"message {before} not found")
-                query = query.where(table.pk < anchor)
-            rows = c.execute(query.order_by(table.pk.desc()).limit(limit + 1)).all()
-            page = [_message_info(row) for row in reversed(rows[:limit])]
-            return page, len(rows) > limit
+                start = anchor.parent_pk
+            rows, has_more = tree.path_page(c, start, limit)
+            found = tree.siblings(c, conversation.pk, {row.parent_pk for row in rows})
+            return [_message_info(row, found[row.parent_pk]) for row in rows], has_more
+
+        return await self._db.run(work)
+
+    async def switch_branch(
+        self, owner: str, conversation_id: str, message_id: str
+    ) -> ConversationInfo:
+        """Make the branch through ``message_id`` active: its leaf is reached by following
+        the newest child at each step down. Returns the conversation as updated.
+
+        Raises NotFound (another owner's or unknown conversation, or a message not in it)
+        and ConversationBusy while a reply streams in the conversation.
+        """
+        table = messages.c
+
+        def work(c: Connection) -> ConversationInfo:
+            # Locked: a send's transaction updates the conversation row after storing its
+            # streaming reply, so once the lock is held, that reply is visible below.
+            conversation = _conversation(c, owner, conversation_id, lock=True)
+            pk = c.scalar(
+                select(table.pk).where(
+                    table.conversation_pk == conversation.pk, table.id == message_id
+                )
+            )
+            if pk is None:
+                raise NotFound(f"message {message_id} not found")
+            if c.scalar(_STREAMING_IN, {"b_pk": conversation.pk}) is not None:
+                raise ConversationBusy(
+                    f"a reply is streaming in conversation {conversation_id}; "
+                    "switch branches when it has finished, or cancel it"
+                )
+            leaf = tree.leaf_below(c, conversation.pk, pk)
+            if leaf != conversation.active_message_pk:
+                c.execute(
+                    update(conversations)
+                    .where(conversations.c.pk == conversation.pk)
+                    .values(active_message_pk=leaf)
+                )
+            leaf_id: str | None = message_id
+            if leaf != pk:
+                leaf_id = c.scalar(select(table.id).where(table.pk == leaf))
+            return replace(conversation, active_message_pk=leaf, active_message_id=leaf_id)
 
         return await self._db.run(work)
 
@@ -513,8 +638,9 @@ class Store:
         """Store the user's message and an empty ``streaming`` reply, in one transaction.
 
         Also, as the request says: creates the conversation, updates its system prompt,
-        deletes the messages an edit or regenerate replaces, and reads the context for the
-        model. Raises NotFound (conversation, or the message to edit or regenerate) and
+        reads the context for the model (the path the new message follows) and makes the
+        new reply the active leaf. Raises NotFound (conversation, or the message to edit or
+        regenerate) and
         StoreConflict when a reply already streams in the conversation, or when the
         ``client_message_id`` was used by a send that is being stored at this moment.
         """
@@ -663,8 +789,11 @@ class Store:
 # -- the transactions' parts (synchronous; ``c`` is inside a transaction) ------------------
 
 
-def _conversation(c: Connection, owner: str, conversation_id: str) -> ConversationInfo:
-    row = c.execute(_CONVERSATION, {"b_owner": owner, "b_id": conversation_id}).first()
+def _conversation(
+    c: Connection, owner: str, conversation_id: str, *, lock: bool = False
+) -> ConversationInfo:
+    statement = _CONVERSATION_LOCKED if lock else _CONVERSATION
+    row = c.execute(statement, {"b_owner": owner, "b_id": conversation_id}).first()
     if row is None:
         raise NotFound(f"conversation {conversation_id} not found")
     return _conversation_info(row)
@@ -705,16 +834,13 @@ def _create_conversation(
 
 
 def _context(
-    c: Connection, conversation_pk: int, *, limit: int, max_chars: int, before: str | None
+    c: Connection, start_pk: int | None, *, limit: int, max_chars: int
 ) -> list[ContextMessage]:
-    params: dict[str, Any] = {"b_pk": conversation_pk, "b_limit": limit}
-    if before is not None:
-        params["b_before"] = before
+    """The model's context: the path ending at ``start_pk``, newest messages first while
+    they fit in ``max_chars``, returned oldest first."""
     kept: list[ContextMessage] = []
     budget = max_chars
-    for role, content, reasoning, attachments in c.execute(
-        _CONTEXT if before is None else _CONTEXT_BEFORE, params
-    ):
+    for role, content, reasoning, attachments in tree.context_rows(c, start_pk, limit):
         if len(content) > budget:
             break
         budget -= len(content)
@@ -726,67 +852,45 @@ def _context(
 def _earlier_exchange(
     c: Connection, conversation_pk: int, client_message_id: str
 ) -> tuple[str, str] | None:
-    """(user message id, reply id) stored by a send with ``client_message_id``, or None."""
-    user_pk = c.scalar(_CLIENT_MESSAGE, {"b_pk": conversation_pk, "b_client_id": client_message_id})
-    if user_pk is None:
-        return None
-    rows = c.execute(_EXCHANGE_FROM, {"b_pk": conversation_pk, "b_from": user_pk}).all()
-    return (rows[0][0], rows[1][0]) if len(rows) == 2 else None
+    """(user message id, first reply id) stored by a send with ``client_message_id``, or
+    None."""
+    row = c.execute(_EXCHANGE, {"b_pk": conversation_pk, "b_client_id": client_message_id}).first()
+    return None if row is None else (row[0], row[1])
 
 
-def _last_user_message(
-    c: Connection, conversation_pk: int
-) -> tuple[str, str, tuple[dict[str, Any], ...]]:
-    """(id, text, attachments) of the conversation's last user message."""
-    row = c.execute(
-        select(messages.c.id, messages.c.content, messages.c.attachments)
-        .where(messages.c.conversation_pk == conversation_pk, messages.c.role == "user")
-        .order_by(messages.c.pk.desc())
-        .limit(1)
-    ).first()
+def _asked_again(c: Connection, conversation: ConversationInfo, answer_id: str | None) -> Any:
+    """The user message to answer again (``pk, id, content, attachments, parent_pk,
+    parent_id``): the one answer ``answer_id`` answers, or the active path's last."""
+    if answer_id is not None:
+        row = c.execute(_ANSWERED_AGAIN, {"b_pk": conversation.pk, "b_id": answer_id}).first()
+        if row is None:
+            raise NotFound(f"message {answer_id} not found")
+        return row
+    row = None
+    if conversation.active_message_pk is not None:
+        row = c.execute(_LAST_ASKED, {"b_leaf": conversation.active_message_pk}).first()
     if row is None:
         raise NotFound("the conversation has no message to answer again")
-    return row[0], row[1], tuple(row[2] or ())
-
-
-def _truncate(c: Connection, conversation_pk: int, message_id: str, *, keep: bool) -> list[str]:
-    table = messages.c
-    anchor = c.scalar(
-        select(table.pk).where(
-            table.conversation_pk == conversation_pk,
-            table.id == message_id,
-            table.role == "user",
-        )
-    )
-    if anchor is None:
-        raise NotFound(f"message {message_id} not found")
-    first = anchor + 1 if keep else anchor
-    doomed = c.scalars(
-        select(table.id)
-        .where(table.conversation_pk == conversation_pk, table.pk >= first)
-        .order_by(table.pk)
-    ).all()
-    if doomed:
-        c.execute(
-            delete(messages).where(table.conversation_pk == conversation_pk, table.pk >= first)
-        )
-    return list(doomed)
+    return row
 
 
 def _insert_user_message(
     c: Connection,
     conversation_pk: int,
+    parent_pk: int | None,
     text_: str,
     client_message_id: str | None,
     now: datetime,
     attachments: tuple[dict[str, Any], ...],
-) -> str:
+) -> tuple[str, int]:
+    """Insert a user message; returns its id and pk."""
     message_id = new_id()
-    c.execute(
+    result = c.execute(
         _INSERT_MESSAGE,
         {
             "id": message_id,
             "conversation_pk": conversation_pk,
+            "parent_pk": parent_pk,
             "role": "user",
             "content": text_,
             "attachments": list(attachments) or None,
@@ -798,16 +902,21 @@ def _insert_user_message(
     )
     if text_:
         search.index_message(c, message_id, text_)
-    return message_id
+    return message_id, _inserted_pk(result)
 
 
-def _insert_reply(c: Connection, conversation_pk: int, model: str, now: datetime) -> str:
+def _insert_reply(
+    c: Connection, conversation_pk: int, parent_pk: int, model: str, now: datetime
+) -> tuple[str, int]:
+    """Insert an empty streaming reply below ``parent_pk`` and make it the active leaf;
+    returns its id and pk."""
     reply_id = new_id()
-    c.execute(
+    result = c.execute(
         _INSERT_MESSAGE,
         {
             "id": reply_id,
             "conversation_pk": conversation_pk,
+            "parent_pk": parent_pk,
             "role": "assistant",
             "content": "",
             "status": ReplyStatus.STREAMING.value,
@@ -816,8 +925,19 @@ def _insert_reply(c: Connection, conversation_pk: int, model: str, now: datetime
             "updated_at": now,
         },
     )
-    c.execute(_CONVERSATION_ANSWERED, {"b_pk": conversation_pk, "b_now": now, "b_model": model})
-    return reply_id
+    reply_pk = _inserted_pk(result)
+    c.execute(
+        _CONVERSATION_ANSWERED,
+        {"b_pk": conversation_pk, "b_now": now, "b_model": model, "b_leaf": reply_pk},
+    )
+    return reply_id, reply_pk
+
+
+def _inserted_pk(result: Any) -> int:
+    """The pk of the row an INSERT stored (RETURNING on PostgreSQL, lastrowid on SQLite)."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _begin_reply(c: Connection, new: NewReply, now: datetime) -> BegunReply:
@@ -838,33 +958,49 @@ def _begin_reply(c: Connection, new: NewReply, now: datetime) -> BegunReply:
             .values(system_prompt=new.system_prompt)
         )
         conversation = replace(conversation, system_prompt=new.system_prompt)
-    user_text, before = new.message, None
-    replaces: tuple[str, ...] = ()
+    leaf = conversation.active_message_pk
+    user_text = new.message
     attachments: tuple[dict[str, Any], ...] = ()
+    replaces: tuple[str, ...] = ()
+    # Where the user message hangs (a regenerate's is already stored: ``asked``).
+    parent_pk, parent_id = leaf, conversation.active_message_id
+    asked: tuple[str, int] | None = None
     if new.regenerate:
-        user_id, user_text, attachments = _last_user_message(c, conversation.pk)
-        replaces = tuple(_truncate(c, conversation.pk, user_id, keep=True))
-        before = user_id
+        row = _asked_again(c, conversation, new.regenerate_message_id)
+        asked = (row.id, row.pk)
+        user_text, attachments = row.content, tuple(row.attachments or ())
+        parent_pk, parent_id = row.parent_pk, row.parent_id
+        replaces = tuple(tree.left_path(c, leaf, row.pk))
     else:
         if new.attachments:
             attachments = tuple(
                 info.to_wire()
                 for info in claim_attachments(c, new.owner, new.attachments, conversation.pk)
             )
-        if new.truncate_from is not None:
-            replaces = tuple(_truncate(c, conversation.pk, new.truncate_from, keep=False))
+        if new.edit_message_id is not None:
+            edited = c.execute(
+                _EDITED, {"b_pk": conversation.pk, "b_id": new.edit_message_id}
+            ).first()
+            if edited is None:
+                raise NotFound(f"message {new.edit_message_id} not found")
+            parent_pk, parent_id = edited.parent_pk, edited.parent_id
+            replaces = tuple(tree.left_path(c, leaf, parent_pk))
     context = _context(
-        c,
-        conversation.pk,
-        limit=new.history_messages,
-        max_chars=new.history_chars - len(user_text),
-        before=before,
+        c, parent_pk, limit=new.history_messages, max_chars=new.history_chars - len(user_text)
     )
-    if not new.regenerate:
-        user_id = _insert_user_message(
-            c, conversation.pk, user_text, new.client_message_id, now, attachments
+    if asked is None:
+        asked = _insert_user_message(
+            c, conversation.pk, parent_pk, user_text, new.client_message_id, now, attachments
         )
-    reply_id = _insert_reply(c, conversation.pk, new.model, now)
+    user_id, user_pk = asked
+    reply_id, reply_pk = _insert_reply(c, conversation.pk, user_pk, new.model, now)
+    if new.regenerate or new.edit_message_id is not None:
+        found = tree.siblings(c, conversation.pk, (parent_pk, user_pk))
+        user_siblings, reply_siblings = found[parent_pk], found[user_pk]
+    else:
+        # A send follows the leaf, which has no children: both are only children.
+        user_siblings, reply_siblings = (user_id,), (reply_id,)
+    conversation = replace(conversation, active_message_id=reply_id, active_message_pk=reply_pk)
     return BegunReply(
         conversation,
         user_id,
@@ -874,6 +1010,9 @@ def _begin_reply(c: Connection, new: NewReply, now: datetime) -> BegunReply:
         context,
         replaces,
         user_attachments=attachments,
+        user_parent_id=parent_id,
+        user_siblings=user_siblings,
+        reply_siblings=reply_siblings,
     )
 
 

@@ -1,7 +1,7 @@
 """Share links: read-only snapshots of a conversation's active path at unguessable ids.
 
 A share freezes, when it is made, the active path from the first message up to a message of
-it (walked from ``conversations.active_message_pk`` up the ``parent_pk`` links) as a list
+it (:func:`liaotian.store.tree.path_page` from ``conversations.active_message_pk``) as a list
 of the messages' wire form without anything that names their owner or other messages
 (:func:`snapshot_message`). Later edits, other branches and the owner's other conversations
 are never in it. Its id (:func:`new_share_id`) is 192 random bits: the only secret.
@@ -32,6 +32,7 @@ from liaotian.store.attachments import new_attachment_id
 from liaotian.store.database import Database
 from liaotian.store.models import Attachment, Conversation, Message, Owner, Share, utcnow
 from liaotian.store.repository import ConversationInfo, new_id
+from liaotian.store.tree import UNBOUNDED, path_page
 
 shares = cast(Table, Share.__table__)
 conversations = cast(Table, Conversation.__table__)
@@ -151,33 +152,6 @@ def snapshot_message(row: Row[Any]) -> dict[str, Any]:
     }
 
 
-def active_path(c: Connection, conversation_pk: int, leaf_pk: int | None) -> list[Row[Any]]:
-    """The messages from the first to ``leaf_pk`` (``parent_pk`` links), oldest first."""
-    if leaf_pk is None:
-        return []
-    # UNION, not UNION ALL: a (corrupt) cycle of parent links ends instead of looping.
-    path = (
-        select(messages.c.pk, messages.c.parent_pk)
-        .where(messages.c.pk == leaf_pk, messages.c.conversation_pk == conversation_pk)
-        .cte("path", recursive=True)
-    )
-    parent = messages.alias("parent")
-    path = path.union(
-        select(parent.c.pk, parent.c.parent_pk).where(
-            parent.c.pk == path.c.parent_pk, parent.c.conversation_pk == conversation_pk
-        )
-    )
-    rows = c.execute(select(messages).where(messages.c.pk.in_(select(path.c.pk)))).all()
-    by_pk = {row.pk: row for row in rows}
-    ordered: list[Row[Any]] = []
-    pk: int | None = leaf_pk
-    while pk is not None and pk in by_pk and len(ordered) < len(by_pk):
-        ordered.append(by_pk[pk])
-        pk = by_pk[pk].parent_pk
-    ordered.reverse()
-    return ordered
-
-
 def _live_share(c: Connection, share_id: str) -> Row[Any]:
     """The share's row while it is neither revoked nor expired; NotFound otherwise."""
     row = c.execute(select(shares).where(shares.c.id == share_id)).first()
@@ -217,7 +191,7 @@ class ShareStore:
             ).first()
             if conversation is None:
                 raise NotFound(f"conversation {conversation_id} not found")
-            path = active_path(c, conversation.pk, conversation.active_message_pk)
+            path, _ = path_page(c, conversation.active_message_pk, UNBOUNDED)
             if message_id is not None:
                 ends = [index for index, row in enumerate(path) if row.id == message_id]
                 if not ends:

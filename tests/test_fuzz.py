@@ -34,6 +34,10 @@ ANSWERS = {
     "conversation.rename": {"conversation.updated", "error"},
     "conversation.delete": {"conversation.deleted", "error"},
     "conversation.switch": {"conversation.updated", "error"},
+    "share.create": {"share", "error"},
+    "shares.list": {"shares", "error"},
+    "share.revoke": {"share", "error"},
+    "share.copy": {"conversation.updated", "error"},
     "models.list": {"models", "error"},
     "ping": {"pong", "error"},
 }

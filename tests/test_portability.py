@@ -499,7 +499,9 @@ async def test_imports_go_to_the_callers_owner_only(server: RunningServer) -> No
         with pytest.raises(NotFound):
             await bob.export(CHATGPT_ID)
     async with Client(server.http_url, client_id="alice") as alice:
-        assert len((await alice.conversations())["conversations"]) == 2
+        # The file's second conversation was archived in ChatGPT, and stays archived.
+        assert len((await alice.conversations())["conversations"]) == 1
+        assert len((await alice.conversations(archived=True))["conversations"]) == 1
 
 
 async def test_the_same_file_imports_for_two_owners(server: RunningServer) -> None:
@@ -524,7 +526,7 @@ async def test_in_shared_open_mode_the_import_is_the_local_owners(
     async with run_server(make_settings(open_owner="shared")) as server:
         await post_import(server, CHATGPT_FILE.read_bytes(), client_id=None)
         async with Client(server.http_url, client_id="anyone") as client:
-            assert len((await client.conversations())["conversations"]) == 2
+            assert len((await client.conversations())["conversations"]) == 1  # and one archived
 
 
 @pytest.fixture
@@ -548,7 +550,7 @@ async def test_with_accounts_imports_belong_to_the_signed_in_user(
     async with Client(server.http_url, client_id="x", token=tokens["bob"]) as bob:
         assert (await bob.conversations())["conversations"] == []
     async with Client(server.http_url, client_id="x", token=tokens["alice"]) as client:
-        assert len((await client.conversations())["conversations"]) == 2
+        assert len((await client.conversations())["conversations"]) == 1  # and one archived
         assert (await client.export(CHATGPT_ID))["conversation"]["id"] == CHATGPT_ID
 
 

@@ -34,6 +34,7 @@ export default defineConfig({
     proxy: {
       "/ws": { target: "ws://127.0.0.1:8011", ws: true },
       "/auth": { target: "http://127.0.0.1:8011" },
+      "/api": { target: "http://127.0.0.1:8011" },
     },
   },
   build: {
@@ -44,5 +45,7 @@ export default defineConfig({
     assetsInlineLimit: 0,
     sourcemap: false,
     chunkSizeWarningLimit: 800,
+    // Two pages: the chat (index.html) and the shared conversation (share.html, /s/ID).
+    rollupOptions: { input: { main: "index.html", share: "share.html" } },
   },
 });

@@ -15,7 +15,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from liaotian import __version__, attachment_routes, auth_routes, import_routes
+from liaotian import __version__, attachment_routes, auth_routes, import_routes, share_routes
 from liaotian.auth import HostPolicy
 from liaotian.connection import Connection
 from liaotian.gate import Kind, SessionFactory, run_session
@@ -201,6 +201,7 @@ def create_app(settings: Settings, drain: Drain | None = None) -> LiaotianApp:
     app.include_router(auth_routes.router)
     app.include_router(attachment_routes.router)
     app.include_router(import_routes.router)
+    app.include_router(share_routes.router)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -1,5 +1,5 @@
 """The ``liaotian`` command: ``serve``, ``migrate``, ``user``, ``token``, ``chat``, ``models``,
-``export``, ``import``.
+``export``, ``import``, ``share``.
 
 Errors the user can fix (bad settings, an unreachable server) print one clear line, in
 plain words (:mod:`liaotian.cli_words`), and exit with status 2; they never show a
@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     from liaotian.transfer_cli import add_transfer_parsers
 
     add_transfer_parsers(commands)
+
+    from liaotian.share_cli import add_share_parser
+
+    add_share_parser(commands)
     return parser
 
 
@@ -106,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from liaotian.transfer_cli import run_export, run_import
 
             return run_export(args) if args.command == "export" else run_import(args)
+        if args.command == "share":
+            from liaotian.share_cli import run_share
+
+            return run_share(args)
         from liaotian.chat_cli import run_chat, run_models
 
         return run_models(args) if args.command == "models" else run_chat(args)

@@ -90,6 +90,7 @@ __all__ = [
     "Reply",
     "ReplyPart",
     "ReplyResult",
+    "ShareInfo",
     "SignInRequired",
     "SourceInfo",
     "SourcesPart",
@@ -201,6 +202,19 @@ class MessageInfo(TypedDict):
     siblings: NotRequired[list[str]]
     """The ids of the alternatives at this place (same parent), oldest first, this one
     included: ``siblings.index(id) + 1`` of ``len(siblings)``."""
+
+
+class ShareInfo(TypedDict):
+    """A share link (docs/protocol.md, "Share links"); ``url`` is the page's path."""
+
+    id: str
+    url: str
+    conversation_id: str
+    message_id: str
+    title: str
+    created_at: float
+    expires_at: float | None
+    revoked: bool
 
 
 class ConversationPage(TypedDict):
@@ -1156,6 +1170,53 @@ class Client:
             "conversation.export",
         )
         return cast(dict[str, Any], answer["export"])
+
+    async def share(
+        self,
+        conversation_id: str,
+        message_id: str | None = None,
+        expires_in: int | None = None,
+    ) -> ShareInfo:
+        """Share the conversation's active path up to ``message_id`` (default: its last
+        message) as a read-only snapshot, for ``expires_in`` seconds (60 to a year; None:
+        until revoked). Raises NotFound, or ShareLinksDisabled when the server has them off.
+        :meth:`share_url` gives the link to send."""
+        frame: dict[str, Any] = {"type": "share.create", "conversation_id": conversation_id}
+        if message_id is not None:
+            frame["message_id"] = message_id
+        if expires_in is not None:
+            frame["expires_in"] = expires_in
+        answer = await self._request(frame, "share")
+        return cast(ShareInfo, answer["share"])
+
+    async def shares(self, conversation_id: str | None = None) -> list[ShareInfo]:
+        """The owner's shares not revoked, newest first (only the conversation's, if given)."""
+        frame: dict[str, Any] = {"type": "shares.list"}
+        if conversation_id is not None:
+            frame["conversation_id"] = conversation_id
+        answer = await self._request(frame, "shares")
+        return cast(list[ShareInfo], answer["shares"])
+
+    async def revoke_share(self, share_id: str) -> ShareInfo:
+        """Revoke one of the owner's shares: its link answers 404 from then on. Raises
+        NotFound."""
+        answer = await self._request({"type": "share.revoke", "share_id": share_id}, "share")
+        return cast(ShareInfo, answer["share"])
+
+    async def copy_share(self, share_id: str) -> ConversationInfo:
+        """Continue a share (anyone's) as a new conversation of this owner's; returns it.
+        Raises NotFound for an unknown, revoked or expired share."""
+        answer = await self._request(
+            {"type": "share.copy", "share_id": share_id}, "conversation.updated"
+        )
+        return cast(ConversationInfo, answer["conversation"])
+
+    def share_url(self, share: ShareInfo) -> str:
+        """The full link of ``share`` on this client's server (``http(s)://host/s/ID``)."""
+        parts = urlsplit(self.url)
+        scheme = "https" if parts.scheme == "wss" else "http"
+        base = parts.path[: -len("/ws")] if parts.path.endswith("/ws") else parts.path
+        return urlunsplit((scheme, parts.netloc, base + share["url"], "", ""))
 
     async def models(self) -> ModelList:
         """The models the server knows, with availability, and its default model."""

@@ -18,7 +18,7 @@ from starlette.websockets import WebSocketDisconnect
 from liaotian import __version__, protocol
 from liaotian.backplane import ConversationChange, Notice, OwnerBus
 from liaotian.engine import SendOptions
-from liaotian.errors import InvalidFrame, LiaotianError
+from liaotian.errors import InvalidFrame, LiaotianError, ShareLinksDisabled
 from liaotian.protocol import (
     BulkConversations,
     CancelReply,
@@ -45,6 +45,7 @@ from liaotian.protocol import (
 from liaotian.replies.log import ReplyLog
 from liaotian.services import Services
 from liaotian.store.portability import PortabilityStore
+from liaotian.store.repository import new_id
 from liaotian.transport import ClientSocket
 
 log = logging.getLogger(__name__)
@@ -352,17 +353,42 @@ class Connection(OwnerBus.Listener):
 
     # -- share links -------------------------------------------------------------------
 
+    def _check_shares_on(self) -> None:
+        if not self.services.settings.share_links:
+            raise ShareLinksDisabled("share links are off on this server (share_links = false)")
+
     async def _create_share(self, command: CreateShare) -> None:
-        raise LiaotianError("share.create is not implemented yet")
+        self._check_shares_on()
+        share = await self.services.shares.create(
+            self.owner,
+            command.conversation_id,
+            message_id=command.message_id,
+            expires_in=command.expires_in,
+        )
+        await self.socket.send(protocol.build_result("share", command.id, share=share.to_wire()))
 
     async def _list_shares(self, command: ListShares) -> None:
-        raise LiaotianError("shares.list is not implemented yet")
+        self._check_shares_on()
+        shares = await self.services.shares.list(self.owner, command.conversation_id)
+        await self.socket.send(
+            protocol.build_result(
+                "shares", command.id, shares=[share.to_wire() for share in shares]
+            )
+        )
 
     async def _revoke_share(self, command: RevokeShare) -> None:
-        raise LiaotianError("share.revoke is not implemented yet")
+        self._check_shares_on()
+        share = await self.services.shares.revoke(self.owner, command.share_id)
+        await self.socket.send(protocol.build_result("share", command.id, share=share.to_wire()))
 
     async def _copy_share(self, command: CopyShare) -> None:
-        raise LiaotianError("share.copy is not implemented yet")
+        self._check_shares_on()
+        conversation = await self.services.shares.copy(
+            self.owner, command.share_id, conversation_id=new_id()
+        )
+        change = ConversationChange(conversation.id, conversation.to_wire(), origin=self)
+        self.services.backplane.publish_change(self.owner, change)
+        await self.socket.send(_change_frame(change, command.id))
 
     async def _models(self, command: ListModels) -> None:
         await self.socket.send(

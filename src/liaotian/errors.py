@@ -22,6 +22,7 @@ protocol), an HTTP status, or a CLI message.
     │   ├── ModelNotFound                  no provider serves the model
     │   ├── ProviderNotConfigured          the provider exists but lacks its key / URL
     │   ├── UnsupportedCapability          the model cannot do what was asked (images, …)
+    │   ├── ShareLinksDisabled             the server's setting share_links is off
     │   └── LimitExceeded                  a configured limit was reached
     │       ├── TooManyConnections             connections per owner / in total
     │       ├── RateLimited                    messages per minute per owner
@@ -140,6 +141,12 @@ class UnsupportedCapability(RequestError):
     def __init__(self, message: str, *, capability: str) -> None:
         super().__init__(message)
         self.capability = capability
+
+
+class ShareLinksDisabled(RequestError):
+    """Share links are off on this server (the setting ``share_links``)."""
+
+    code = "share_links_disabled"
 
 
 class LimitExceeded(RequestError):

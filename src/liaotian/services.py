@@ -21,6 +21,7 @@ from liaotian.store import Store, create_engine
 from liaotian.store.accounts import Accounts
 from liaotian.store.attachments import AttachmentStore, reap_periodically
 from liaotian.store.migrate import upgrade
+from liaotian.store.shares import ShareStore
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Services:
     guards: Guards
     auth: Authenticator
     attachments: AttachmentStore
+    shares: ShareStore
     attachment_reaper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -86,6 +88,7 @@ class Services:
             guards=Guards(settings, metrics),
             auth=auth,
             attachments=attachments,
+            shares=ShareStore(store.database),
             attachment_reaper=reaper,
         )
 

@@ -1,4 +1,5 @@
-"""The ``liaotian`` command: ``serve``, ``migrate``, ``user``, ``token``, ``chat``, ``models``.
+"""The ``liaotian`` command: ``serve``, ``migrate``, ``user``, ``token``, ``chat``, ``models``,
+``search``.
 
 Errors the user can fix (bad settings, an unreachable server) print one clear line, in
 plain words (:mod:`liaotian.cli_words`), and exit with status 2; they never show a
@@ -84,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     from liaotian.chat_cli import add_chat_parser
 
     add_chat_parser(commands)
+
+    from liaotian.search_cli import add_search_parser
+
+    add_search_parser(commands)
     return parser
 
 
@@ -98,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from liaotian.accounts_cli import run_accounts
 
             return run_accounts(args, _settings(args))
+        if args.command == "search":
+            from liaotian.search_cli import run_search
+
+            return run_search(args)
         from liaotian.chat_cli import run_chat, run_models
 
         return run_models(args) if args.command == "models" else run_chat(args)

@@ -1,21 +1,311 @@
 """The full-text index of messages and titles, written in the same transaction as they are.
 
 Every function takes ``c``, a connection inside the caller's transaction, so the index can
-never drift from what it indexes. (Contract; the search work fills it in.)
+never drift from what it indexes: a transaction that fails leaves neither.
+
+The tables (made by migration 0007) differ by database but hold the same terms, chosen in
+Python by :mod:`liaotian.store.search_text`:
+
+* SQLite: FTS5 tables ``message_search`` (rowid = ``messages.pk``) and
+  ``conversation_search`` (rowid = ``conversations.pk``), ``tokenize='ascii'`` over the
+  space-separated terms (the tokenizer only splits on the spaces), queried with ``MATCH``;
+  triggers remove a row when its message or conversation is deleted.
+* PostgreSQL: ``message_search(message_pk, vector)`` and ``conversation_search
+  (conversation_pk, vector)``, a ``tsvector`` written as its input text (never
+  ``to_tsvector``: the database's parser and locale decide nothing), a GIN index each,
+  rows deleted with what they index (ON DELETE CASCADE), queried with ``@@`` a
+  ``tsquery`` built the same way.
+
+Only final text is indexed: a user message when stored, an answer when it ends (however it
+ends), never streaming text.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Row, Table, bindparam, select, text
+
+from liaotian.store import search_text
+from liaotian.store.models import Conversation, Message
+
+_conversations = cast(Table, Conversation.__table__)
+_messages = cast(Table, Message.__table__)
+
+_SQLITE = {
+    "index_message": text(
+        "INSERT OR REPLACE INTO message_search (rowid, body)"
+        " SELECT pk, :body FROM messages WHERE id = :id"
+    ),
+    "unindex_message": text(
+        "DELETE FROM message_search WHERE rowid = (SELECT pk FROM messages WHERE id = :id)"
+    ),
+    "index_message_pk": text(
+        "INSERT OR REPLACE INTO message_search (rowid, body) VALUES (:pk, :body)"
+    ),
+    "index_title": text(
+        "INSERT OR REPLACE INTO conversation_search (rowid, body) VALUES (:pk, :body)"
+    ),
+    "unindex_title": text("DELETE FROM conversation_search WHERE rowid = :pk"),
+    "unindex_messages": text(
+        "DELETE FROM message_search WHERE rowid IN"
+        " (SELECT pk FROM messages WHERE conversation_pk = :pk)"
+    ),
+}
+_POSTGRESQL = {
+    "index_message": text(
+        "INSERT INTO message_search (message_pk, vector)"
+        " SELECT pk, CAST(:body AS tsvector) FROM messages WHERE id = :id"
+        " ON CONFLICT (message_pk) DO UPDATE SET vector = excluded.vector"
+    ),
+    "unindex_message": text(
+        "DELETE FROM message_search WHERE message_pk = (SELECT pk FROM messages WHERE id = :id)"
+    ),
+    "index_message_pk": text(
+        "INSERT INTO message_search (message_pk, vector) VALUES (:pk, CAST(:body AS tsvector))"
+        " ON CONFLICT (message_pk) DO UPDATE SET vector = excluded.vector"
+    ),
+    "index_title": text(
+        "INSERT INTO conversation_search (conversation_pk, vector)"
+        " VALUES (:pk, CAST(:body AS tsvector))"
+        " ON CONFLICT (conversation_pk) DO UPDATE SET vector = excluded.vector"
+    ),
+    "unindex_title": text("DELETE FROM conversation_search WHERE conversation_pk = :pk"),
+    "unindex_messages": text(
+        "DELETE FROM message_search WHERE message_pk IN"
+        " (SELECT pk FROM messages WHERE conversation_pk = :pk)"
+    ),
+}
+
+
+def _statements(c: Connection) -> dict[str, Any]:
+    return _POSTGRESQL if c.dialect.name == "postgresql" else _SQLITE
+
+
+def indexed_form(dialect: str, text_: str) -> str:
+    """What the index stores for ``text_`` on ``dialect`` (``""``: nothing to index)."""
+    if dialect == "postgresql":
+        return search_text.tsvector_text(text_)
+    return search_text.index_text(text_)
+
+
+def index_many(c: Connection, table: str, rows: Iterable[tuple[int, str]]) -> None:
+    """Index many texts at once by pk: ``table`` ``messages`` or ``conversations`` (their
+    titles). For bulk loads (a migration, an import): one statement for the batch."""
+    dialect = c.dialect.name
+    batch = [
+        {"pk": pk, "body": body} for pk, value in rows if (body := indexed_form(dialect, value))
+    ]
+    if batch:
+        key = "index_message_pk" if table == "messages" else "index_title"
+        c.execute(_statements(c)[key], batch)
 
 
 def index_message(c: Connection, message_id: str, text: str) -> None:
     """Index (or re-index) the final text of message ``message_id``."""
+    statements = _statements(c)
+    body = indexed_form(c.dialect.name, text)
+    if body:
+        c.execute(statements["index_message"], {"id": message_id, "body": body})
+    else:
+        c.execute(statements["unindex_message"], {"id": message_id})
 
 
 def index_title(c: Connection, conversation_pk: int, title: str) -> None:
     """Index (or re-index) a conversation's title."""
+    statements = _statements(c)
+    body = indexed_form(c.dialect.name, title)
+    if body:
+        c.execute(statements["index_title"], {"pk": conversation_pk, "body": body})
+    else:
+        c.execute(statements["unindex_title"], {"pk": conversation_pk})
 
 
 def unindex_conversation(c: Connection, conversation_pk: int) -> None:
     """Remove a conversation's title and messages from the index (before deleting them)."""
+    statements = _statements(c)
+    c.execute(statements["unindex_messages"], {"pk": conversation_pk})
+    c.execute(statements["unindex_title"], {"pk": conversation_pk})
+
+
+# -- searching ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One conversation found: its row, and its newest matching message (None: the title
+    alone matched)."""
+
+    conversation: Row[Any]
+    message_id: str | None
+    role: str | None
+    created_at: datetime | None
+    on_active_path: bool
+    snippet: list[dict[str, object]]
+
+
+# The owner's matching messages, newest match per conversation ({match}: the dialect's).
+_MESSAGE_MATCHES = """
+SELECT m.conversation_pk, max(m.pk) AS newest, max(m.created_at) AS newest_at
+FROM {source}
+JOIN messages AS m ON m.pk = {key}
+JOIN conversations AS c ON c.pk = m.conversation_pk
+WHERE {match} AND c.owner_id = :owner {narrow}
+GROUP BY m.conversation_pk
+ORDER BY newest_at DESC, newest DESC
+LIMIT :limit
+"""
+_TITLE_MATCHES = """
+SELECT c.pk
+FROM {source}
+JOIN conversations AS c ON c.pk = {key}
+WHERE {match} AND c.owner_id = :owner
+ORDER BY c.updated_at DESC, c.pk DESC
+LIMIT :limit
+"""
+_DIALECTS = {
+    "sqlite": {
+        "messages": {
+            "source": "message_search",
+            "key": "message_search.rowid",
+            "match": "message_search MATCH :query",
+        },
+        "titles": {
+            "source": "conversation_search",
+            "key": "conversation_search.rowid",
+            "match": "conversation_search MATCH :query",
+        },
+    },
+    "postgresql": {
+        "messages": {
+            "source": "message_search AS s",
+            "key": "s.message_pk",
+            "match": "s.vector @@ CAST(:query AS tsquery)",
+        },
+        "titles": {
+            "source": "conversation_search AS s",
+            "key": "s.conversation_pk",
+            "match": "s.vector @@ CAST(:query AS tsquery)",
+        },
+    },
+}
+
+
+def _queries(dialect: str) -> dict[str, Any]:
+    parts = _DIALECTS["postgresql" if dialect == "postgresql" else "sqlite"]
+    return {
+        "messages": text(_MESSAGE_MATCHES.format(narrow="", **parts["messages"])),
+        "messages_in": text(
+            _MESSAGE_MATCHES.format(narrow="AND m.conversation_pk IN :pks", **parts["messages"])
+        ).bindparams(bindparam("pks", expanding=True)),
+        "titles": text(_TITLE_MATCHES.format(**parts["titles"])),
+    }
+
+
+_QUERIES = {dialect: _queries(dialect) for dialect in ("sqlite", "postgresql")}
+
+_ON_ACTIVE_PATH = text(
+    """
+WITH RECURSIVE path(pk, parent_pk) AS (
+  SELECT m.pk, m.parent_pk FROM messages AS m
+  JOIN conversations AS c ON m.pk = c.active_message_pk
+  WHERE c.pk IN :conversations
+  UNION ALL
+  SELECT m.pk, m.parent_pk FROM messages AS m JOIN path ON m.pk = path.parent_pk
+)
+SELECT pk FROM path WHERE pk IN :messages
+"""
+).bindparams(bindparam("conversations", expanding=True), bindparam("messages", expanding=True))
+
+
+def find(c: Connection, owner: str, query: str, limit: int) -> list[Hit]:
+    """The owner's conversations matching ``query`` (every word), best first, at most
+    ``limit``: those whose title matches first, then by their newest matching message,
+    newest first (a title-only match counts as of the conversation's last update)."""
+    words = search_text.parse_query(query)
+    if not words:
+        return []
+    dialect = "postgresql" if c.dialect.name == "postgresql" else "sqlite"
+    queries = _QUERIES[dialect]
+    expression = (
+        search_text.tsquery(words) if dialect == "postgresql" else (search_text.fts5_query(words))
+    )
+    params = {"owner": owner, "query": expression, "limit": limit}
+    titled = list(c.scalars(queries["titles"], params))
+    newest: dict[int, tuple[int, Any]] = {
+        row[0]: (row[1], row[2]) for row in c.execute(queries["messages"], params)
+    }
+    missing = [pk for pk in titled if pk not in newest]
+    if missing:
+        for row in c.execute(queries["messages_in"], {**params, "pks": missing}):
+            newest[row[0]] = (row[1], row[2])
+    conversations = _rows_by_pk(c, _conversations, set(titled) | set(newest))
+    title_set = set(titled)
+
+    def rank(pk: int) -> tuple[bool, Any, int]:
+        found = newest.get(pk)
+        when = found[1] if found else conversations[pk].updated_at
+        return (pk in title_set, _comparable(when), found[0] if found else 0)
+
+    chosen = sorted(conversations, key=rank, reverse=True)[:limit]
+    message_pks = [newest[pk][0] for pk in chosen if pk in newest]
+    found_messages = _rows_by_pk(c, _messages, set(message_pks))
+    on_path = _on_active_path(c, chosen, message_pks)
+    hits = []
+    for pk in chosen:
+        conversation = conversations[pk]
+        if pk in newest:
+            message = found_messages[newest[pk][0]]
+            hits.append(
+                Hit(
+                    conversation,
+                    message.id,
+                    message.role,
+                    message.created_at,
+                    conversation.active_message_pk is None or message.pk in on_path,
+                    search_text.snippet(message.content, words),
+                )
+            )
+        else:
+            hits.append(
+                Hit(
+                    conversation,
+                    None,
+                    None,
+                    None,
+                    True,
+                    search_text.snippet(conversation.title, words),
+                )
+            )
+    return hits
+
+
+def _comparable(value: Any) -> str:
+    """A time as UTC text that sorts (SQLite's max() returns its stored text, rows and
+    PostgreSQL datetimes)."""
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return str(value)
+
+
+def _rows_by_pk(c: Connection, table: Table, pks: set[int]) -> dict[int, Row[Any]]:
+    if not pks:
+        return {}
+    rows = c.execute(select(table).where(table.c.pk.in_(sorted(pks))))
+    return {row.pk: row for row in rows}
+
+
+def _on_active_path(
+    c: Connection, conversations: Sequence[int], messages: Sequence[int]
+) -> set[int]:
+    if not messages:
+        return set()
+    return set(
+        c.scalars(
+            _ON_ACTIVE_PATH, {"conversations": list(conversations), "messages": list(messages)}
+        )
+    )

@@ -32,7 +32,7 @@ QUERIES = {
     "common English word": "the",
     "English prefix": "sched",
     "2-character Chinese word": "协议",
-    "two words": "socket 延迟",
+    "two words": "server design",
     "no hit": "zyxwvutq",
 }
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, select, text
@@ -147,21 +147,33 @@ class Hit:
     snippet: list[dict[str, object]]
 
 
-# The owner's matching messages, newest match per conversation ({match}: the dialect's).
-_MESSAGE_MATCHES = """
-SELECT m.conversation_pk, max(m.pk) AS newest, max(m.created_at) AS newest_at
+# The owner's matching messages, newest first ({match}: the dialect's). On SQLite a CROSS
+# JOIN keeps the index first: its planner would rather walk the owner's conversations and
+# ask the index about each.
+_RECENT_MATCHES = """
+SELECT m.conversation_pk, m.pk
 FROM {source}
-JOIN messages AS m ON m.pk = {key}
-JOIN conversations AS c ON c.pk = m.conversation_pk
+{join} messages AS m ON m.pk = {key}
+{join} conversations AS c ON c.pk = m.conversation_pk
+WHERE {match} AND c.owner_id = :owner
+ORDER BY {key} DESC
+LIMIT :window
+"""
+# The newest matching message per conversation (exact, but reads every match).
+_MESSAGE_MATCHES = """
+SELECT m.conversation_pk, max(m.pk) AS newest
+FROM {source}
+{join} messages AS m ON m.pk = {key}
+{join} conversations AS c ON c.pk = m.conversation_pk
 WHERE {match} AND c.owner_id = :owner {narrow}
 GROUP BY m.conversation_pk
-ORDER BY newest_at DESC, newest DESC
+ORDER BY newest DESC
 LIMIT :limit
 """
 _TITLE_MATCHES = """
 SELECT c.pk
 FROM {source}
-JOIN conversations AS c ON c.pk = {key}
+{join} conversations AS c ON c.pk = {key}
 WHERE {match} AND c.owner_id = :owner
 ORDER BY c.updated_at DESC, c.pk DESC
 LIMIT :limit
@@ -196,12 +208,16 @@ _DIALECTS = {
 
 def _queries(dialect: str) -> dict[str, Any]:
     parts = _DIALECTS["postgresql" if dialect == "postgresql" else "sqlite"]
+    join = "JOIN" if dialect == "postgresql" else "CROSS JOIN"
     return {
-        "messages": text(_MESSAGE_MATCHES.format(narrow="", **parts["messages"])),
+        "recent": text(_RECENT_MATCHES.format(join=join, **parts["messages"])),
+        "messages": text(_MESSAGE_MATCHES.format(narrow="", join=join, **parts["messages"])),
         "messages_in": text(
-            _MESSAGE_MATCHES.format(narrow="AND m.conversation_pk IN :pks", **parts["messages"])
+            _MESSAGE_MATCHES.format(
+                narrow="AND m.conversation_pk IN :pks", join=join, **parts["messages"]
+            )
         ).bindparams(bindparam("pks", expanding=True)),
-        "titles": text(_TITLE_MATCHES.format(**parts["titles"])),
+        "titles": text(_TITLE_MATCHES.format(join=join, **parts["titles"])),
     }
 
 
@@ -221,44 +237,42 @@ SELECT pk FROM path WHERE pk IN :messages
 ).bindparams(bindparam("conversations", expanding=True), bindparam("messages", expanding=True))
 
 
+RECENT_WINDOW = 400
+"""Matches read newest first before falling back to grouping all of them: enough to find a
+page of conversations for a common word without reading its every occurrence."""
+
+
 def find(c: Connection, owner: str, query: str, limit: int) -> list[Hit]:
     """The owner's conversations matching ``query`` (every word), best first, at most
-    ``limit``: those whose title matches first, then by their newest matching message,
-    newest first (a title-only match counts as of the conversation's last update)."""
+    ``limit``: those whose title matches first (most recently updated first), then the
+    others by their newest matching message (the most recently written first)."""
     words = search_text.parse_query(query)
     if not words:
         return []
     dialect = "postgresql" if c.dialect.name == "postgresql" else "sqlite"
     queries = _QUERIES[dialect]
     expression = (
-        search_text.tsquery(words) if dialect == "postgresql" else (search_text.fts5_query(words))
+        search_text.tsquery(words) if dialect == "postgresql" else search_text.fts5_query(words)
     )
     params = {"owner": owner, "query": expression, "limit": limit}
     titled = list(c.scalars(queries["titles"], params))
-    newest: dict[int, tuple[int, Any]] = {
-        row[0]: (row[1], row[2]) for row in c.execute(queries["messages"], params)
-    }
+    newest = _newest_matches(c, queries, params, limit)
     missing = [pk for pk in titled if pk not in newest]
     if missing:
-        for row in c.execute(queries["messages_in"], {**params, "pks": missing}):
-            newest[row[0]] = (row[1], row[2])
-    conversations = _rows_by_pk(c, _conversations, set(titled) | set(newest))
-    title_set = set(titled)
-
-    def rank(pk: int) -> tuple[bool, Any, int]:
-        found = newest.get(pk)
-        when = found[1] if found else conversations[pk].updated_at
-        return (pk in title_set, _comparable(when), found[0] if found else 0)
-
-    chosen = sorted(conversations, key=rank, reverse=True)[:limit]
-    message_pks = [newest[pk][0] for pk in chosen if pk in newest]
+        for conversation_pk, message_pk in c.execute(
+            queries["messages_in"], {**params, "pks": missing}
+        ):
+            newest[conversation_pk] = message_pk
+    chosen = (titled + [pk for pk in newest if pk not in set(titled)])[:limit]
+    conversations = _rows_by_pk(c, _conversations, set(chosen))
+    message_pks = [newest[pk] for pk in chosen if pk in newest]
     found_messages = _rows_by_pk(c, _messages, set(message_pks))
     on_path = _on_active_path(c, chosen, message_pks)
     hits = []
     for pk in chosen:
         conversation = conversations[pk]
         if pk in newest:
-            message = found_messages[newest[pk][0]]
+            message = found_messages[newest[pk]]
             hits.append(
                 Hit(
                     conversation,
@@ -270,26 +284,25 @@ def find(c: Connection, owner: str, query: str, limit: int) -> list[Hit]:
                 )
             )
         else:
-            hits.append(
-                Hit(
-                    conversation,
-                    None,
-                    None,
-                    None,
-                    True,
-                    search_text.snippet(conversation.title, words),
-                )
-            )
+            snippet = search_text.snippet(conversation.title, words)
+            hits.append(Hit(conversation, None, None, None, True, snippet))
     return hits
 
 
-def _comparable(value: Any) -> str:
-    """A time as UTC text that sorts (SQLite's max() returns its stored text, rows and
-    PostgreSQL datetimes)."""
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
-        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
-    return str(value)
+def _newest_matches(
+    c: Connection, queries: dict[str, Any], params: dict[str, Any], limit: int
+) -> dict[int, int]:
+    """``{conversation pk: its newest matching message's pk}`` for the ``limit``
+    conversations with the newest matches, in that order."""
+    rows = c.execute(queries["recent"], {**params, "window": RECENT_WINDOW}).all()
+    newest: dict[int, int] = {}
+    for conversation_pk, message_pk in rows:
+        newest.setdefault(conversation_pk, message_pk)
+    if len(rows) < RECENT_WINDOW or len(newest) >= limit:
+        # Every match was read, or the first ``limit`` conversations are already known.
+        return dict(list(newest.items())[:limit])
+    grouped = c.execute(queries["messages"], params).all()
+    return {row[0]: row[1] for row in grouped}
 
 
 def _rows_by_pk(c: Connection, table: Table, pks: set[int]) -> dict[int, Row[Any]]:

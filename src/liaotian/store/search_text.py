@@ -132,8 +132,8 @@ def snippet(text: str, words: list[Word], width: int = SNIPPET_CHARS) -> list[di
     """About ``width`` characters of ``text`` around its first match, as plain pieces:
     ``[{"text": …}, {"text": …, "match": True}, …]`` (every match in the window marked).
 
-    Works on the original text (each character folded on its own, mapped back), so what is
-    shown is what was written. Without a match, the start of the text, unmarked.
+    Works on the original text (matched in its folded form, mapped back), so what is shown
+    is what was written. Without a match, the start of the text, unmarked.
     """
     spans = list(_match_spans(text, words))
     if not spans:
@@ -169,51 +169,53 @@ def _squash_space(pieces: list[dict[str, object]]) -> None:
 
 
 def _match_spans(text: str, words: list[Word]) -> Iterator[tuple[int, int]]:
-    """(start, end) in ``text`` of each occurrence of a query word, in order, not overlapping."""
-    located = list(_terms_with_spans(text))
+    """(start, end) in ``text`` of each occurrence of a query word, in order, not overlapping.
+
+    Each word is a regular expression over the folded text (its terms, whole terms, with
+    anything but a term between them, as the index sees adjacency), mapped back to ``text``.
+    """
+    folded = fold(text)
+    if len(folded) == len(text):
+        origin = None  # one folded character per character (nearly always): the same places
+    else:
+        folded, origin = _fold_mapped(text)
     hits: list[tuple[int, int]] = []
     for word in words:
-        size = len(word.terms)
-        for i in range(len(located) - size + 1):
-            if all(located[i + k][0] == word.terms[k] for k in range(size - 1)) and _term_matches(
-                located[i + size - 1][0], word.terms[-1], word.prefix
-            ):
-                start = located[i][1]
-                last = located[i + size - 1]
-                end = last[2] if not word.prefix else _prefix_end(text, last, word.terms[-1])
-                hits.append((start, end))
+        for match in _word_pattern(word).finditer(folded):
+            hits.append(match.span())
     hits.sort()
     cursor = -1
     for start, end in hits:
         if start >= cursor:
-            yield start, end
             cursor = end
+            if origin is None:
+                yield start, end
+            else:
+                yield origin[start], origin[end - 1] + 1
 
 
-def _term_matches(term: str, wanted: str, prefix: bool) -> bool:
-    return term.startswith(wanted) if prefix else term == wanted
+_NOT_CJK_WORD = f"[^\\W_{_CJK}]"
 
 
-def _prefix_end(text: str, located: tuple[str, int, int], wanted: str) -> int:
-    """Where the part of a term matching the prefix ``wanted`` ends in ``text``."""
-    _, start, end = located
-    for cut in range(start + 1, end + 1):
-        if len(fold(text[start:cut])) >= len(wanted):
-            return cut
-    return end
+def _word_pattern(word: Word) -> re.Pattern[str]:
+    parts = []
+    for position, term in enumerate(word.terms):
+        if _IS_CJK.fullmatch(term):
+            parts.append(re.escape(term))
+            continue
+        last = position == len(word.terms) - 1
+        after = "" if (last and word.prefix) else f"(?!{_NOT_CJK_WORD})"
+        parts.append(f"(?<!{_NOT_CJK_WORD}){re.escape(term)}{after}")
+    return re.compile("[\\W_]*".join(parts))
 
 
-def _terms_with_spans(text: str) -> Iterator[tuple[str, int, int]]:
-    """Each term of ``text`` with its (start, end) in ``text`` itself."""
+def _fold_mapped(text: str) -> tuple[str, list[int]]:
+    """``text`` folded a character at a time, and the index in ``text`` of each folded
+    character (for the rare text whose folding changes its length)."""
     folded: list[str] = []
     origin: list[int] = []
     for index, char in enumerate(text):
-        piece = char if char.isascii() else fold(char)
-        folded.append(piece.lower() if char.isascii() else piece)
+        piece = fold(char)
+        folded.append(piece)
         origin.extend([index] * len(piece))
-    joined = "".join(folded)
-    origin.append(len(text))
-    for match in _TERM.finditer(joined):
-        start = origin[match.start()]
-        end = origin[match.end() - 1] + 1
-        yield match.group()[:MAX_TERM_CHARS], start, end
+    return "".join(folded), origin

@@ -136,6 +136,19 @@ async def test_one_result_per_conversation_with_its_newest_match(store: Store) -
     assert await found_ids(store, "alice", "kiwi") == [("c1", second)]
 
 
+async def test_many_matches_in_one_conversation_do_not_hide_the_others(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More matches in the newest conversation than are read newest-first: the older
+    conversation is still found (all matches are then grouped)."""
+    monkeypatch.setattr(search, "RECENT_WINDOW", 2)
+    await exchange(store, "alice", "older", "ferret")
+    for _ in range(2):
+        await exchange(store, "alice", "newer", "ferret", "ferret again")
+    order = [conversation for conversation, _ in await found_ids(store, "alice", "ferret")]
+    assert order == ["newer", "older"]
+
+
 async def test_title_matches_come_first_then_the_newest(store: Store) -> None:
     """A conversation whose title matches ranks above newer message-only matches."""
     await exchange(store, "alice", "mango talk", "about fruit mango")

@@ -144,6 +144,11 @@ def snippet(text: str, words: list[Word], width: int = SNIPPET_CHARS) -> list[di
     start = max(0, first_start - room // 3)
     end = min(len(text), max(first_end, start + width))
     start = max(0, min(start, end - width))
+    # Not in the middle of a word, when a space is near (CJK text has none: cut anywhere).
+    if start > 0 and (space := text.find(" ", start, min(first_start, start + 16))) >= 0:
+        start = space + 1
+    if end < len(text) and (space := text.rfind(" ", max(first_end, end - 16), end)) >= 0:
+        end = space
     pieces: list[dict[str, object]] = []
     cursor = start
     for span_start, span_end in spans:

@@ -165,11 +165,12 @@ SELECT m.conversation_pk, max(m.pk) AS newest
 FROM {source}
 {join} messages AS m ON m.pk = {key}
 {join} conversations AS c ON c.pk = m.conversation_pk
-WHERE {match} AND c.owner_id = :owner {narrow}
+WHERE {match} AND c.owner_id = :owner
 GROUP BY m.conversation_pk
 ORDER BY newest DESC
 LIMIT :limit
 """
+
 _TITLE_MATCHES = """
 SELECT c.pk
 FROM {source}
@@ -211,12 +212,7 @@ def _queries(dialect: str) -> dict[str, Any]:
     join = "JOIN" if dialect == "postgresql" else "CROSS JOIN"
     return {
         "recent": text(_RECENT_MATCHES.format(join=join, **parts["messages"])),
-        "messages": text(_MESSAGE_MATCHES.format(narrow="", join=join, **parts["messages"])),
-        "messages_in": text(
-            _MESSAGE_MATCHES.format(
-                narrow="AND m.conversation_pk IN :pks", join=join, **parts["messages"]
-            )
-        ).bindparams(bindparam("pks", expanding=True)),
+        "messages": text(_MESSAGE_MATCHES.format(join=join, **parts["messages"])),
         "titles": text(_TITLE_MATCHES.format(join=join, **parts["titles"])),
     }
 
@@ -257,12 +253,6 @@ def find(c: Connection, owner: str, query: str, limit: int) -> list[Hit]:
     params = {"owner": owner, "query": expression, "limit": limit}
     titled = list(c.scalars(queries["titles"], params))
     newest = _newest_matches(c, queries, params, limit)
-    missing = [pk for pk in titled if pk not in newest]
-    if missing:
-        for conversation_pk, message_pk in c.execute(
-            queries["messages_in"], {**params, "pks": missing}
-        ):
-            newest[conversation_pk] = message_pk
     chosen = (titled + [pk for pk in newest if pk not in set(titled)])[:limit]
     conversations = _rows_by_pk(c, _conversations, set(chosen))
     message_pks = [newest[pk] for pk in chosen if pk in newest]
@@ -292,15 +282,18 @@ def find(c: Connection, owner: str, query: str, limit: int) -> list[Hit]:
 def _newest_matches(
     c: Connection, queries: dict[str, Any], params: dict[str, Any], limit: int
 ) -> dict[int, int]:
-    """``{conversation pk: its newest matching message's pk}`` for the ``limit``
-    conversations with the newest matches, in that order."""
+    """``{conversation pk: its newest matching message's pk}`` for (at least) the
+    ``limit`` conversations with the newest matches, newest first.
+
+    A conversation whose title matched but none of whose messages is among them counts as
+    a title match alone: finding its newest match would mean reading every match of a
+    common word."""
     rows = c.execute(queries["recent"], {**params, "window": RECENT_WINDOW}).all()
     newest: dict[int, int] = {}
     for conversation_pk, message_pk in rows:
         newest.setdefault(conversation_pk, message_pk)
     if len(rows) < RECENT_WINDOW or len(newest) >= limit:
-        # Every match was read, or the first ``limit`` conversations are already known.
-        return dict(list(newest.items())[:limit])
+        return newest  # every match was read, or enough conversations were found
     grouped = c.execute(queries["messages"], params).all()
     return {row[0]: row[1] for row in grouped}
 

@@ -39,18 +39,20 @@ _CJK = (
 _TERM = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")
 _IS_CJK = re.compile(f"[{_CJK}]")
 _DIACRITICS = re.compile("[\u0300-\u036f]+")
+_MAY_HAVE_DIACRITICS = re.compile("[\u00c0-\u04ff\u1e00-\u1fff]")
+"""Latin, Greek and Cyrillic letters (and combining marks): the only ones folding strips."""
 
 MAX_TERM_CHARS = 64
 """Longer runs (a pasted hash, base64) are cut: both sides cut them the same way."""
-MAX_TERMS = 20_000
-"""Terms indexed per text at most (PostgreSQL keeps positions up to 16,383 anyway)."""
+MAX_TERMS = 16_383
+"""Terms indexed per text at most (PostgreSQL's largest position)."""
 MAX_QUERY_WORDS = 16
 
 
 def fold(text: str) -> str:
     """``text`` as the index sees it: NFKC, casefolded, without Latin diacritics."""
     folded = unicodedata.normalize("NFKC", text).casefold()
-    if folded.isascii():
+    if folded.isascii() or not _MAY_HAVE_DIACRITICS.search(folded):
         return folded
     stripped = _DIACRITICS.sub("", unicodedata.normalize("NFD", folded))
     return unicodedata.normalize("NFC", stripped)
@@ -72,9 +74,11 @@ def tsvector_text(text: str) -> str:
     database never parses the text itself."""
     positions: dict[str, list[int]] = {}
     for position, term in enumerate(terms(text), start=1):
-        at = positions.setdefault(term, [])
-        if len(at) < 256:
-            at.append(min(position, 16_383))
+        at = positions.get(term)
+        if at is None:
+            positions[term] = [position]
+        elif len(at) < 256:  # PostgreSQL keeps 256 positions per lexeme
+            at.append(position)
     return " ".join(f"{_quoted(term)}:{','.join(map(str, at))}" for term, at in positions.items())
 
 
@@ -119,7 +123,9 @@ def tsquery(words: list[Word]) -> str:
 
 
 def _quoted(term: str) -> str:
-    return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
+    if "'" in term or "\\" in term:  # never from :data:`_TERM`; quoted anyway
+        term = term.replace("\\", "\\\\").replace("'", "''")
+    return f"'{term}'"
 
 
 # -- snippets ----------------------------------------------------------------------------

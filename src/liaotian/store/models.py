@@ -59,7 +59,9 @@ class Conversation(Base):
     __table_args__ = (
         UniqueConstraint("owner_id", "id", name="uq_conversations_owner_id"),
         Index("ix_conversations_owner_updated", "owner_id", "updated_at"),
-        Index("ix_conversations_owner_list", "owner_id", "archived", "pinned", "updated_at", "pk"),
+        Index(
+            "ix_conversations_owner_list", "owner_id", "archived", "pinned", "updated_at", "pk"
+        ),
     )
 
     pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
@@ -181,7 +183,9 @@ class Share(Base):
     pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(64), unique=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
-    conversation_pk: Mapped[int] = mapped_column(ForeignKey("conversations.pk", ondelete="CASCADE"))
+    conversation_pk: Mapped[int] = mapped_column(
+        ForeignKey("conversations.pk", ondelete="CASCADE")
+    )
     message_id: Mapped[str] = mapped_column(String(64))
     """The last message shown (the snapshot ends there)."""
     title: Mapped[str] = mapped_column(String(200), default="")

@@ -233,6 +233,8 @@ SELECT pk FROM path WHERE pk IN :messages
 ).bindparams(bindparam("conversations", expanding=True), bindparam("messages", expanding=True))
 
 
+_CUSTOM_PLANS = text("SET LOCAL plan_cache_mode = force_custom_plan")
+
 RECENT_WINDOW = 400
 """Matches read newest first before falling back to grouping all of them: enough to find a
 page of conversations for a common word without reading its every occurrence."""
@@ -251,6 +253,10 @@ def find(c: Connection, owner: str, query: str, limit: int) -> list[Hit]:
         search_text.tsquery(words) if dialect == "postgresql" else search_text.fts5_query(words)
     )
     params = {"owner": owner, "query": expression, "limit": limit}
+    if dialect == "postgresql":
+        # A plan for this query's words, never a generic one cached for any words: that
+        # one walks the primary key backwards and reads every row when a word is rare.
+        c.execute(_CUSTOM_PLANS)
     titled = list(c.scalars(queries["titles"], params))
     newest = _newest_matches(c, queries, params, limit)
     chosen = (titled + [pk for pk in newest if pk not in set(titled)])[:limit]

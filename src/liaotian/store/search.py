@@ -259,7 +259,8 @@ def find(c: Connection, owner: str, query: str, limit: int) -> list[Hit]:
         c.execute(_CUSTOM_PLANS)
     titled = list(c.scalars(queries["titles"], params))
     newest = _newest_matches(c, queries, params, limit)
-    chosen = (titled + [pk for pk in newest if pk not in set(titled)])[:limit]
+    title_matched = set(titled)
+    chosen = (titled + [pk for pk in newest if pk not in title_matched])[:limit]
     conversations = _rows_by_pk(c, _conversations, set(chosen))
     message_pks = [newest[pk] for pk in chosen if pk in newest]
     found_messages = _rows_by_pk(c, _messages, set(message_pks))

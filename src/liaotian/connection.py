@@ -349,7 +349,15 @@ class Connection(OwnerBus.Listener):
     # -- search ------------------------------------------------------------------------
 
     async def _search(self, command: SearchMessages) -> None:
-        raise LiaotianError("search is not implemented yet")
+        found = await self.services.store.search(self.owner, command.query, limit=command.limit)
+        await self.socket.send(
+            protocol.build_result(
+                "search.results",
+                command.id,
+                query=command.query,
+                results=[result.to_wire() for result in found],
+            )
+        )
 
     # -- share links -------------------------------------------------------------------
 

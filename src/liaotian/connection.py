@@ -394,8 +394,7 @@ class Connection(OwnerBus.Listener):
         conversation = await self.services.shares.copy(
             self.owner, command.share_id, conversation_id=new_id()
         )
-        change = ConversationChange(conversation.id, conversation.to_wire(), origin=self)
-        self.services.backplane.publish_change(self.owner, change)
+        change = self.services.engine.announce_conversation(self.owner, conversation, origin=self)
         await self.socket.send(_change_frame(change, command.id))
 
     async def _models(self, command: ListModels) -> None:

@@ -18,7 +18,8 @@ from liaotian.store import ReplyOutcome, Store, create_engine, search
 from liaotian.store.migrate import alembic_config, upgrade
 from liaotian.store.repository import NewReply, Partial, SearchResult, conversations, messages
 from liaotian.store.search_text import parse_query, snippet
-from tests.server_harness import RunningServer
+from tests.conftest import SettingsFactory
+from tests.server_harness import RunningServer, run_server
 from tests.test_chat import chat, connect
 from tests.test_chat_cli import run_cli, server_url
 from tests.wsclient import of_type
@@ -417,6 +418,27 @@ async def test_the_search_frame_is_owner_scoped(server: RunningServer) -> None:
     assert answer["results"] == []
     await alice.close()
     await bob.close()
+
+
+async def test_searches_are_rate_limited_per_owner(make_settings: SettingsFactory) -> None:
+    """Over searches_per_minute, a search is refused with rate_limited and retry_after; the
+    connection goes on, and another owner still searches."""
+    async with run_server(make_settings(searches_per_minute=2)) as server:
+        alice = await connect(server, "alice")
+        for request_id in (1, 2):
+            await alice.send({"type": "search", "id": request_id, "query": "anything"})
+            await alice.until(of_type("search.results"))
+        await alice.send({"type": "search", "id": 3, "query": "anything"})
+        (error,) = await alice.until(of_type("error"))
+        assert (error["id"], error["code"]) == (3, "rate_limited")
+        assert error["retry_after"] > 0
+        await alice.send({"type": "ping", "id": 4})
+        await alice.until(of_type("pong"))
+        bob = await connect(server, "bob")
+        await bob.send({"type": "search", "id": 1, "query": "anything"})
+        await bob.until(of_type("search.results"))
+        await alice.close()
+        await bob.close()
 
 
 async def test_an_empty_query_is_an_invalid_frame(server: RunningServer) -> None:

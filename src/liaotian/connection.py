@@ -349,6 +349,7 @@ class Connection(OwnerBus.Listener):
     # -- search ------------------------------------------------------------------------
 
     async def _search(self, command: SearchMessages) -> None:
+        await self.services.guards.check_search(self.owner)
         found = await self.services.store.search(self.owner, command.query, limit=command.limit)
         await self.socket.send(
             protocol.build_result(

@@ -39,6 +39,10 @@ class Mode:
     """Seconds over which conversations join: one answer's length, so the load is even."""
     share_server: bool = False
     """One SQLite server for scenarios 1, 2, 3, 5 and the profile (saves start-ups)."""
+    search_messages: int = 100_000
+    """Messages in the database that scenario 8 searches."""
+    search_runs: int = 50
+    """Times each search query is timed."""
 
 
 FULL = Mode(
@@ -86,6 +90,8 @@ QUICK = Mode(
     profile_seconds=2.0,
     stagger=1.0,
     share_server=True,
+    search_messages=10_000,
+    search_runs=20,
 )
 
 Better = Literal["lower", "higher"]

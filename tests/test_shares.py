@@ -86,8 +86,9 @@ async def test_share_shows_the_active_path_up_to_the_message(server: RunningServ
 
 
 async def test_a_chat_shares_only_the_branch_it_shows(server: RunningServer) -> None:
-    """After an edit (a branch), a share holds the edited branch only; switched back, a new
-    share holds the original branch only."""
+    """After an edit (a branch), a share holds the edited branch only — its title too, not
+    the title made from the original first message; switched back, a new share holds the
+    original branch only."""
     client = await connect(server)
     first = await chat(client, "the original question")
     started = first[0]
@@ -105,6 +106,7 @@ async def test_a_chat_shares_only_the_branch_it_shows(server: RunningServer) -> 
         "the edited question",
         expected_reply("the edited question"),
     ]
+    assert edited["title"] == "the edited question"
     switched = await ask(
         client,
         "conversation.switch",
@@ -117,6 +119,7 @@ async def test_a_chat_shares_only_the_branch_it_shows(server: RunningServer) -> 
         "the original question",
         expected_reply("the original question"),
     ]
+    assert original["title"] == "the original question"
     await client.close()
 
 

@@ -45,7 +45,7 @@ def running_servers(
             print("  server log problems:\n    " + "\n    ".join(problems[:10]), flush=True)
 
 
-NAMES = ("relay", "capacity", "latency", "idle", "single", "embedded", "scaleout")
+NAMES = ("relay", "capacity", "latency", "idle", "single", "embedded", "scaleout", "search")
 
 
 def scenarios() -> dict[str, Callable[[Context], Result]]:

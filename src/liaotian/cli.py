@@ -1,5 +1,5 @@
 """The ``liaotian`` command: ``serve``, ``migrate``, ``user``, ``token``, ``chat``, ``models``,
-``export``, ``import``, ``share``.
+``export``, ``import``, ``share``, ``search``.
 
 Errors the user can fix (bad settings, an unreachable server) print one clear line, in
 plain words (:mod:`liaotian.cli_words`), and exit with status 2; they never show a
@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     from liaotian.share_cli import add_share_parser
 
     add_share_parser(commands)
+
+    from liaotian.search_cli import add_search_parser
+
+    add_search_parser(commands)
     return parser
 
 
@@ -114,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from liaotian.share_cli import run_share
 
             return run_share(args)
+        if args.command == "search":
+            from liaotian.search_cli import run_search
+
+            return run_search(args)
         from liaotian.chat_cli import run_chat, run_models
 
         return run_models(args) if args.command == "models" else run_chat(args)

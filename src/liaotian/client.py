@@ -90,8 +90,10 @@ __all__ = [
     "Reply",
     "ReplyPart",
     "ReplyResult",
+    "SearchResult",
     "ShareInfo",
     "SignInRequired",
+    "SnippetPiece",
     "SourceInfo",
     "SourcesPart",
     "TextDelta",
@@ -277,6 +279,27 @@ class ImportResult(TypedDict):
 class ModelList(TypedDict):
     models: list[ModelInfo]
     default: str
+
+
+class SnippetPiece(TypedDict):
+    """A piece of a search result's snippet (plain text, never HTML); ``match`` marks what
+    the query matched."""
+
+    text: str
+    match: NotRequired[bool]
+
+
+class SearchResult(TypedDict):
+    """A conversation found by :meth:`Client.search`, with its newest matching message
+    (``message_id`` None when only the title matched)."""
+
+    conversation: ConversationInfo
+    message_id: str | None
+    role: str | None
+    created_at: float | None
+    on_active_path: bool
+    """False: the message is on another branch (``conversation.switch`` to it first)."""
+    snippet: list[SnippetPiece]
 
 
 # -- errors from frames ---------------------------------------------------------------------
@@ -1217,6 +1240,18 @@ class Client:
         scheme = "https" if parts.scheme == "wss" else "http"
         base = parts.path[: -len("/ws")] if parts.path.endswith("/ws") else parts.path
         return urlunsplit((scheme, parts.netloc, base + share["url"], "", ""))
+
+    async def search(self, query: str, limit: int = 20) -> list[SearchResult]:
+        """The owner's conversations whose title or messages (every branch, archived ones
+        too) contain every word of ``query``, best first, at most ``limit`` (1-50).
+
+        Words match by prefix in any case; Chinese, Japanese and Korean match as written
+        (two characters find a two-character word). Raises InvalidFrame for an empty or
+        over-long query."""
+        answer = await self._request(
+            {"type": "search", "query": query, "limit": limit}, "search.results"
+        )
+        return cast(list[SearchResult], answer["results"])
 
     async def models(self) -> ModelList:
         """The models the server knows, with availability, and its default model."""

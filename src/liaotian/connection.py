@@ -349,7 +349,16 @@ class Connection(OwnerBus.Listener):
     # -- search ------------------------------------------------------------------------
 
     async def _search(self, command: SearchMessages) -> None:
-        raise LiaotianError("search is not implemented yet")
+        await self.services.guards.check_search(self.owner)
+        found = await self.services.store.search(self.owner, command.query, limit=command.limit)
+        await self.socket.send(
+            protocol.build_result(
+                "search.results",
+                command.id,
+                query=command.query,
+                results=[result.to_wire() for result in found],
+            )
+        )
 
     # -- share links -------------------------------------------------------------------
 
@@ -386,8 +395,7 @@ class Connection(OwnerBus.Listener):
         conversation = await self.services.shares.copy(
             self.owner, command.share_id, conversation_id=new_id()
         )
-        change = ConversationChange(conversation.id, conversation.to_wire(), origin=self)
-        self.services.backplane.publish_change(self.owner, change)
+        change = self.services.engine.announce_conversation(self.owner, conversation, origin=self)
         await self.socket.send(_change_frame(change, command.id))
 
     async def _models(self, command: ListModels) -> None:

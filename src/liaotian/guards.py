@@ -9,6 +9,7 @@
 * imports: ``imports_per_minute`` per owner, and at most :data:`IMPORTS_AT_ONCE` files
   read and stored at once in this process, :data:`IMPORT_QUEUE` more waiting (then
   :class:`ImportsBusy`): each holds up to ``max_import_bytes`` and its parsed form;
+* searches: ``searches_per_minute`` per owner;
 * sign-in attempts: ``login_attempts_per_minute`` per user name *from one client address*,
   and ``login_attempts_per_address_per_minute`` per address whatever the names. Keying the
   per-user limit by address too means a stranger guessing alice's password uses up only
@@ -66,6 +67,21 @@ SHARED_RETRY_AFTER = 5.0
 """Seconds the process limits alone after the shared store failed, before asking it again."""
 
 
+class _OwnerRate:
+    """One per-owner rate: a moving window per minute (shared through Redis when there is
+    one), the metric label and setting it is named by, and the words of its refusal."""
+
+    __slots__ = ("again", "key", "rate", "setting", "what", "window")
+
+    def __init__(self, amount: int, key: str, what: str, again: str) -> None:
+        self.rate = RateLimitItemPerMinute(amount)
+        self.window = MovingWindow(amount, 60.0)
+        self.key = key
+        self.setting = f"{'attachments' if key == 'uploads' else key}_per_minute"
+        self.what = what
+        self.again = again
+
+
 class Guards:
     """The connection caps, the message and sign-in rates and the password-check slots."""
 
@@ -74,9 +90,19 @@ class Guards:
         self._max_total = settings.max_connections
         self._max_per_owner = settings.max_connections_per_owner
         self._connections: Counter[str] = Counter()
-        self._rate = RateLimitItemPerMinute(settings.messages_per_minute)
+        self._messages = _OwnerRate(
+            settings.messages_per_minute, "messages", "messages", "sending again"
+        )
+        self._uploads = _OwnerRate(
+            settings.attachments_per_minute, "uploads", "uploads", "adding more"
+        )
+        self._imports = _OwnerRate(
+            settings.imports_per_minute, "imports", "imports", "importing again"
+        )
+        self._searches = _OwnerRate(
+            settings.searches_per_minute, "searches", "searches", "searching again"
+        )
         self._limiter: MovingWindowRateLimiter | None = None
-        self._window = MovingWindow(settings.messages_per_minute, 60.0)
         self._login_rate = RateLimitItemPerMinute(settings.login_attempts_per_minute)
         self._login_window = MovingWindow(settings.login_attempts_per_minute, 60.0)
         per_address = settings.login_attempts_per_address_per_minute
@@ -85,13 +111,9 @@ class Guards:
         self._password_checks = Slots(
             settings.password_checks_at_once, settings.password_check_queue
         )
-        self._upload_rate = RateLimitItemPerMinute(settings.attachments_per_minute)
-        self._upload_window = MovingWindow(settings.attachments_per_minute, 60.0)
         self._image_work = Slots(
             settings.attachment_decodes_at_once, settings.attachment_decode_queue
         )
-        self._import_rate = RateLimitItemPerMinute(settings.imports_per_minute)
-        self._import_window = MovingWindow(settings.imports_per_minute, 60.0)
         self._import_work = Slots(IMPORTS_AT_ONCE, IMPORT_QUEUE)
         self._shared_down_until = 0.0
         self._shared_down = False
@@ -180,27 +202,15 @@ class Guards:
 
     async def check_message(self, owner: str) -> None:
         """Count one message of ``owner``; raises RateLimited over the rate."""
-        refused, retry_after = await self._hit(self._rate, self._window, f"messages:{owner}")
-        if refused:
-            self._metrics.rejections.labels("messages_per_minute").inc()
-            raise RateLimited(
-                f"too many messages: at most {self._rate.amount} a minute; "
-                "wait a little before sending again",
-                retry_after=retry_after,
-            )
+        await self._check(self._messages, owner)
 
     async def check_upload(self, owner: str) -> None:
         """Count one attachment upload of ``owner``; raises RateLimited over the rate."""
-        refused, retry_after = await self._hit(
-            self._upload_rate, self._upload_window, f"uploads:{owner}"
-        )
-        if refused:
-            self._metrics.rejections.labels("attachments_per_minute").inc()
-            raise RateLimited(
-                f"too many uploads: at most {self._upload_rate.amount} images a minute; "
-                "wait a little before adding more",
-                retry_after=retry_after,
-            )
+        await self._check(self._uploads, owner)
+
+    async def check_search(self, owner: str) -> None:
+        """Count one search of ``owner``; raises RateLimited over the rate."""
+        await self._check(self._searches, owner)
 
     @asynccontextmanager
     async def image_room(self) -> AsyncIterator[Slots]:
@@ -224,14 +234,15 @@ class Guards:
 
     async def check_import(self, owner: str) -> None:
         """Count one import of ``owner``; raises RateLimited over the rate."""
-        refused, retry_after = await self._hit(
-            self._import_rate, self._import_window, f"imports:{owner}"
-        )
+        await self._check(self._imports, owner)
+
+    async def _check(self, limit: _OwnerRate, owner: str) -> None:
+        refused, retry_after = await self._hit(limit.rate, limit.window, f"{limit.key}:{owner}")
         if refused:
-            self._metrics.rejections.labels("imports_per_minute").inc()
+            self._metrics.rejections.labels(limit.setting).inc()
             raise RateLimited(
-                f"too many imports: at most {self._import_rate.amount} a minute; "
-                "wait a little before importing again",
+                f"too many {limit.what}: at most {limit.rate.amount} a minute; "
+                f"wait a little before {limit.again}",
                 retry_after=retry_after,
             )
 

@@ -150,6 +150,7 @@ class Settings(BaseSettings):
     max_import_bytes: int = Field(default=64 << 20, ge=1024)
     """The largest file ``POST /conversations/import`` reads."""
     imports_per_minute: int = Field(default=10, ge=1)
+    searches_per_minute: int = Field(default=120, ge=1)
     """Imports (``POST /conversations/import``) per owner per minute."""
 
     auth: Literal["auto", "required"] = "auto"

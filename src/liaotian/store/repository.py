@@ -302,6 +302,29 @@ class MessageInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchResult:
+    """A conversation found by :meth:`Store.search`, with its newest matching message
+    (``message_id`` None: only the title matched) and a snippet around the match."""
+
+    conversation: ConversationInfo
+    message_id: str | None
+    role: str | None
+    created_at: datetime | None
+    on_active_path: bool
+    snippet: list[dict[str, object]]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "conversation": self.conversation.to_wire(),
+            "message_id": self.message_id,
+            "role": self.role,
+            "created_at": None if self.created_at is None else self.created_at.timestamp(),
+            "on_active_path": self.on_active_path,
+            "snippet": self.snippet,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class StaleReply:
     """A streaming reply whose process died, now marked interrupted."""
 
@@ -902,9 +925,43 @@ class Store:
         Used at start-up after a crash: the saved partial text stays. Returns the count.
         """
         statement = _interrupt()
+        streaming = select(messages.c.id, messages.c.content).where(
+            messages.c.status == ReplyStatus.STREAMING.value
+        )
         if message_ids is not None:
-            statement = statement.where(messages.c.id.in_(list(message_ids)))
-        return await self._db.run(lambda c: int(c.execute(statement).rowcount or 0))
+            wanted = list(message_ids)
+            statement = statement.where(messages.c.id.in_(wanted))
+            streaming = streaming.where(messages.c.id.in_(wanted))
+
+        def work(c: Connection) -> int:
+            saved = c.execute(streaming).all()
+            count = int(c.execute(statement).rowcount or 0)
+            for message_id, content in saved:
+                if content:
+                    search.index_message(c, message_id, content)
+            return count
+
+        return await self._db.run(work)
+
+    async def search(self, owner: str, query: str, *, limit: int) -> list[SearchResult]:
+        """The owner's conversations whose title or any message (every branch, archived
+        ones too) matches every word of ``query``, best first (see
+        :func:`liaotian.store.search.find`), each with its newest matching message."""
+
+        def work(c: Connection) -> list[SearchResult]:
+            return [
+                SearchResult(
+                    _conversation_info(hit.conversation),
+                    hit.message_id,
+                    hit.role,
+                    None if hit.created_at is None else _aware(hit.created_at),
+                    hit.on_active_path,
+                    hit.snippet,
+                )
+                for hit in search.find(c, owner, query, limit)
+            ]
+
+        return await self._db.run(work)
 
 
 # -- the transactions' parts (synchronous; ``c`` is inside a transaction) ------------------

@@ -35,6 +35,9 @@ from liaotian.store.repository import ConversationInfo, new_id
 from liaotian.store.tree import UNBOUNDED, path_page
 
 shares = cast(Table, Share.__table__)
+_SHARED_TITLE_CHARS = 60
+"""As long as a title made from a first message (liaotian.titles.TITLE_CHARS)."""
+
 conversations = cast(Table, Conversation.__table__)
 messages = cast(Table, Message.__table__)
 attachments = cast(Table, Attachment.__table__)
@@ -186,7 +189,10 @@ class ShareStore:
         def work(c: Connection) -> ShareInfo:
             conversation = c.execute(
                 select(
-                    conversations.c.pk, conversations.c.title, conversations.c.active_message_pk
+                    conversations.c.pk,
+                    conversations.c.title,
+                    conversations.c.title_source,
+                    conversations.c.active_message_pk,
                 ).where(conversations.c.owner_id == owner, conversations.c.id == conversation_id)
             ).first()
             if conversation is None:
@@ -205,7 +211,7 @@ class ShareStore:
                 id=new_share_id(),
                 conversation_id=conversation_id,
                 message_id=path[-1].id,
-                title=conversation.title,
+                title=_shared_title(c, conversation, path[0]),
                 created_at=now,
                 expires_at=expires_at,
                 revoked=False,
@@ -449,3 +455,23 @@ def _copy_images(
             "bytes": row.size,
         }
     return copied
+
+
+def _shared_title(c: Connection, conversation: Any, first: Any) -> str:
+    """The conversation's title, unless it may come from another branch: a title made from
+    the first message (or generated from the first exchange) when the shared path starts
+    with an edited first message. Then the shared path's own first line."""
+    if conversation.title_source == "user":
+        return str(conversation.title)
+    other_first = c.scalar(
+        select(messages.c.pk)
+        .where(
+            messages.c.conversation_pk == conversation.pk,
+            messages.c.parent_pk.is_(None),
+            messages.c.pk != first.pk,
+        )
+        .limit(1)
+    )
+    if other_first is None:
+        return str(conversation.title)
+    return " ".join(first.content.split())[:_SHARED_TITLE_CHARS] or "Image"

@@ -6,7 +6,7 @@
  */
 import { html, nothing, type TemplateResult } from "lit";
 import { repeat } from "lit/directives/repeat.js";
-import { formatDate, t } from "../i18n";
+import { describeProblem, formatDate, t } from "../i18n";
 import type { SearchResult } from "../protocol/types";
 import type { ChatController } from "../state/chat";
 import type { SearchState } from "../state/types";
@@ -24,6 +24,10 @@ export class SearchResults extends LightElement {
   protected override render(): TemplateResult {
     const search = this.search;
     const results = search.results;
+    const problem = search.problem ? describeProblem(search.problem) : null;
+    if (problem !== null) {
+      return html`<p class="sidebar-empty" role="alert" data-code=${search.problem?.code ?? ""}>${problem.text} ${problem.hint}</p>`;
+    }
     if (results === null) return html`<p class="sidebar-empty"><span class="spinner" aria-hidden="true"></span></p>`;
     if (results.length === 0) {
       return html`<p class="sidebar-empty" role="status">${search.loading ? html`<span class="spinner" aria-hidden="true"></span>` : t("search.none", { query: search.query })}</p>`;

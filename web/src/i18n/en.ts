@@ -290,6 +290,8 @@ export const en = {
   "problem.import_failed.hint": "Choose a liaotian JSON export or ChatGPT’s conversations.json.",
   "problem.import_too_large": "The file is too large for this server.",
   "problem.import_too_large.hint": "Split it, or ask whoever runs the server to raise max_import_bytes.",
+  "problem.search_rate_limited": "Searching faster than this server allows.",
+  "problem.search_rate_limited.hint": "Wait a moment; the search runs again as you type.",
   "problem.share_links_disabled": "Share links are switched off on this server.",
   "problem.share_links_disabled.hint": "Whoever runs the server can switch them on (the share_links setting).",
   "branch.label": "Versions",

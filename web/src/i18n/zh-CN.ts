@@ -293,6 +293,8 @@ export const zhCN: Messages = {
   "problem.import_failed.hint": "请选择 liaotian 的 JSON 导出文件或 ChatGPT 的 conversations.json。",
   "problem.import_too_large": "文件太大，服务器不接受。",
   "problem.import_too_large.hint": "请拆分文件，或请服务器管理员调大 max_import_bytes。",
+  "problem.search_rate_limited": "搜索太频繁，超出了服务器的限制。",
+  "problem.search_rate_limited.hint": "请稍等片刻，继续输入时会再次搜索。",
   "problem.share_links_disabled": "此服务器已关闭分享链接。",
   "problem.share_links_disabled.hint": "服务器管理员可以开启它（share_links 设置）。",
   "branch.label": "版本",

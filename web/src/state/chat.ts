@@ -468,8 +468,12 @@ export class ChatController {
         // A server without full-text search: its titles, at least.
         results = await this.#titleResults(clean).catch(() => []);
       } else {
-        this.store.update((state) => ({ search: state.search && { ...state.search, results: state.search.results ?? [], loading: false } }));
-        if (!(error instanceof ConnectionLost)) this.#toast(problemOf(error));
+        const problem = problemOf(error);
+        // Typing fast can meet the server's search limit: said in the results, in search's words.
+        if (problem.code === "rate_limited") problem.code = "search_rate_limited";
+        this.store.update((state) => ({
+          search: state.search && { ...state.search, results: state.search.results ?? [], loading: false, problem },
+        }));
         return;
       }
     }

@@ -86,6 +86,8 @@ export interface SearchState {
   /** null while the first answer for `query` is awaited. */
   results: SearchResult[] | null;
   loading: boolean;
+  /** Why the last search got no answer (shown in place of the results, not as a toast). */
+  problem?: Problem | null;
 }
 
 /** A message to scroll to and highlight once its conversation is shown (a search result). */

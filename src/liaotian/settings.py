@@ -150,8 +150,9 @@ class Settings(BaseSettings):
     max_import_bytes: int = Field(default=64 << 20, ge=1024)
     """The largest file ``POST /conversations/import`` reads."""
     imports_per_minute: int = Field(default=10, ge=1)
-    searches_per_minute: int = Field(default=120, ge=1)
     """Imports (``POST /conversations/import``) per owner per minute."""
+    searches_per_minute: int = Field(default=120, ge=1)
+    """``search`` frames per owner per minute."""
 
     auth: Literal["auto", "required"] = "auto"
     # Open mode (no accounts): "shared", the page, the CLI and the Python client are one

@@ -39,13 +39,19 @@ _BATCH = 32
 
 
 def script_of(body: bytes) -> tuple[int, float, float, int]:
-    """``(tokens, delay s, first delay s, input tokens)`` from a DashScope request body."""
-    messages = orjson.loads(body)["input"]["messages"]
+    """``(tokens, delay s, first delay s, input tokens)`` from a DashScope request body.
+
+    Like a real model, it stops at the request's ``max_tokens`` (a conversation's title is
+    asked with a small one, quoting the first message and its directives)."""
+    request = orjson.loads(body)
+    messages = request["input"]["messages"]
     prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     values = dict(_DIRECTIVE.findall(prompt))
     words = sum(len(str(m.get("content", "")).split()) for m in messages)
+    tokens = int(values.get("tokens", 16))
+    limit = (request.get("parameters") or {}).get("max_tokens")
     return (
-        int(values.get("tokens", 16)),
+        tokens if limit is None else min(tokens, int(limit)),
         float(values.get("delay", 0)) / 1000,
         float(values.get("first_delay", 0)) / 1000,
         words,

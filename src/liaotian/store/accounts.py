@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from liaotian.errors import InvalidFrame, NotFound, StoreConflict
 from liaotian.store.database import DATABASE_ERRORS, domain_error
-from liaotian.store.models import Credential, User, utcnow
+from liaotian.store.models import Credential, User, aware, utcnow
 
 USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 MIN_PASSWORD = 8
@@ -226,7 +226,7 @@ class Accounts:
         if row is None:
             return None
         name, user_id, credential_id, expires = row
-        if expires is not None and _aware(expires) < utcnow():
+        if expires is not None and aware(expires) < utcnow():
             return None
         return Identity(user=name, user_id=user_id, credential_id=credential_id)
 
@@ -261,7 +261,7 @@ class Accounts:
                 user=user,
                 kind=row.kind,
                 name=row.name,
-                created_at=_aware(row.created_at),
+                created_at=aware(row.created_at),
                 revoked=row.revoked_at is not None,
             )
             for row, user in rows
@@ -284,7 +284,7 @@ class Accounts:
         alive = {
             credential_id
             for credential_id, revoked, expires in rows
-            if revoked is None and (expires is None or _aware(expires) >= now)
+            if revoked is None and (expires is None or aware(expires) >= now)
         }
         return wanted - alive
 
@@ -294,9 +294,3 @@ class Accounts:
         if user_id is None:
             raise NotFound(f"no user {name}")
         return int(user_id)
-
-
-def _aware(value: datetime) -> datetime:
-    from datetime import UTC
-
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, select, update
@@ -31,8 +31,8 @@ from liaotian.errors import NotFound
 from liaotian.replies.status import ReplyStatus
 from liaotian.store import search
 from liaotian.store.database import Database
-from liaotian.store.models import Conversation, Message, Owner, utcnow
-from liaotian.store.repository import ConversationInfo, MessageInfo
+from liaotian.store.models import Conversation, Message, Owner, aware, utcnow
+from liaotian.store.repository import ConversationInfo, message_info
 
 FORMAT = "liaotian.conversation"
 VERSION = 1
@@ -188,8 +188,8 @@ def _export(
             "title": row.title,
             "system_prompt": row.system_prompt,
             "model": row.model,
-            "created_at": _aware(row.created_at).timestamp(),
-            "updated_at": _aware(row.updated_at).timestamp(),
+            "created_at": aware(row.created_at).timestamp(),
+            "updated_at": aware(row.updated_at).timestamp(),
             "pinned": bool(row.pinned),
             "archived": bool(row.archived),
             "active_message_id": active_id,
@@ -229,32 +229,7 @@ def _active_path(c: Connection, conversation_pk: int, leaf_pk: int | None) -> li
 
 
 def _message_wire(row: Row[Any]) -> dict[str, Any]:
-    return MessageInfo(
-        id=row.id,
-        role=row.role,
-        content=row.content,
-        status=row.status,
-        model=row.model,
-        finish_reason=row.finish_reason,
-        input_tokens=row.input_tokens,
-        output_tokens=row.output_tokens,
-        ttft_ms=row.ttft_ms,
-        duration_ms=row.duration_ms,
-        error_code=row.error_code,
-        error_message=row.error_message,
-        created_at=_aware(row.created_at),
-        reasoning=row.reasoning,
-        sources=tuple(row.sources or ()),
-        attachments=tuple(row.attachments or ()),
-        reasoning_tokens=row.reasoning_tokens,
-        cached_tokens=row.cached_tokens,
-        thinking_ms=row.thinking_ms,
-    ).to_wire()
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything stored is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return message_info(row).to_wire()
 
 
 # -- import ------------------------------------------------------------------------------

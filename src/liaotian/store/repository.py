@@ -44,7 +44,7 @@ from liaotian.store.database import (
     domain_error,
     open_database,
 )
-from liaotian.store.models import Conversation, Message, Owner, utcnow
+from liaotian.store.models import Conversation, Message, Owner, aware, utcnow
 
 INTERRUPTED_MESSAGE = "the server stopped while this answer was streaming"
 
@@ -361,8 +361,8 @@ def _conversation_info(row: Row[Any]) -> ConversationInfo:
         title=row.title,
         system_prompt=row.system_prompt,
         model=row.model,
-        created_at=_aware(row.created_at),
-        updated_at=_aware(row.updated_at),
+        created_at=aware(row.created_at),
+        updated_at=aware(row.updated_at),
         pinned=bool(row.pinned),
         archived=bool(row.archived),
         title_source=row.title_source,
@@ -371,7 +371,8 @@ def _conversation_info(row: Row[Any]) -> ConversationInfo:
     )
 
 
-def _message_info(row: Row[Any], siblings: tuple[str, ...] = ()) -> MessageInfo:
+def message_info(row: Row[Any], siblings: tuple[str, ...] = ()) -> MessageInfo:
+    """A message row (with ``parent_id`` when the query labels it) as a MessageInfo."""
     return MessageInfo(
         id=row.id,
         role=row.role,
@@ -385,7 +386,7 @@ def _message_info(row: Row[Any], siblings: tuple[str, ...] = ()) -> MessageInfo:
         duration_ms=row.duration_ms,
         error_code=row.error_code,
         error_message=row.error_message,
-        created_at=_aware(row.created_at),
+        created_at=aware(row.created_at),
         reasoning=row.reasoning,
         sources=tuple(row.sources or ()),
         attachments=tuple(row.attachments or ()),
@@ -395,13 +396,6 @@ def _message_info(row: Row[Any], siblings: tuple[str, ...] = ()) -> MessageInfo:
         parent_id=row._mapping.get("parent_id"),
         siblings=siblings,
     )
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything stored is UTC.
-    from datetime import UTC
-
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -718,7 +712,7 @@ class Store:
                 start = anchor.parent_pk
             rows, has_more = tree.path_page(c, start, limit)
             found = tree.siblings(c, conversation.pk, {row.parent_pk for row in rows})
-            return [_message_info(row, found[row.parent_pk]) for row in rows], has_more
+            return [message_info(row, found[row.parent_pk]) for row in rows], has_more
 
         return await self._db.run(work)
 
@@ -891,7 +885,7 @@ class Store:
 
         def work(c: Connection) -> tuple[MessageInfo, str] | None:
             row = c.execute(query).first()
-            return None if row is None else (_message_info(row), row.conversation_id)
+            return None if row is None else (message_info(row), row.conversation_id)
 
         return await self._db.run(work)
 
@@ -954,7 +948,7 @@ class Store:
                     _conversation_info(hit.conversation),
                     hit.message_id,
                     hit.role,
-                    None if hit.created_at is None else _aware(hit.created_at),
+                    None if hit.created_at is None else aware(hit.created_at),
                     hit.on_active_path,
                     hit.snippet,
                 )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, insert, select, update
@@ -30,7 +30,7 @@ from liaotian.replies.status import ReplyStatus
 from liaotian.store import search
 from liaotian.store.attachments import new_attachment_id
 from liaotian.store.database import Database
-from liaotian.store.models import Attachment, Conversation, Message, Owner, Share, utcnow
+from liaotian.store.models import Attachment, Conversation, Message, Owner, Share, aware, utcnow
 from liaotian.store.repository import ConversationInfo, new_id
 from liaotian.store.tree import UNBOUNDED, path_page
 
@@ -67,11 +67,6 @@ _COPIED_STATUSES = frozenset(
 def new_share_id() -> str:
     """A share's public id: 192 random bits, URL-safe (32 characters)."""
     return secrets.token_urlsafe(24)
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything stored is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +117,8 @@ def _share_info(row: Any) -> ShareInfo:
         conversation_id=row.conversation_id,
         message_id=row.message_id,
         title=row.title,
-        created_at=_aware(row.created_at),
-        expires_at=None if row.expires_at is None else _aware(row.expires_at),
+        created_at=aware(row.created_at),
+        expires_at=None if row.expires_at is None else aware(row.expires_at),
         revoked=row.revoked_at is not None,
     )
 
@@ -151,7 +146,7 @@ def snapshot_message(row: Row[Any]) -> dict[str, Any]:
         "thinking_ms": row.thinking_ms,
         "status": row.status,
         "model": row.model,
-        "created_at": _aware(row.created_at).timestamp(),
+        "created_at": aware(row.created_at).timestamp(),
     }
 
 
@@ -160,7 +155,7 @@ def _live_share(c: Connection, share_id: str) -> Row[Any]:
     row = c.execute(select(shares).where(shares.c.id == share_id)).first()
     if row is None or row.revoked_at is not None:
         raise NotFound("share not found")
-    if row.expires_at is not None and _aware(row.expires_at) <= utcnow():
+    if row.expires_at is not None and aware(row.expires_at) <= utcnow():
         raise NotFound("share not found")
     return row
 
@@ -280,8 +275,8 @@ class ShareStore:
                 conversation_id=row.conversation_id,
                 message_id=row.message_id,
                 title=row.title,
-                created_at=_aware(row.created_at),
-                expires_at=None if row.expires_at is None else _aware(row.expires_at),
+                created_at=aware(row.created_at),
+                expires_at=None if row.expires_at is None else aware(row.expires_at),
                 revoked=True,
             )
 
@@ -293,7 +288,7 @@ class ShareStore:
         def work(c: Connection) -> SharedSnapshot:
             row = _live_share(c, share_id)
             return SharedSnapshot(
-                row.title, _aware(row.created_at), list(row.snapshot.get("messages", []))
+                row.title, aware(row.created_at), list(row.snapshot.get("messages", []))
             )
 
         return await self._db.run(work)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
+from collections.abc import Callable
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -129,10 +130,10 @@ async def upload(request: Request) -> Response:
     limit = settings.max_attachment_bytes
     try:
         _check_content_type(request.headers.get("content-type", ""))
-        _check_length(request.headers.get("content-length"), limit)
+        check_length(request.headers.get("content-length"), limit, _too_large, InvalidImage)
         await services.guards.check_upload(owner)
         async with services.guards.image_room() as room:
-            body = await _read_body(request, limit)
+            body = await read_body(request, limit, _too_large)
             async with room.slot():
                 image = await asyncio.to_thread(
                     normalize_image,
@@ -203,23 +204,32 @@ def _check_content_type(content_type: str) -> None:
         )
 
 
-def _check_length(content_length: str | None, limit: int) -> None:
+def check_length(
+    content_length: str | None,
+    limit: int,
+    too_large: Callable[[int], Exception],
+    invalid: Callable[[str], Exception],
+) -> None:
+    """Refuse a declared body over ``limit`` bytes (``too_large(limit)``) before reading it,
+    and a Content-Length that is not a number (``invalid(why)``)."""
     if content_length is None:
-        return  # chunked: _read_body stops at the limit
+        return  # chunked: read_body stops at the limit
     try:
         length = int(content_length)
     except ValueError:
-        raise InvalidImage("the Content-Length header is not a number") from None
+        raise invalid("the Content-Length header is not a number") from None
     if length > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
 
 
-async def _read_body(request: Request, limit: int) -> bytearray:
-    """The body, read as it arrives and never beyond ``limit`` bytes (AttachmentTooLarge)."""
+async def read_body(
+    request: Request, limit: int, too_large: Callable[[int], Exception]
+) -> bytearray:
+    """The body, read as it arrives and never beyond ``limit`` bytes (``too_large(limit)``)."""
     body = bytearray()
     async for chunk in request.stream():
         if len(body) + len(chunk) > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         body += chunk
     return body
 

@@ -27,7 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 
-from liaotian.attachment_routes import json_error, request_owner
+from liaotian.attachment_routes import check_length, json_error, read_body, request_owner
 from liaotian.errors import (
     ImportRefused,
     ImportsBusy,
@@ -80,10 +80,10 @@ async def import_conversations(request: Request) -> Response:
     limit = settings.max_import_bytes
     try:
         _check_content_type(request.headers.get("content-type", ""))
-        _check_length(request.headers.get("content-length"), limit)
+        check_length(request.headers.get("content-length"), limit, _too_large, InvalidImport)
         await services.guards.check_import(owner)
         async with services.guards.import_slot():
-            body = await _read_body(request, limit)
+            body = await read_body(request, limit, _too_large)
             parsed = await asyncio.to_thread(
                 partial(
                     parse_import,
@@ -113,27 +113,6 @@ def _check_content_type(content_type: str) -> None:
             "send the file itself as the request body, with Content-Type: application/json",
             code=UNSUPPORTED_MEDIA_TYPE,
         )
-
-
-def _check_length(content_length: str | None, limit: int) -> None:
-    if content_length is None:
-        return  # chunked: _read_body stops at the limit
-    try:
-        length = int(content_length)
-    except ValueError:
-        raise InvalidImport("the Content-Length header is not a number") from None
-    if length > limit:
-        raise _too_large(limit)
-
-
-async def _read_body(request: Request, limit: int) -> bytearray:
-    """The body, read as it arrives and never beyond ``limit`` bytes (ImportTooLarge)."""
-    body = bytearray()
-    async for chunk in request.stream():
-        if len(body) + len(chunk) > limit:
-            raise _too_large(limit)
-        body += chunk
-    return body
 
 
 def _too_large(limit: int) -> ImportTooLarge:

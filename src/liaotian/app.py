@@ -15,10 +15,18 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from liaotian import __version__, attachment_routes, auth_routes, import_routes, share_routes
+from liaotian import (
+    __version__,
+    attachment_routes,
+    auth_routes,
+    import_routes,
+    openai_api,
+    share_routes,
+)
 from liaotian.auth import HostPolicy
 from liaotian.connection import Connection
 from liaotian.gate import Kind, SessionFactory, run_session
+from liaotian.openai_api.common import ApiCors
 from liaotian.seed import SeedConnection
 from liaotian.services import Services, services_of
 from liaotian.settings import Settings
@@ -202,6 +210,9 @@ def create_app(settings: Settings, drain: Drain | None = None) -> LiaotianApp:
     app.include_router(attachment_routes.router)
     app.include_router(import_routes.router)
     app.include_router(share_routes.router)
+    app.include_router(openai_api.router)
+    if settings.api_cors_origins:
+        app.add_middleware(ApiCors, origins=settings.api_cors_origins)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -112,6 +112,15 @@ class SendOptions:
     """Search the web (None: off)."""
     attachments: tuple[str, ...] = ()
     """Ids of the owner's uploaded images the message shows."""
+    after_message_id: str | None = None
+    """The message goes below this one (a new branch when it is not the active leaf)."""
+    prior: tuple[tuple[str, str], ...] = ()
+    """``(role, text)`` earlier turns the client gives whole, stored before the message
+    (the OpenAI-compatible API); with them the model sees the whole given context."""
+    ephemeral: bool = False
+    """Not kept: the conversation (created archived) is deleted once the reply has ended,
+    and the reply is not announced to the owner's connections nor copied for resuming
+    (the OpenAI-compatible API's ``store: false``). No title is generated."""
 
 
 @dataclass(eq=False, slots=True)
@@ -121,6 +130,8 @@ class _PendingStart:
     log: asyncio.Future[ReplyLog | None]
     caller_gone: bool = False
     announced: bool = False
+    quiet: bool = False
+    """An ephemeral reply: never announced."""
 
 
 @dataclass(eq=False)
@@ -143,6 +154,8 @@ class RunningReply:
     the answer completes, the conversation gets a generated title."""
     images: tuple[tuple[int, tuple[str, ...]], ...] = ()
     """Images to load before calling the provider: (message index, attachment ids)."""
+    ephemeral: bool = False
+    """Its conversation is deleted once it has ended (:attr:`SendOptions.ephemeral`)."""
 
     @property
     def key(self) -> ReplyKey:
@@ -284,6 +297,8 @@ class ChatEngine:
         self._running_per_owner: Counter[str] = Counter()
         self._busy: dict[tuple[str, str], str | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._forgetting: set[asyncio.Task[None]] = set()
+        """Deletions of ephemeral conversations: :meth:`shutdown` waits for them."""
         self._storing: set[asyncio.Future[BegunReply]] = set()
         """Reply starts being stored: :meth:`shutdown` waits for them."""
         self._sends_in_flight: dict[tuple[str, str], asyncio.Future[ReplyLog]] = {}
@@ -480,7 +495,7 @@ class ChatEngine:
         # connection starts forwarding it, so that one does not forward it twice), or at
         # once if the caller is gone.
         storing = asyncio.ensure_future(self.store.begin_reply(new))
-        start = _PendingStart(asyncio.get_running_loop().create_future())
+        start = _PendingStart(asyncio.get_running_loop().create_future(), quiet=options.ephemeral)
         self._storing.add(storing)
         storing.add_done_callback(
             lambda done: self._stored(done, start, options, model, provider, busy_key)
@@ -538,7 +553,9 @@ class ChatEngine:
         """Tell the owner's connections of the started reply, once (nothing if it did not
         start or has not yet)."""
         log_ = start.log
-        if start.announced or not log_.done() or log_.cancelled() or log_.exception():
+        if start.quiet or start.announced or not log_.done():
+            return
+        if log_.cancelled() or log_.exception():
             return
         reply_log = log_.result()
         if reply_log is not None:
@@ -593,8 +610,13 @@ class ChatEngine:
             thinking_budget=options.thinking_budget if thinking else None,
             search=search,
         )
-        reply = RunningReply(log=reply_log, started_at=time.monotonic(), images=images)
-        if conversation.title_source == "message" and not begun.context:
+        reply = RunningReply(
+            log=reply_log,
+            started_at=time.monotonic(),
+            images=images,
+            ephemeral=options.ephemeral,
+        )
+        if conversation.title_source == "message" and not begun.context and not options.ephemeral:
             reply.title = TitleJob(owner, conversation.id, model.id, begun.user_text)
         self._running[begun.reply_id] = reply
         self._running_per_owner[owner] += 1
@@ -621,13 +643,20 @@ class ChatEngine:
                 if options.client_message_id is None
                 else derived_conversation_id(owner, options.client_message_id)
             )
+        history_messages = self.settings.history_messages
+        history_chars = self.settings.history_max_chars
+        if options.prior:
+            # The client chose the context: the model sees all of it (the request's size
+            # cap bounds it).
+            history_messages = len(options.prior) + 1
+            history_chars = sum(len(text) for _, text in options.prior) + len(options.message)
         return NewReply(
             owner=owner,
             conversation_id=conversation_id,
             message=options.message,
             model=model_id,
-            history_messages=self.settings.history_messages,
-            history_chars=self.settings.history_max_chars,
+            history_messages=history_messages,
+            history_chars=history_chars,
             create=create,
             title=self.titles.initial_title(options.message, model_kind=provider.kind) or "Image",
             client_message_id=options.client_message_id,
@@ -636,6 +665,9 @@ class ChatEngine:
             regenerate=options.regenerate,
             regenerate_message_id=options.regenerate_message_id,
             attachments=options.attachments,
+            after_message_id=options.after_message_id,
+            prior=options.prior,
+            archived=options.ephemeral,
         )
 
     async def _check_reply_quota(self, owner: str) -> None:
@@ -798,6 +830,8 @@ class ChatEngine:
                 if not self._running_per_owner[owner]:
                     del self._running_per_owner[owner]
             self._busy.pop(busy_key, None)
+            if reply.ephemeral:
+                self._forget(reply)
             log.info(
                 "reply ended",
                 extra=logs.fields(
@@ -815,6 +849,21 @@ class ChatEngine:
                 duration_ms=outcome.duration_ms,
                 error_code=outcome.error_code,
             )
+
+    def _forget(self, reply: RunningReply) -> None:
+        """Delete an ephemeral reply's conversation, in the background (a failure leaves
+        it archived: logged, not retried)."""
+        key = reply.key
+
+        async def delete() -> None:
+            try:
+                await self.store.delete_conversation(key.owner, key.conversation_id)
+            except Exception:
+                log.exception("could not delete the unkept conversation %s", key.conversation_id)
+
+        task = asyncio.create_task(delete(), name=f"liaotian-forget-{key.message_id}")
+        self._forgetting.add(task)
+        task.add_done_callback(self._forgetting.discard)
 
     async def _final_write(self, reply: RunningReply, outcome: ReplyOutcome) -> bool:
         """Save the outcome, retrying with backoff while the database fails, for up to
@@ -1057,6 +1106,8 @@ class ChatEngine:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self._forgetting:
+            await asyncio.gather(*self._forgetting, return_exceptions=True)
         await self.checkpointer.stop()
 
     @property

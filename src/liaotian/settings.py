@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     """Imports (``POST /conversations/import``) per owner per minute."""
     searches_per_minute: int = Field(default=120, ge=1)
     """``search`` frames per owner per minute."""
+    # The OpenAI-compatible API (liaotian.openai_api): the largest request body (a chat
+    # completion carries its whole history), and the browser origins allowed to call it
+    # across sites (CORS; none by default: only non-browser clients and the own origin).
+    max_api_body_bytes: int = Field(default=4 << 20, ge=1024, le=256 << 20)
+    api_cors_origins: StringList = Field(default_factory=list)
 
     auth: Literal["auto", "required"] = "auto"
     # Open mode (no accounts): "shared", the page, the CLI and the Python client are one
@@ -273,7 +278,9 @@ class Settings(BaseSettings):
             raise ValueError("must be a redis:// URL such as redis://127.0.0.1:6379/0")
         return value
 
-    @field_validator("allowed_origins", "allowed_hosts", "dashscope_models", mode="before")
+    @field_validator(
+        "allowed_origins", "allowed_hosts", "dashscope_models", "api_cors_origins", mode="before"
+    )
     @classmethod
     def _string_list(cls, value: Any) -> Any:
         return split_list(value)

@@ -137,6 +137,10 @@ _EDITED = (
     )
 )
 """Where user message ``b_id`` hangs: its parent's pk and id."""
+_PLACED_AFTER = select(messages.c.pk, messages.c.id).where(
+    messages.c.conversation_pk == bindparam("b_pk"), messages.c.id == bindparam("b_id")
+)
+"""Message ``b_id`` of the conversation, below which a new user message goes."""
 _STREAMING_IN = (
     select(messages.c.id)
     .where(
@@ -426,6 +430,15 @@ class NewReply:
     regenerate_message_id: str | None = None
     attachments: tuple[str, ...] = ()
     """Ids of the owner's images the user message shows (claimed for the conversation)."""
+    after_message_id: str | None = None
+    """The user message goes below this message of the conversation (a new branch when it
+    is not the leaf) instead of below the active path's leaf."""
+    prior: tuple[tuple[str, str], ...] = ()
+    """``(role, text)`` messages (``user`` or ``assistant``, completed) stored first, in
+    order, between where the user message would go and the user message: the earlier turns
+    of a conversation that a client gives whole (the OpenAI-compatible API)."""
+    archived: bool = False
+    """A conversation created by this request starts archived (out of the main list)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1017,6 +1030,8 @@ def _create_conversation(
     system_prompt: str | None,
     model: str | None,
     now: datetime,
+    *,
+    archived: bool = False,
 ) -> ConversationInfo:
     _insert_ignoring_conflicts(c, owners, {"id": owner, "created_at": now})
     _insert_ignoring_conflicts(
@@ -1028,6 +1043,7 @@ def _create_conversation(
             "title": title,
             "system_prompt": system_prompt,
             "model": model,
+            "archived": archived,
             "created_at": now,
             "updated_at": now,
         },
@@ -1110,6 +1126,34 @@ def _insert_user_message(
     return message_id, _inserted_pk(result)
 
 
+def _insert_prior(
+    c: Connection,
+    conversation_pk: int,
+    parent_pk: int | None,
+    role: str,
+    text_: str,
+    now: datetime,
+) -> tuple[str, int]:
+    """Insert a completed earlier message given by the client; returns its id and pk."""
+    message_id = new_id()
+    result = c.execute(
+        _INSERT_MESSAGE,
+        {
+            "id": message_id,
+            "conversation_pk": conversation_pk,
+            "parent_pk": parent_pk,
+            "role": role,
+            "content": text_,
+            "status": ReplyStatus.COMPLETED.value,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    if text_:
+        search.index_message(c, message_id, text_)
+    return message_id, _inserted_pk(result)
+
+
 def _insert_reply(
     c: Connection, conversation_pk: int, parent_pk: int, model: str, now: datetime
 ) -> tuple[str, int]:
@@ -1148,7 +1192,14 @@ def _inserted_pk(result: Any) -> int:
 def _begin_reply(c: Connection, new: NewReply, now: datetime) -> BegunReply:
     if new.create:
         conversation = _create_conversation(
-            c, new.owner, new.conversation_id, new.title, new.system_prompt, new.model, now
+            c,
+            new.owner,
+            new.conversation_id,
+            new.title,
+            new.system_prompt,
+            new.model,
+            now,
+            archived=new.archived,
         )
     else:
         conversation = _conversation(c, new.owner, new.conversation_id)
@@ -1190,6 +1241,18 @@ def _begin_reply(c: Connection, new: NewReply, now: datetime) -> BegunReply:
                 raise NotFound(f"message {new.edit_message_id} not found")
             parent_pk, parent_id = edited.parent_pk, edited.parent_id
             replaces = tuple(tree.left_path(c, leaf, parent_pk))
+        elif new.after_message_id is not None:
+            placed = c.execute(
+                _PLACED_AFTER, {"b_pk": conversation.pk, "b_id": new.after_message_id}
+            ).first()
+            if placed is None:
+                raise NotFound(f"message {new.after_message_id} not found")
+            parent_pk, parent_id = placed.pk, placed.id
+            replaces = tuple(tree.left_path(c, leaf, parent_pk))
+        for role, prior_text in new.prior:
+            parent_id, parent_pk = _insert_prior(
+                c, conversation.pk, parent_pk, role, prior_text, now
+            )
     context = _context(
         c, parent_pk, limit=new.history_messages, max_chars=new.history_chars - len(user_text)
     )
@@ -1199,7 +1262,7 @@ def _begin_reply(c: Connection, new: NewReply, now: datetime) -> BegunReply:
         )
     user_id, user_pk = asked
     reply_id, reply_pk = _insert_reply(c, conversation.pk, user_pk, new.model, now)
-    if new.regenerate or new.edit_message_id is not None:
+    if new.regenerate or new.edit_message_id is not None or replaces:
         found = tree.siblings(c, conversation.pk, (parent_pk, user_pk))
         user_siblings, reply_siblings = found[parent_pk], found[user_pk]
     else:

@@ -865,6 +865,11 @@ class ChatEngine:
         self._forgetting.add(task)
         task.add_done_callback(self._forgetting.discard)
 
+    async def forget_pending(self) -> None:
+        """Return once the unkept conversations of the replies ended so far are deleted."""
+        if self._forgetting:
+            await asyncio.gather(*self._forgetting, return_exceptions=True)
+
     async def _final_write(self, reply: RunningReply, outcome: ReplyOutcome) -> bool:
         """Save the outcome, retrying with backoff while the database fails, for up to
         ``final_write_timeout`` seconds; False if it could not be saved (the database then
@@ -1106,8 +1111,7 @@ class ChatEngine:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if self._forgetting:
-            await asyncio.gather(*self._forgetting, return_exceptions=True)
+        await self.forget_pending()
         await self.checkpointer.stop()
 
     @property

@@ -1,0 +1,79 @@
+"""What the OpenAI-compatible API asks of the store and the engine: earlier turns given
+whole, a message placed below any message, and turns that are not kept."""
+
+from __future__ import annotations
+
+import pytest
+
+from liaotian.engine import SendOptions
+from liaotian.errors import NotFound
+from tests.conftest import SettingsFactory
+from tests.fake_upstream import FakeUpstream, expected_reply
+from tests.server_harness import reply_finished, run_server
+from tests.test_store_tree import answer, new_reply
+
+
+async def test_prior_turns_are_stored_in_order_before_the_message(
+    make_settings: SettingsFactory,
+) -> None:
+    """Earlier turns given with a message are stored on its path, oldest first, and are
+    all the model's context."""
+    async with run_server(make_settings()) as server:
+        store = server.services.store
+        prior = (("user", "one"), ("assistant", "re: one"), ("user", "two"))
+        begun = await answer(
+            store, new_reply("three", prior=prior, history_messages=4, history_chars=100)
+        )
+        assert [(m.role, m.content) for m in begun.context] == list(prior)
+        page, _ = await store.history("alice", "c", limit=10)
+        assert [m.content for m in page] == ["one", "re: one", "two", "three", "re: three"]
+        assert all(m.status == "completed" for m in page)
+
+
+async def test_a_message_below_an_earlier_answer_starts_a_branch(
+    make_settings: SettingsFactory,
+) -> None:
+    """A message placed below an answer that is not the leaf becomes a sibling of that
+    answer's child, and the earlier path leaves the active path."""
+    async with run_server(make_settings()) as server:
+        store = server.services.store
+        first = await answer(store, new_reply("one"))
+        second = await answer(store, new_reply("two"))
+        branched = await answer(store, new_reply("again", after_message_id=first.reply_id))
+        assert branched.replaces == (second.user_message_id, second.reply_id)
+        assert branched.user_siblings == (second.user_message_id, branched.user_message_id)
+        assert [m.content for m in branched.context] == ["one", "re: one"]
+        page, _ = await store.history("alice", "c", limit=10)
+        assert [m.content for m in page] == ["one", "re: one", "again", "re: again"]
+
+
+async def test_a_message_below_an_unknown_or_foreign_message_is_not_found(
+    make_settings: SettingsFactory,
+) -> None:
+    """``after_message_id`` must name a message of that conversation; nothing is stored."""
+    async with run_server(make_settings()) as server:
+        store = server.services.store
+        await answer(store, new_reply("one"))
+        other = await answer(store, new_reply("elsewhere", conversation_id="d"))
+        with pytest.raises(NotFound):
+            await store.begin_reply(new_reply("x", after_message_id=other.reply_id))
+        page, _ = await store.history("alice", "c", limit=10)
+        assert [m.content for m in page] == ["one", "re: one"]
+
+
+async def test_an_ephemeral_turn_is_answered_then_forgotten(
+    make_settings: SettingsFactory, fake: FakeUpstream
+) -> None:
+    """An unkept turn streams like any other, its conversation is archived while it runs
+    and deleted once the answer has ended."""
+    async with run_server(make_settings()) as server:
+        engine, store = server.services.engine, server.services.store
+        reply_log = await engine.send("alice", SendOptions("hello", ephemeral=True))
+        key = reply_log.key
+        listed = await store.list_conversations("alice", limit=10, archived=True)
+        assert [c.id for c in listed[0]] == [key.conversation_id]
+        await reply_finished(server, "alice", key.message_id)
+        assert reply_log.text == expected_reply("hello")
+        await engine.forget_pending()
+        with pytest.raises(NotFound):
+            await store.get_conversation("alice", key.conversation_id)

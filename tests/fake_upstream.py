@@ -545,7 +545,8 @@ class FakeUpstream:
 
     async def start(self) -> None:
         """Listen; :attr:`port` is the real port afterwards."""
-        app = web.Application()
+        # Real upstreams take a long history in one request: not aiohttp's 1 MiB default.
+        app = web.Application(client_max_size=64 << 20)
         app.router.add_post(DASHSCOPE_PATH, self._dashscope_text)
         app.router.add_post(DASHSCOPE_MULTIMODAL_PATH, self._dashscope_multimodal)
         app.router.add_post(OPENAI_CHAT_PATH, self._openai_chat)

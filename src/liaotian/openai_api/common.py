@@ -366,7 +366,11 @@ class EventStream(Response):
         on_gone: Callable[[], Awaitable[None]] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(headers={**SSE_HEADERS, **(headers or {})})
+        # Not Response.__init__: its empty body would be announced as Content-Length: 0
+        # (StreamingResponse sets itself up the same way).
+        self.status_code = 200
+        self.background = None
+        self.init_headers({**SSE_HEADERS, **(headers or {})})
         self._events = events
         self._on_gone = on_gone
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -332,6 +333,16 @@ def transport_error(upstream: str, exc: BaseException, *, streaming: bool = Fals
     return ProviderUnavailable(f"{upstream}: connection failed ({type(exc).__name__})")
 
 
+# aiohttp writes a bytes body in one piece and warns (ResourceWarning) over this size.
+_LARGE_BODY = 1 << 20
+
+
+def request_body(body: bytes) -> bytes | io.BytesIO:
+    """``body`` as aiohttp should send it: a large one (a long history, as an API request
+    brings whole) in chunks that let the loop breathe, a small one in one write."""
+    return io.BytesIO(body) if len(body) > _LARGE_BODY else body
+
+
 # A connection that ends mid-body: cut (payload incomplete), closed or reset by the peer.
 _CUT_ERRORS = (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionError)
 
@@ -400,7 +411,7 @@ async def relay_sse(
     streaming = False  # True once the upstream answered 200: its body is being read
     try:
         async with http.post(
-            url, data=body, headers=headers, timeout=timeouts.client_timeout()
+            url, data=request_body(body), headers=headers, timeout=timeouts.client_timeout()
         ) as response:
             if response.status != 200:
                 raise error_from_response(
@@ -482,7 +493,11 @@ async def request_json(
         async with (
             asyncio.timeout(within),
             http.request(
-                method, url, data=body, headers=headers, timeout=timeouts.client_timeout()
+                method,
+                url,
+                data=None if body is None else request_body(body),
+                headers=headers,
+                timeout=timeouts.client_timeout(),
             ) as response,
         ):
             raw = await response.read()

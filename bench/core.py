@@ -43,6 +43,10 @@ class Mode:
     """Messages in the database that scenario 8 searches."""
     search_runs: int = 50
     """Times each search query is timed."""
+    api_streams: int = 200
+    """Scenario 9: paced streams, over the socket and over the API."""
+    api_turns: int = 3
+    """Scenario 9: answers per stream, each in a new conversation."""
 
 
 FULL = Mode(
@@ -92,6 +96,8 @@ QUICK = Mode(
     share_server=True,
     search_messages=10_000,
     search_runs=20,
+    api_streams=100,
+    api_turns=1,
 )
 
 Better = Literal["lower", "higher"]

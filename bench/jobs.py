@@ -63,3 +63,30 @@ def idle(urls: Sequence[str], connections: int) -> dict[str, Any]:
         "conversations": connections,
         "prefix": f"idle-{uuid.uuid4().hex[:8]}",
     }
+
+
+def api(
+    urls: Sequence[str],
+    streams: int,
+    *,
+    turns: int,
+    stagger: float,
+    store: bool,
+    tokens: int = ANSWER_TOKENS,
+    delay_ms: float = TOKEN_DELAY_MS,
+) -> dict[str, Any]:
+    """The same streams through ``POST /v1/chat/completions`` (stream=true, usage asked
+    for), each request a one-message chat; ``urls`` are the servers' HTTP base URLs. Every
+    owner is new, as in :func:`chat`."""
+    return {
+        "kind": "api",
+        "urls": list(urls),
+        "conversations": streams,
+        "turns": turns,
+        "tokens": tokens,
+        "delay_ms": delay_ms,
+        "stagger": stagger,
+        "store": store,
+        "model": "qwen-plus",
+        "prefix": f"api-{uuid.uuid4().hex[:8]}",
+    }

@@ -198,6 +198,10 @@ class Server:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def log_problems(self) -> list[str]:
         """Lines of the server's log at level ERROR or worse (and tracebacks)."""
         text = self.log_path.read_text(errors="replace")
@@ -309,7 +313,7 @@ def sign_up(job: Mapping[str, Any], servers: Sequence[Server]) -> dict[str, Any]
     ``f"{bearer}-{i}"``. Made straight in the database, without argon2 (these users never
     sign in with a password), before the job's window starts."""
     accounts_url = servers[0].accounts_url if servers else None
-    if accounts_url is None or job["kind"] not in ("chat", "idle"):
+    if accounts_url is None or job["kind"] not in ("chat", "api", "idle"):
         return dict(job)
     bearer = f"lt_{uuid.uuid4().hex}"
     names = [f"{job['prefix']}-{index}" for index in range(job["conversations"])]

@@ -12,6 +12,13 @@ prints one JSON line with the result (see :class:`Recorder.result`). Jobs:
     The same streams, POSTed straight to the fake upstream through liaotian's own
     DashScope provider on one pooled aiohttp session (the server's HTTP client and SSE
     decoder); time to first token is from the request to the first delta.
+``api``
+    The same streams as ``chat`` (``conversations`` of ``turns`` answers), each turn a
+    ``POST /v1/chat/completions`` of one user message with ``stream: true``,
+    ``stream_options.include_usage`` and ``store``, on one pooled aiohttp session, its
+    server-sent events read line by line (no SDK: this client's CPU is not measured, but
+    must not be the bottleneck). Time to first token is from the request to the first
+    chunk with content.
 ``idle``
     ``conversations`` connections that only read ``hello``; prints ``READY n`` and keeps
     them open until a line arrives on stdin.
@@ -58,6 +65,8 @@ class Job:
     """For the embedded model: the message sent (the directives are for the fake)."""
     fresh: bool = False
     """Every turn in a new conversation (the same prompt, no history)."""
+    store: bool = False
+    """``api``: the request's ``store`` (false: the turn is not kept)."""
     bearer: str | None = None
     """Servers that require accounts: connection ``i`` signs in with the API token
     ``f"{bearer}-{i}"`` (its own user, made by :func:`bench.procs.sign_up`)."""
@@ -68,6 +77,13 @@ class Job:
         if self.bearer is not None:
             return url, {"Authorization": f"Bearer {self.bearer}-{index}"}
         return f"{url}?client_id={self.prefix}-{index}", {}
+
+    def api_key(self, index: int) -> str:
+        """The API key of stream ``index``: its user's token, or (open, per-client owners)
+        its client id."""
+        if self.bearer is not None:
+            return f"{self.bearer}-{index}"
+        return f"{self.prefix}-{index}"
 
     @classmethod
     def parse(cls, text: str) -> Job:
@@ -252,6 +268,108 @@ async def run_chat(job: Job, recorder: Recorder) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Through the OpenAI-compatible API
+
+_DATA = b"data:"
+_DONE = b"[DONE]"
+
+
+async def api_turn(
+    job: Job, http: aiohttp.ClientSession, index: int, recorder: Recorder, prompt: str
+) -> bool:
+    """One streamed chat completion, read whole; False after an error."""
+    url = job.urls[index % len(job.urls)] + "/v1/chat/completions"
+    body = orjson.dumps(
+        {
+            "model": job.model,
+            "messages": [{"role": "user", "content": prompt}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "store": job.store,
+            **({"max_tokens": job.max_tokens} if job.max_tokens is not None else {}),
+            **({"temperature": job.temperature} if job.temperature is not None else {}),
+        }
+    )
+    headers = {"Authorization": f"Bearer {job.api_key(index)}", "Content-Type": "application/json"}
+    clock = time.monotonic
+    ttft, gaps = recorder.ttft, recorder.gaps
+    sent = clock()
+    last: float | None = None
+    chars = 0
+    usage: dict[str, Any] | None = None
+    finish: str | None = None
+    async with http.post(
+        url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=job.turn_timeout)
+    ) as response:
+        if response.status != 200:
+            recorder.error(f"HTTP {response.status}: {(await response.text())[:200]}")
+            return False
+        async for line in response.content:
+            if not line.startswith(_DATA):
+                continue  # the blank line that ends each event
+            data = line[len(_DATA) :].strip()
+            if data == _DONE:
+                break
+            recorder.frames += 1
+            chunk = orjson.loads(data)
+            if "error" in chunk:
+                recorder.error(f"error event: {chunk['error']}")
+                return False
+            for choice in chunk.get("choices") or ():
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    now = clock()
+                    if last is None:
+                        ttft.append((now - sent) * 1000)
+                    else:
+                        gaps.append((now - last) * 1000)
+                    last = now
+                    chars += len(text)
+                finish = choice.get("finish_reason") or finish
+            usage = chunk.get("usage") or usage
+        else:
+            recorder.error("the stream ended without [DONE]")
+            return False
+    recorder.turns += 1
+    recorder.durations.append((clock() - sent) * 1000)
+    tokens = int((usage or {}).get("completion_tokens") or 0)
+    recorder.tokens += tokens
+    recorder.output_tokens += tokens
+    if finish != "stop":
+        recorder.error(f"finish_reason {finish!r}")
+        return False
+    if job.prompt is None and (tokens != job.tokens or chars != answer_chars(job.tokens)):
+        recorder.error(f"answer of {tokens} tokens ({chars} characters), not {job.tokens}")
+        return False
+    return True
+
+
+def answer_chars(tokens: int) -> int:
+    """The length of the fake upstream's answer of ``tokens`` tokens: "t0 t1 … "."""
+    return sum(len(f"t{n} ") for n in range(tokens))
+
+
+async def run_api(job: Job, recorder: Recorder) -> None:
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        begin = time.monotonic() + 0.05
+        step = job.stagger / job.conversations if job.conversations else 0.0
+
+        async def stream(index: int) -> None:
+            await asyncio.sleep(max(0.0, begin + index * step - time.monotonic()))
+            try:
+                for turn in range(job.turns):
+                    if not await api_turn(job, http, index, recorder, job.prompt_for(index, turn)):
+                        return
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
+                recorder.error(f"stream {index}: {type(error).__name__}: {error}")
+
+        recorder.begin(begin)
+        await asyncio.gather(*(stream(index) for index in range(job.conversations)))
+        recorder.end()
+
+
+# ---------------------------------------------------------------------------------------------
 # Directly from the upstream
 
 
@@ -356,7 +474,7 @@ async def run_idle(job: Job, recorder: Recorder) -> None:
         recorder.end()
 
 
-RUNNERS = {"chat": run_chat, "direct": run_direct, "idle": run_idle}
+RUNNERS = {"chat": run_chat, "api": run_api, "direct": run_direct, "idle": run_idle}
 
 
 async def main_async(job: Job) -> dict[str, Any]:

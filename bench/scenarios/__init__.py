@@ -45,7 +45,17 @@ def running_servers(
             print("  server log problems:\n    " + "\n    ".join(problems[:10]), flush=True)
 
 
-NAMES = ("relay", "capacity", "latency", "idle", "single", "embedded", "scaleout", "search")
+NAMES = (
+    "relay",
+    "capacity",
+    "latency",
+    "idle",
+    "single",
+    "embedded",
+    "scaleout",
+    "search",
+    "openai_api",
+)
 
 
 def scenarios() -> dict[str, Callable[[Context], Result]]:

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from multidict import CIMultiDictProxy
 
+from liaotian.errors import ConfigError
 from liaotian.settings import load_settings
 from tests.cluster import PASSWORD, USER, create_user
 from tests.conftest import SettingsFactory
@@ -175,6 +176,17 @@ def test_api_cors_origins_takes_json_too(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_api_cors_origins_is_empty_by_default() -> None:
     """No setting: no origin is listed (no cross-site browser access)."""
     assert load_settings().api_cors_origins == []
+
+
+@pytest.mark.parametrize("entry", ["https://app.example/", "*", "app.example", "ftp://a.example"])
+def test_an_api_cors_origin_that_no_browser_sends_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, entry: str
+) -> None:
+    """A path, a trailing slash, a wildcard or a bare host would never match a browser's
+    Origin: start-up refuses it with a message saying what an origin looks like."""
+    monkeypatch.setenv("LIAOTIAN_API_CORS_ORIGINS", entry)
+    with pytest.raises(ConfigError, match="is not an origin"):
+        load_settings()
 
 
 # -- credentials --------------------------------------------------------------------------------

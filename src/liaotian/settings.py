@@ -17,6 +17,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -284,6 +285,25 @@ class Settings(BaseSettings):
     @classmethod
     def _string_list(cls, value: Any) -> Any:
         return split_list(value)
+
+    @field_validator("api_cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.netloc
+                or parts.path
+                or parts.query
+                or parts.fragment
+            ):
+                raise ValueError(
+                    f"{origin!r} is not an origin: give scheme://host[:port] with nothing "
+                    "after it, such as https://app.example.com (a browser sends exactly that; "
+                    "'*' is not taken: name each site)"
+                )
+        return value
 
     @field_validator("allowed_hosts")
     @classmethod

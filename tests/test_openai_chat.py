@@ -198,6 +198,30 @@ async def test_reasoning_effort_none_turns_thinking_off(
         assert fake.requests[-1].body["parameters"].get("enable_thinking") is False
 
 
+async def test_reasoning_effort_is_ignored_for_a_model_that_cannot_think(
+    server: RunningServer, fake: FakeUpstream
+) -> None:
+    """Generic clients send reasoning_effort to any model: one that cannot think answers."""
+    async with sdk(server) as client:
+        completion = await client.chat.completions.create(
+            model="qwen-max", messages=user("plain"), reasoning_effort="medium"
+        )
+    assert completion.choices[0].message.content == expected_reply("plain")
+    assert "enable_thinking" not in fake.requests[-1].body["parameters"]
+
+
+async def test_enable_thinking_for_a_model_that_cannot_think_is_400(
+    server: RunningServer, fake: FakeUpstream
+) -> None:
+    """Qwen's explicit enable_thinking for a model without thinking: 400
+    unsupported_capability; nothing sent."""
+    status, answer, _ = await post(
+        server, {"model": "qwen-max", "messages": user("hm"), "enable_thinking": True}
+    )
+    assert (status, answer["error"]["code"]) == (400, "unsupported_capability")
+    assert asked(fake) == 0
+
+
 async def test_system_messages_and_history_reach_the_model_whole(
     server: RunningServer, fake: FakeUpstream
 ) -> None:
@@ -576,6 +600,21 @@ async def test_messages_per_minute_gives_429_with_retry_after(
         assert answer["error"]["type"] == "rate_limit_error"
         assert int(headers["Retry-After"]) >= 1
     assert asked(fake) == 1
+
+
+async def test_a_request_refused_for_its_body_or_model_costs_no_rate(
+    make_settings: SettingsFactory,
+) -> None:
+    """With messages_per_minute = 1, requests refused before the turn (unknown model,
+    unsupported parameter, thinking for a model that cannot) leave the one message."""
+    async with run_server(make_settings(messages_per_minute=1)) as server:
+        refused = [
+            {"model": "gpt-9", "messages": user("a")},
+            {"model": MODEL, "messages": user("b"), "n": 2},
+            {"model": "qwen-max", "messages": user("c"), "enable_thinking": True},
+        ]
+        assert [(await post(server, body))[0] for body in refused] == [404, 400, 400]
+        assert (await post(server, {"model": MODEL, "messages": user("d")}))[0] == 200
 
 
 # -- the provider fails ----------------------------------------------------------------------

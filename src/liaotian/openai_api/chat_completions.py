@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from liaotian.engine import check_capabilities
 from liaotian.errors import NotFound
 from liaotian.openai_api.chat_request import ChatCompletionRequest, send_options
 from liaotian.openai_api.common import (
@@ -54,9 +55,10 @@ async def create_chat_completion(request: Request) -> Response:
     owner = await api_owner(request)
     services = services_of(request)
     body = await read_json(request, ChatCompletionRequest)
-    # Resolved before counting the message: a misspelt model costs no rate.
+    # Checked before counting the message: a misspelt model or a wrong switch costs no rate.
     _, model = services.providers.resolve(body.model)
     options = send_options(body, model, max_message_chars=services.settings.max_message_chars)
+    check_capabilities(model, options)
     await services.guards.check_message(owner)
     reply_log = await services.engine.send(owner, options)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from liaotian.engine import SendOptions
 from liaotian.openai_api.common import ApiError
@@ -46,7 +47,7 @@ def _content(value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
     if not isinstance(value, list):
-        raise ValueError("must be a string, a list of content parts or null")
+        raise _bad_content("must be a string, a list of content parts or null")
     parts = []
     for number, part in enumerate(value):
         try:
@@ -54,8 +55,13 @@ def _content(value: Any) -> Any:
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(name) for name in first["loc"]) or "part"
-            raise ValueError(f"part {number}: {where}: {first['msg']}") from None
+            raise _bad_content(f"part {number}: {where}: {first['msg']}") from None
     return parts
+
+
+def _bad_content(why: str) -> PydanticCustomError:
+    # Not ValueError: pydantic would put "Value error, " before the message.
+    return PydanticCustomError("invalid_content", "{why}", {"why": why})
 
 
 class InputMessage(_Body):

@@ -290,8 +290,8 @@ async def test_an_unkept_turn_is_not_announced_to_open_pages(server: RunningServ
 async def test_store_true_keeps_the_whole_history_as_a_conversation(
     server: RunningServer,
 ) -> None:
-    """store: true leaves a conversation in the list (not archived) with the system
-    prompt, every given message and the answer."""
+    """store: true leaves a conversation in the list (not archived), titled from its first
+    user message, with the system prompt, every given message and the answer."""
     async with sdk(server) as client:
         completion = await client.chat.completions.create(
             model=MODEL,
@@ -305,6 +305,7 @@ async def test_store_true_keeps_the_whole_history_as_a_conversation(
         )
         (conversation,) = await conversations(server)
         assert not conversation.archived
+        assert conversation.title == "first"
         assert conversation.system_prompt == "be kind"
         page, _ = await server.services.store.history("alice", conversation.id, limit=10)
         assert [(m.role, m.content) for m in page] == [
@@ -428,13 +429,13 @@ async def test_malformed_json_is_400_invalid_json(
         ({"model": MODEL}, "messages"),
         ({"model": MODEL, "messages": []}, "messages"),
         ({"model": MODEL, "messages": "hi"}, "messages"),
-        ({"model": MODEL, "messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
+        ({"model": MODEL, "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
         (
             {
                 "model": MODEL,
                 "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}],
             },
-            "messages.0.content",
+            "messages[0].content",
         ),
         ({"model": MODEL, "messages": user("hi"), "temperature": "hot"}, "temperature"),
         ({"model": MODEL, "messages": user("hi"), "temperature": 2.5}, "temperature"),
@@ -575,7 +576,7 @@ async def test_images_are_refused_with_a_pointer_to_the_page(server: RunningServ
     _, answer, _ = await post(
         server, {"model": MODEL, "messages": [{"role": "user", "content": content}]}
     )
-    assert answer["error"]["param"] == "messages.0.content.0"
+    assert answer["error"]["param"] == "messages[0].content[0]"
     assert "through the page" in answer["error"]["message"]
 
 

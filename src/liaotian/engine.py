@@ -645,6 +645,9 @@ class ChatEngine:
             )
         history_messages = self.settings.history_messages
         history_chars = self.settings.history_max_chars
+        # A new conversation is titled from its first user message, which earlier turns
+        # given whole may hold.
+        opening = next((text for role, text in options.prior if role == "user"), options.message)
         if options.prior:
             # The client chose the context: the model sees all of it (the request's size
             # cap bounds it).
@@ -658,7 +661,7 @@ class ChatEngine:
             history_messages=history_messages,
             history_chars=history_chars,
             create=create,
-            title=self.titles.initial_title(options.message, model_kind=provider.kind) or "Image",
+            title=self.titles.initial_title(opening, model_kind=provider.kind) or "Image",
             client_message_id=options.client_message_id,
             system_prompt=options.system_prompt,
             edit_message_id=options.edit_message_id,

@@ -156,19 +156,19 @@ def send_options(
             400,
             "the last message must be the user's: it is the one answered",
             code="invalid_value",
-            param=f"messages.{last}.role",
+            param=f"messages[{last}].role",
         )
     message = turns[-1][1]
     if not message.strip():
         raise ApiError(
-            400, "the last message is empty", code="empty_message", param=f"messages.{last}"
+            400, "the last message is empty", code="empty_message", param=f"messages[{last}]"
         )
     if len(message) > max_message_chars:
         raise ApiError(
             400,
             f"the last message is longer than {max_message_chars} characters (max_message_chars)",
             code="message_too_long",
-            param=f"messages.{last}",
+            param=f"messages[{last}]",
         )
     joined = "\n\n".join(part for part in system if part.strip())
     return SendOptions(
@@ -199,7 +199,7 @@ def _thinking(body: ChatCompletionRequest, model: ModelInfo) -> bool | None:
 
 def _text(message: InputMessage, index: int) -> str:
     """A message's text; raises 400 for a role or content liaotian does not take."""
-    where = f"messages.{index}"
+    where = f"messages[{index}]"
     if message.role in ("tool", "function"):
         raise ApiError(
             400,
@@ -225,7 +225,7 @@ def _text(message: InputMessage, index: int) -> str:
         return content
     texts = []
     for number, part in enumerate(content):
-        param = f"{where}.content.{number}"
+        param = f"{where}.content[{number}]"
         if part.type == "text" and part.text is not None:
             texts.append(part.text)
         elif part.type == "refusal" and message.role == "assistant" and part.refusal is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -289,11 +289,18 @@ def _bad_length(why: str) -> ApiError:
     return ApiError(400, why, code="invalid_request")
 
 
+def param_path(parts: Iterable[str | int]) -> str | None:
+    """A field's path as OpenAI writes it in ``param``: ``messages[0].content``."""
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or None
+
+
 def _invalid(errors: Any) -> ApiError:
     """400 naming the first invalid field (as a dotted path) and what is wrong with it."""
     first: Mapping[str, Any] = errors[0] if errors else {}
-    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
-    param = ".".join(location) or None
+    param = param_path(part for part in first.get("loc", ()) if part not in ("body", "query"))
     why = str(first.get("msg", "invalid request"))
     message = f"{param}: {why}" if param else why
     return ApiError(400, message, code="invalid_value", param=param)

@@ -133,6 +133,33 @@ async def test_reasoning_streams_as_reasoning_text(client: AsyncOpenAI) -> None:
     assert final.output_text == expected_reply(prompt)
 
 
+async def test_the_sdks_stream_helper_assembles_the_response(client: AsyncOpenAI) -> None:
+    """responses.stream() accepts the events (its checks of item identities pass)."""
+    async with client.responses.stream(
+        model=MODEL, input="[think=2] helper", reasoning={"effort": "high"}
+    ) as stream:
+        final = await stream.get_final_response()
+    assert final.output_text == expected_reply("[think=2] helper")
+    assert final.status == "completed"
+
+
+async def test_a_failed_answer_is_an_error_without_stream(client: AsyncOpenAI) -> None:
+    """Without a stream, a provider failure is the HTTP error of its fault."""
+    with pytest.raises(openai.BadRequestError) as failed:
+        await client.responses.create(model=MODEL, input="[fault=400] no")
+    assert failed.value.code == "provider_bad_request"
+
+
+async def test_a_failed_stream_ends_with_response_failed(client: AsyncOpenAI) -> None:
+    """In a stream, a provider failure ends it with response.failed and the error."""
+    events = await collect(
+        await client.responses.create(model=MODEL, input="[fault=400] no", stream=True)
+    )
+    assert events[-1].type == "response.failed"
+    assert events[-1].response.error is not None
+    assert events[-1].response.error.code == "provider_bad_request"
+
+
 async def test_input_messages_and_instructions_reach_the_model(
     client: AsyncOpenAI, fake: FakeUpstream
 ) -> None:

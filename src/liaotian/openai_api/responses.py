@@ -38,11 +38,13 @@ from liaotian.openai_api.common import (
     ApiRoute,
     EventStream,
     api_owner,
+    error_from_reply,
     read_json,
     sse_event,
     unless_gone,
 )
 from liaotian.openai_api.response_events import (
+    FAILED,
     RESPONSE_PREFIX,
     ResponseMeta,
     ResponseStream,
@@ -147,9 +149,14 @@ async def create_response(request: Request) -> Response:
 
     if body.stream:
         return EventStream(_events(reply_log, meta), on_gone=None if body.background else cancel)
-    if not body.background:
-        await unless_gone(request, _ended(reply_log), cancel)
-    return JSONResponse(response_of(meta, reply_log.events))
+    if body.background:
+        return JSONResponse(response_of(meta, reply_log.events))
+    await unless_gone(request, _ended(reply_log), cancel)
+    response = response_of(meta, reply_log.events)
+    if response["status"] == FAILED:
+        # An error the SDKs raise (and retry when it is worth it), not a 200 to inspect.
+        raise error_from_reply(response["error"])
+    return JSONResponse(response)
 
 
 @router.get("/responses/{response_id}")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -312,6 +314,18 @@ async def test_closing_a_foreground_stream_cancels_the_answer(
     reply_id = head[0].response.id.removeprefix("resp_")
     await reply_finished(server, "alice", reply_id)
     assert (await client.responses.retrieve(head[0].response.id)).status == "cancelled"
+
+
+async def test_leaving_a_non_stream_request_cancels_the_answer(
+    server: RunningServer, fake: FakeUpstream
+) -> None:
+    """A client that gives up waiting for a non-stream answer cancels it at the provider."""
+    waiting = asyncio.create_task(post(server, {"model": MODEL, "input": ENDLESS}))
+    await fake.wait_for(lambda s: s.streams_open == 1)
+    waiting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting
+    await fake.wait_for(lambda s: s.disconnects >= 1)
 
 
 async def test_a_finished_response_streams_again_whole(client: AsyncOpenAI) -> None:

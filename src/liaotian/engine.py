@@ -299,6 +299,8 @@ class ChatEngine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._forgetting: set[asyncio.Task[None]] = set()
         """Deletions of ephemeral conversations: :meth:`shutdown` waits for them."""
+        self._unkept: set[str] = set()
+        """Ephemeral replies started here whose conversation is not deleted yet."""
         self._storing: set[asyncio.Future[BegunReply]] = set()
         """Reply starts being stored: :meth:`shutdown` waits for them."""
         self._sends_in_flight: dict[tuple[str, str], asyncio.Future[ReplyLog]] = {}
@@ -323,6 +325,12 @@ class ChatEngine:
     def live_log(self, owner: str, message_id: str) -> ReplyLog | None:
         """The log this process holds for the owner's reply, or None."""
         return self.backplane.live_log(owner, message_id)
+
+    def unkept(self, message_id: str) -> bool:
+        """Whether ``message_id`` is an ephemeral reply (:attr:`SendOptions.ephemeral`)
+        started in this process whose conversation is not deleted yet: what must not be
+        shown although the store and this process's logs still hold it."""
+        return message_id in self._unkept
 
     async def rename_conversation(
         self, owner: str, conversation_id: str, title: str, *, origin: object = None
@@ -620,6 +628,8 @@ class ChatEngine:
             reply.title = TitleJob(owner, conversation.id, model.id, begun.user_text)
         self._running[begun.reply_id] = reply
         self._running_per_owner[owner] += 1
+        if options.ephemeral:
+            self._unkept.add(begun.reply_id)
         task = asyncio.create_task(self._run(reply, provider, request, busy_key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -862,7 +872,10 @@ class ChatEngine:
             try:
                 await self.store.delete_conversation(key.owner, key.conversation_id)
             except Exception:
+                # Still listed as unkept, so it stays out of sight in this process.
                 log.exception("could not delete the unkept conversation %s", key.conversation_id)
+            else:
+                self._unkept.discard(key.message_id)
 
         task = asyncio.create_task(delete(), name=f"liaotian-forget-{key.message_id}")
         self._forgetting.add(task)

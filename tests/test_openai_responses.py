@@ -431,11 +431,11 @@ IMAGE = {"type": "input_image", "image_url": "https://a.example/a.png"}
         ({"model": MODEL}, "input", "invalid_value"),
         ({**BASE, "max_output_tokens": "9"}, "max_output_tokens", "invalid_value"),
         ({**BASE, "reasoning": {"effort": "max"}}, "reasoning.effort", "invalid_value"),
-        ({**BASE, "input": [{"role": "robot", "content": "x"}]}, "input.0.role", "invalid_value"),
+        ({**BASE, "input": [{"role": "robot", "content": "x"}]}, "input[0].role", "invalid_value"),
         ({**BASE, "input": [{"role": "assistant", "content": "x"}]}, "input", "invalid_value"),
         (
             {**BASE, "input": [{"role": "user", "content": [IMAGE]}]},
-            "input.0.content.0.type",
+            "input[0].content[0].type",
             "unsupported_content",
         ),
         ({**BASE, "tools": [{"type": "web_search"}]}, "tools", "unsupported_parameter"),
@@ -525,3 +525,21 @@ async def test_resume_on_another_process_is_exact(cluster: Cluster) -> None:
         assert text_of(events) == SLOW_TEXT
         cancelled = await on_b.responses.create(model=MODEL, input=ENDLESS, background=True)
         assert (await on_a.responses.cancel(cancelled.id)).status == "cancelled"
+
+
+@pytest.mark.scaleout
+async def test_an_unstored_response_is_not_found_on_another_process_while_it_streams(
+    cluster: Cluster,
+) -> None:
+    """store: false streaming on process A is 404 on process B too (not a failed one)."""
+    a, b = (server.http_url for server in cluster.servers)
+    async with sdk(a, cluster.token) as on_a, sdk(b, cluster.token) as on_b:
+        stream = await on_a.responses.create(model=MODEL, input=SLOW, stream=True, store=False)
+        events = []
+        async for event in stream:
+            events.append(event)
+            if len(events) == 3:  # streaming now: ask the other process
+                with pytest.raises(openai.NotFoundError):
+                    await on_b.responses.retrieve(events[0].response.id)
+        assert events[-1].type == "response.completed"
+        assert text_of(events) == SLOW_TEXT

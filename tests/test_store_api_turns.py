@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from liaotian.engine import SendOptions
-from liaotian.errors import NotFound
+from liaotian.errors import NotFound, RequestError
 from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, expected_reply
 from tests.server_harness import reply_finished, run_server
@@ -77,3 +77,17 @@ async def test_an_ephemeral_turn_is_answered_then_forgotten(
         await engine.forget_pending()
         with pytest.raises(NotFound):
             await store.get_conversation("alice", key.conversation_id)
+
+
+async def test_an_unkept_turn_never_goes_into_an_existing_conversation(
+    make_settings: SettingsFactory,
+) -> None:
+    """An unkept turn's conversation is deleted when it ends, so it may not name one."""
+    async with run_server(make_settings()) as server:
+        await answer(server.services.store, new_reply("one"))
+        with pytest.raises(RequestError):
+            await server.services.engine.send(
+                "alice", SendOptions("two", conversation_id="c", ephemeral=True)
+            )
+        page, _ = await server.services.store.history("alice", "c", limit=10)
+        assert [m.content for m in page] == ["one", "re: one"]

@@ -40,6 +40,7 @@ from liaotian.errors import (
     NotFound,
     ProviderError,
     ProviderTimeout,
+    RequestError,
     ShuttingDown,
     StoreConflict,
     StoreError,
@@ -77,6 +78,8 @@ from liaotian.titles import TitleJob, Titler
 
 log = logging.getLogger(__name__)
 
+UNKEPT_PREFIX = "unkept-"
+"""How the id of an ephemeral reply's conversation begins (:meth:`ChatEngine.unkept`)."""
 FINAL_WRITE_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 """Seconds between attempts at a reply's final write (within ``final_write_timeout``)."""
 NOT_SAVED_MESSAGE = (
@@ -299,8 +302,6 @@ class ChatEngine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._forgetting: set[asyncio.Task[None]] = set()
         """Deletions of ephemeral conversations: :meth:`shutdown` waits for them."""
-        self._unkept: set[str] = set()
-        """Ephemeral replies started here whose conversation is not deleted yet."""
         self._storing: set[asyncio.Future[BegunReply]] = set()
         """Reply starts being stored: :meth:`shutdown` waits for them."""
         self._sends_in_flight: dict[tuple[str, str], asyncio.Future[ReplyLog]] = {}
@@ -326,11 +327,12 @@ class ChatEngine:
         """The log this process holds for the owner's reply, or None."""
         return self.backplane.live_log(owner, message_id)
 
-    def unkept(self, message_id: str) -> bool:
-        """Whether ``message_id`` is an ephemeral reply (:attr:`SendOptions.ephemeral`)
-        started in this process whose conversation is not deleted yet: what must not be
-        shown although the store and this process's logs still hold it."""
-        return message_id in self._unkept
+    @staticmethod
+    def unkept(conversation_id: str) -> bool:
+        """Whether the conversation is an ephemeral reply's (:attr:`SendOptions.ephemeral`),
+        not deleted yet: what must not be shown although the store and the logs still hold
+        it. Every process can tell: the id says so."""
+        return conversation_id.startswith(UNKEPT_PREFIX)
 
     async def rename_conversation(
         self, owner: str, conversation_id: str, title: str, *, origin: object = None
@@ -628,8 +630,6 @@ class ChatEngine:
             reply.title = TitleJob(owner, conversation.id, model.id, begun.user_text)
         self._running[begun.reply_id] = reply
         self._running_per_owner[owner] += 1
-        if options.ephemeral:
-            self._unkept.add(begun.reply_id)
         task = asyncio.create_task(self._run(reply, provider, request, busy_key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -646,7 +646,12 @@ class ChatEngine:
         """
         conversation_id = options.conversation_id
         create = options.create_missing_conversation
-        if conversation_id is None:
+        if options.ephemeral:
+            if conversation_id is not None or options.client_message_id is not None:
+                # Its conversation is deleted when it ends: never an existing one.
+                raise RequestError("an unkept turn starts a conversation of its own")
+            create, conversation_id = True, UNKEPT_PREFIX + new_id()
+        elif conversation_id is None:
             create = True
             conversation_id = (
                 new_id()
@@ -871,11 +876,8 @@ class ChatEngine:
         async def delete() -> None:
             try:
                 await self.store.delete_conversation(key.owner, key.conversation_id)
-            except Exception:
-                # Still listed as unkept, so it stays out of sight in this process.
+            except Exception:  # its id keeps it out of sight; a later start does not retry
                 log.exception("could not delete the unkept conversation %s", key.conversation_id)
-            else:
-                self._unkept.discard(key.message_id)
 
         task = asyncio.create_task(delete(), name=f"liaotian-forget-{key.message_id}")
         self._forgetting.add(task)

@@ -248,7 +248,7 @@ def _turns(value: Any) -> _Turns:
     system: list[str] = []
     turns: list[tuple[str, str]] = []
     for index, item in enumerate(value):
-        where = f"input.{index}"
+        where = f"input[{index}]"
         if not isinstance(item, dict):
             raise _invalid(where, "each input item must be an object")
         kind = item.get("type", "message")
@@ -280,7 +280,7 @@ def _text(content: Any, where: str) -> str:
         raise _invalid(where, "give a string or a list of text parts")
     texts = []
     for index, part in enumerate(content):
-        at = f"{where}.{index}"
+        at = f"{where}[{index}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in UNSUPPORTED_PARTS:
             raise ApiError(
@@ -333,7 +333,7 @@ async def _stored_reply(
     """The owner's stored reply ``reply_id`` (MessageInfo, conversation id), or None (also
     for an unstored one, which exists only until its answer has ended)."""
     found = await services.store.find_message(owner, reply_id)
-    if found is None or found[0].role != "assistant" or services.engine.unkept(reply_id):
+    if found is None or found[0].role != "assistant" or services.engine.unkept(found[1]):
         return None
     return found
 

@@ -444,3 +444,16 @@ def total_cpu(pids: Sequence[int]) -> float:
         except OSError:
             continue
     return total
+
+
+def settle(servers: Sequence[Server], *, window: float = 0.5, within: float = 30.0) -> None:
+    """Wait (``within`` s at most) until the servers are idle: under 5% of a core over
+    ``window`` s, so background work left by earlier answers (titles, deleting unkept
+    conversations) does not land in the next measurement."""
+    pids = [server.pid for server in servers]
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        before = total_cpu(pids)
+        time.sleep(window)
+        if total_cpu(pids) - before < 0.05 * window * len(pids):
+            return

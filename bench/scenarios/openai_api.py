@@ -54,27 +54,21 @@ def run(ctx: Context) -> Result:
             warmed = procs.run_job(procs.sign_up(warm_up, servers))
             if warmed["errors"]:
                 result.notes.append(f"warm-up (store {store}): {warmed['error_samples'][:2]}")
-        paths = [
-            Way(
-                "WebSocket",
-                measure(
-                    jobs.chat(ws_urls, streams, turns=turns, stagger=stagger, fresh=True),
-                    servers=servers,
-                    upstream=ctx.upstream,
-                ),
-            ),
+        ways = [
+            ("WebSocket", jobs.chat(ws_urls, streams, turns=turns, stagger=stagger, fresh=True)),
             *(
-                Way(
+                (
                     f"API, store {str(store).lower()}",
-                    measure(
-                        jobs.api(http_urls, streams, turns=turns, stagger=stagger, store=store),
-                        servers=servers,
-                        upstream=ctx.upstream,
-                    ),
+                    jobs.api(http_urls, streams, turns=turns, stagger=stagger, store=store),
                 )
                 for store in (False, True)
             ),
         ]
+        paths = []
+        for name, job in ways:
+            # The previous way's titles and deletions would otherwise be measured here.
+            procs.settle(servers)
+            paths.append(Way(name, measure(job, servers=servers, upstream=ctx.upstream)))
     socket, *api = paths
     for path in paths:
         print(

@@ -235,20 +235,8 @@ class ResponseStream:
         item = self._reasoning
         if item is None:
             item = self._reasoning = _Item(REASONING_PREFIX + self.meta.reply_id, 0)
-            self._emit(
-                out,
-                "response.output_item.added",
-                output_index=item.output_index,
-                item=self._reasoning_item(item),
-            )
-            self._emit(
-                out,
-                "response.content_part.added",
-                item_id=item.id,
-                output_index=item.output_index,
-                content_index=0,
-                part={"type": "reasoning_text", "text": ""},
-            )
+            part = {"type": "reasoning_text", "text": ""}
+            self._open(out, item, self._reasoning_item(item), part)
         item.pieces.append(text)
         self._emit(
             out,
@@ -265,20 +253,7 @@ class ResponseStream:
             self._close_reasoning(out)
             index = 0 if self._reasoning is None else 1
             item = self._message = _Item(MESSAGE_PREFIX + self.meta.reply_id, index)
-            self._emit(
-                out,
-                "response.output_item.added",
-                output_index=item.output_index,
-                item=self._message_item(item),
-            )
-            self._emit(
-                out,
-                "response.content_part.added",
-                item_id=item.id,
-                output_index=item.output_index,
-                content_index=0,
-                part=_output_text("", ()),
-            )
+            self._open(out, item, self._message_item(item), _output_text("", ()))
         item.pieces.append(text)
         self._emit(
             out,
@@ -288,6 +263,26 @@ class ResponseStream:
             content_index=0,
             delta=text,
             logprobs=[],
+        )
+
+    def _open(
+        self,
+        out: list[dict[str, Any]],
+        item: _Item,
+        item_object: dict[str, Any],
+        part: dict[str, Any],
+    ) -> None:
+        """Add an output item and its one content part, both still empty."""
+        self._emit(
+            out, "response.output_item.added", output_index=item.output_index, item=item_object
+        )
+        self._emit(
+            out,
+            "response.content_part.added",
+            item_id=item.id,
+            output_index=item.output_index,
+            content_index=0,
+            part=part,
         )
 
     def _close_reasoning(self, out: list[dict[str, Any]]) -> None:

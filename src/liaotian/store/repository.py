@@ -1105,36 +1105,31 @@ def _insert_user_message(
     attachments: tuple[dict[str, Any], ...],
 ) -> tuple[str, int]:
     """Insert a user message; returns its id and pk."""
-    message_id = new_id()
-    result = c.execute(
-        _INSERT_MESSAGE,
-        {
-            "id": message_id,
-            "conversation_pk": conversation_pk,
-            "parent_pk": parent_pk,
-            "role": "user",
-            "content": text_,
-            "attachments": list(attachments) or None,
-            "status": ReplyStatus.COMPLETED.value,
-            "client_message_id": client_message_id,
-            "created_at": now,
-            "updated_at": now,
-        },
+    return _insert_completed(
+        c,
+        conversation_pk,
+        parent_pk,
+        "user",
+        text_,
+        now,
+        client_message_id=client_message_id,
+        attachments=attachments,
     )
-    if text_:
-        search.index_message(c, message_id, text_)
-    return message_id, _inserted_pk(result)
 
 
-def _insert_prior(
+def _insert_completed(
     c: Connection,
     conversation_pk: int,
     parent_pk: int | None,
     role: str,
     text_: str,
     now: datetime,
+    *,
+    client_message_id: str | None = None,
+    attachments: tuple[dict[str, Any], ...] = (),
 ) -> tuple[str, int]:
-    """Insert a completed earlier message given by the client; returns its id and pk."""
+    """Insert a completed message (a user's, or an earlier turn a client gives whole) and
+    index its text; returns its id and pk."""
     message_id = new_id()
     result = c.execute(
         _INSERT_MESSAGE,
@@ -1144,7 +1139,9 @@ def _insert_prior(
             "parent_pk": parent_pk,
             "role": role,
             "content": text_,
+            "attachments": list(attachments) or None,
             "status": ReplyStatus.COMPLETED.value,
+            "client_message_id": client_message_id,
             "created_at": now,
             "updated_at": now,
         },
@@ -1250,7 +1247,7 @@ def _begin_reply(c: Connection, new: NewReply, now: datetime) -> BegunReply:
             parent_pk, parent_id = placed.pk, placed.id
             replaces = tuple(tree.left_path(c, leaf, parent_pk))
         for role, prior_text in new.prior:
-            parent_id, parent_pk = _insert_prior(
+            parent_id, parent_pk = _insert_completed(
                 c, conversation.pk, parent_pk, role, prior_text, now
             )
     context = _context(

@@ -91,3 +91,32 @@ async def test_an_unkept_turn_never_goes_into_an_existing_conversation(
             )
         page, _ = await server.services.store.history("alice", "c", limit=10)
         assert [m.content for m in page] == ["one", "re: one"]
+
+
+async def test_a_restart_deletes_unkept_conversations_an_earlier_stop_left(
+    make_settings: SettingsFactory,
+) -> None:
+    """Unkept conversations whose process stopped before deleting them are gone after a
+    restart (a reply it left streaming is first marked interrupted); others stay."""
+    settings = make_settings()
+    async with run_server(settings) as server:
+        store = server.services.store
+        await answer(store, new_reply("left behind", conversation_id="unkept-left"))
+        await store.begin_reply(new_reply("cut off", conversation_id="unkept-cut"))
+        await answer(store, new_reply("kept", conversation_id="unkept_kept"))
+    async with run_server(settings) as server:
+        listed, _ = await server.services.store.list_conversations("alice", limit=10)
+        assert [c.id for c in listed] == ["unkept_kept"]
+
+
+async def test_the_sweep_leaves_an_unkept_conversation_whose_reply_streams(
+    make_settings: SettingsFactory,
+) -> None:
+    """A reply still streaming (in another process) keeps its unkept conversation."""
+    async with run_server(make_settings()) as server:
+        store = server.services.store
+        await answer(store, new_reply("done", conversation_id="unkept-done"))
+        await store.begin_reply(new_reply("streaming", conversation_id="unkept-live"))
+        assert await store.delete_idle_with_prefix("unkept-") == 1
+        listed, _ = await store.list_conversations("alice", limit=10)
+        assert [c.id for c in listed] == ["unkept-live"]

@@ -309,9 +309,14 @@ class ChatEngine:
 
     async def start(self) -> None:
         """Start the backplane (which first recovers the replies an earlier stop left
-        streaming) and checkpointing."""
+        streaming) and checkpointing, then delete the unkept conversations an earlier
+        stop left (none of their replies streams any more)."""
         await self.backplane.start(self.cancel_local)
         self.checkpointer.start()
+        # After the recovery: an ephemeral turn whose process died is no longer streaming.
+        left = await self.store.delete_idle_with_prefix(UNKEPT_PREFIX)
+        if left:
+            log.info("deleted %d unkept conversations an earlier stop left", left)
 
     # -- what connections use ------------------------------------------------------------
 

@@ -691,12 +691,29 @@ class Store:
 
     async def delete_conversation(self, owner: str, conversation_id: str) -> None:
         def work(c: Connection) -> None:
-            conversation = _conversation(c, owner, conversation_id)
-            search.unindex_conversation(c, conversation.pk)
-            c.execute(delete(messages).where(messages.c.conversation_pk == conversation.pk))
-            c.execute(delete(conversations).where(conversations.c.pk == conversation.pk))
+            _delete_conversation(c, _conversation(c, owner, conversation_id).pk)
 
         await self._db.run(work)
+
+    async def delete_idle_with_prefix(self, prefix: str) -> int:
+        """Delete every conversation whose id begins with ``prefix`` and where no reply
+        streams (what ephemeral turns left behind when their process died before deleting
+        them); returns how many."""
+        streaming = select(messages.c.pk).where(
+            messages.c.conversation_pk == conversations.c.pk,
+            messages.c.status == ReplyStatus.STREAMING.value,
+        )
+        query = select(conversations.c.pk).where(
+            conversations.c.id.startswith(prefix, autoescape=True), ~streaming.exists()
+        )
+
+        def work(c: Connection) -> int:
+            found = list(c.scalars(query))
+            for pk in found:
+                _delete_conversation(c, pk)
+            return len(found)
+
+        return await self._db.run(work)
 
     # -- messages ------------------------------------------------------------------------
 
@@ -1279,6 +1296,13 @@ def _begin_reply(c: Connection, new: NewReply, now: datetime) -> BegunReply:
         user_siblings=user_siblings,
         reply_siblings=reply_siblings,
     )
+
+
+def _delete_conversation(c: Connection, conversation_pk: int) -> None:
+    """Delete a conversation, its messages and their index rows (attachments cascade)."""
+    search.unindex_conversation(c, conversation_pk)
+    c.execute(delete(messages).where(messages.c.conversation_pk == conversation_pk))
+    c.execute(delete(conversations).where(conversations.c.pk == conversation_pk))
 
 
 def _interrupt() -> Any:

@@ -23,10 +23,13 @@ protocol), an HTTP status, or a CLI message.
     │   ├── ProviderNotConfigured          the provider exists but lacks its key / URL
     │   ├── UnsupportedCapability          the model cannot do what was asked (images, …)
     │   ├── ShareLinksDisabled             the server's setting share_links is off
+    │   ├── Forbidden                      the account's role may not do this (HTTP 403)
+    │   ├── ModelNotAllowed                the account's role may not use the model
     │   └── LimitExceeded                  a configured limit was reached
     │       ├── TooManyConnections             connections per owner / in total
     │       ├── RateLimited                    messages per minute per owner
     │       ├── TooManyReplies                 concurrent replies per owner
+    │       ├── QuotaExceeded                  a quota of the account (tokens, messages, cost)
     │       ├── SignInBusy                     too many password checks at once (HTTP 503)
     │       ├── AttachmentsBusy                too many images being checked at once (HTTP 503)
     │       └── ImportsBusy                    too many import files being read at once (HTTP 503)
@@ -149,6 +152,19 @@ class ShareLinksDisabled(RequestError):
     code = "share_links_disabled"
 
 
+class Forbidden(RequestError):
+    """The account may not do this: an admin route for a user, a disabled account. HTTP 403."""
+
+    code = "forbidden"
+
+
+class ModelNotAllowed(RequestError):
+    """The account's role may not use the model (the setting ``role_models``). Raised before
+    anything is stored."""
+
+    code = "model_not_allowed"
+
+
 class LimitExceeded(RequestError):
     """A configured limit was reached; ``retry_after`` (seconds) says when to try again."""
 
@@ -170,6 +186,25 @@ class RateLimited(LimitExceeded):
 
 class TooManyReplies(LimitExceeded):
     code = "too_many_replies"
+
+
+class QuotaExceeded(LimitExceeded):
+    """A quota of the account is used up; checked before the provider is called.
+
+    ``quota`` is the wire form: ``{"limit": "tokens_per_day" | "messages_per_day" |
+    "cost_per_month" | "concurrent_replies", "allowed": number, "used": number,
+    "remaining": number, "resets_at": ISO 8601 UTC | null}``; ``retry_after`` is the
+    seconds until ``resets_at``.
+    """
+
+    code = "quota_exceeded"
+    retryable = False
+
+    def __init__(
+        self, message: str, *, quota: dict[str, object], retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.quota = quota
 
 
 class SignInBusy(LimitExceeded):

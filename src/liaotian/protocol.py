@@ -453,6 +453,9 @@ def build_error(error: LiaotianError, request_id: str | int | None = None, **ext
     capability = getattr(error, "capability", None)
     if capability is not None:
         frame["capability"] = capability
+    quota = getattr(error, "quota", None)
+    if quota is not None:
+        frame["quota"] = quota
     if request_id is not None:
         frame["id"] = request_id
     frame.update({key: value for key, value in extra.items() if value is not None})

@@ -108,6 +108,35 @@ class ModelSettings(BaseModel):
     """DashScope only: the text-generation or the multimodal-generation endpoint."""
 
 
+class Price(BaseModel):
+    """What one model costs, per million tokens, in ``Settings.currency`` (``[prices."qwen-plus"]``
+    in the TOML file, or ``LIAOTIAN_PRICES`` as JSON). liaotian ships no prices: the operator
+    copies them from the provider's price page. Cached input tokens cost ``cached_input``
+    (default: ``input``); reasoning tokens are output tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+
+
+class Limits(BaseModel):
+    """A role's quotas (``[role_limits.user]`` in the TOML file, or ``LIAOTIAN_ROLE_LIMITS``
+    as JSON). None (the default): no limit. Days and months are UTC."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tokens_per_day: int | None = Field(default=None, ge=0)
+    messages_per_day: int | None = Field(default=None, ge=0)
+    cost_per_month: float | None = Field(default=None, ge=0)
+    concurrent_replies: int | None = Field(default=None, ge=1)
+
+
+LIMIT_NAMES = ("tokens_per_day", "messages_per_day", "cost_per_month", "concurrent_replies")
+ROLES = ("admin", "user")
+
+
 def _check_http_url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
@@ -148,6 +177,15 @@ class Settings(BaseSettings):
     title_model: str = "auto"
     share_links: bool = True
     """Whether owners may share read-only snapshots at unguessable URLs."""
+    # Usage, quotas and roles (liaotian.usage, docs/administration.md): the price table
+    # (none by default: costs stay unknown), its currency, each role's quotas (an account's
+    # own limits override them), the models each role may use ("*": any; a role absent:
+    # any), and self sign-up ("off", or "approval": an admin approves each new account).
+    prices: dict[str, Price] = Field(default_factory=dict)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    role_limits: dict[Literal["admin", "user"], Limits] = Field(default_factory=dict)
+    role_models: dict[Literal["admin", "user"], list[str]] = Field(default_factory=dict)
+    self_signup: Literal["off", "approval"] = "off"
     max_import_bytes: int = Field(default=64 << 20, ge=1024)
     """The largest file ``POST /conversations/import`` reads."""
     imports_per_minute: int = Field(default=10, ge=1)

@@ -1,4 +1,5 @@
-"""Database tables: owners, conversations, messages, attachments, shares, users, credentials.
+"""Database tables: owners, conversations, messages, attachments, shares, users, credentials,
+the usage ledger and the audit log.
 
 Alembic migrations mirror this file. The full-text index (``message_search`` and
 ``conversation_search``: SQLite FTS5 virtual tables, PostgreSQL tables with a ``tsvector``
@@ -7,12 +8,13 @@ know it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -212,6 +214,17 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
+    """``admin`` or ``user`` (see docs/administration.md)."""
+    status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    """``active``; ``disabled`` (no credential of it works); ``pending`` (signed itself up,
+    waits for an admin's approval)."""
+    limits: Mapped[dict[str, float | None] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True
+    )
+    """This user's own quota limits, over its role's: a limit name (``tokens_per_day``,
+    ``messages_per_day``, ``cost_per_month``, ``concurrent_replies``) to a number, or to
+    None for no limit (lifted). A name absent takes the role's limit."""
 
 
 class Credential(Base):
@@ -231,3 +244,57 @@ class Credential(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class UsageRecord(Base):
+    """One reply's usage: the ledger. Written once, when the reply ends, in the same
+    transaction as its outcome; never updated. Not tied by foreign keys to the owner, the
+    user or the message, so it outlives them (totals stay true after a deletion).
+
+    Tokens are the provider's counts when it reported them; otherwise (a cancelled or
+    failed reply, a provider that reports nothing) an estimate, and ``estimated`` is set.
+    ``cost`` is from the price table at the time of the reply (None: the model has no
+    price). ``day`` is the UTC day of ``created_at``: totals by day are an index range.
+    """
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_owner_day", "owner_id", "day"),
+        Index("ix_usage_day_model", "day", "model"),
+        Index("ix_usage_user_day", "user_id", "day"),
+    )
+
+    pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_id: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The account behind ``owner_id`` (None for an open-mode owner)."""
+    day: Mapped[date] = mapped_column(Date)
+    model: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    """The reply's outcome: completed, cancelled, error, interrupted."""
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    cost: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEntry(Base):
+    """An administrative action: who (a user name, or ``cli`` from the server's shell),
+    what (``action`` such as ``user.create``, and ``details``), to whom, when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_at", "at"),)
+
+    pk: Mapped[int] = mapped_column(BigIntPk, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    details: Mapped[dict[str, object] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True
+    )

@@ -16,11 +16,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from liaotian import (
     __version__,
+    account_routes,
+    admin_live_routes,
+    admin_routes,
     attachment_routes,
     auth_routes,
     import_routes,
     openai_api,
+    route_access,
     share_routes,
+    usage_routes,
 )
 from liaotian.auth import HostPolicy
 from liaotian.connection import Connection
@@ -232,6 +237,11 @@ def create_app(settings: Settings, drain: Drain | None = None) -> LiaotianApp:
     app.include_router(import_routes.router)
     app.include_router(share_routes.router)
     app.include_router(openai_api.router)
+    app.include_router(account_routes.router)
+    app.include_router(usage_routes.router)
+    app.include_router(admin_routes.router)
+    app.include_router(admin_live_routes.router)
+    route_access.install(app)
     if settings.api_cors_origins:
         app.add_middleware(ApiCors, origins=settings.api_cors_origins)
 

@@ -45,16 +45,20 @@ def _limited(limited: LimitExceeded) -> JSONResponse:
 
 @router.get("/me")
 async def me(request: Request) -> JSONResponse:
-    """``{"user": name | null, "owner": owner id | null, "required": bool}``: who is signed
-    in (and the owner id the WebSocket ``hello`` will name), and whether one must."""
-    auth = services_of(request).auth
+    """``{"user": name | null, "owner": owner id | null, "role": "admin" | "user" | null,
+    "required": bool, "signup": "off" | "approval"}``: who is signed in (and the owner id
+    the WebSocket ``hello`` will name), whether one must, and whether one may sign up."""
+    services = services_of(request)
+    auth = services.auth
     required = await auth.required()
     identity = await auth.identify(request)
     return JSONResponse(
         {
             "user": identity.user if identity else None,
             "owner": identity.owner if identity else None,
+            "role": identity.role if identity else None,
             "required": required,
+            "signup": services.settings.self_signup,
         }
     )
 

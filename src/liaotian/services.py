@@ -20,6 +20,7 @@ from liaotian.settings import Settings
 from liaotian.store import Store, create_engine
 from liaotian.store.accounts import Accounts
 from liaotian.store.attachments import AttachmentStore, reap_periodically
+from liaotian.store.audit import AuditLog
 from liaotian.store.migrate import upgrade
 from liaotian.store.shares import ShareStore
 
@@ -39,6 +40,7 @@ class Services:
     auth: Authenticator
     attachments: AttachmentStore
     shares: ShareStore
+    audit: AuditLog
     attachment_reaper: asyncio.Task[None] | None = None
 
     @classmethod
@@ -89,6 +91,7 @@ class Services:
             auth=auth,
             attachments=attachments,
             shares=ShareStore(store.database),
+            audit=AuditLog(store.engine),
             attachment_reaper=reaper,
         )
 

@@ -33,6 +33,11 @@ USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 MIN_PASSWORD = 8
 SESSION = "session"
 TOKEN = "token"
+ADMIN = "admin"
+USER = "user"
+ACTIVE = "active"
+DISABLED = "disabled"
+PENDING = "pending"
 TOKEN_PREFIX = "lt_"
 
 _hasher = PasswordHasher()
@@ -59,10 +64,15 @@ class Identity:
     user: str
     user_id: int
     credential_id: int
+    role: str = "user"
 
     @property
     def owner(self) -> str:
         return account_owner(self.user_id)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == ADMIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,15 +123,36 @@ class Accounts:
         async with self._sessions() as session:
             return bool(await session.scalar(select(func.count()).select_from(User)))
 
-    async def add_user(self, name: str, password: str) -> None:
-        """Create a user; raises InvalidFrame for a bad name/password or a taken name."""
+    async def add_user(
+        self,
+        name: str,
+        password: str,
+        *,
+        role: str | None = None,
+        status: str = ACTIVE,
+        limits: dict[str, float | None] | None = None,
+    ) -> str:
+        """Create a user and return its role; raises InvalidFrame for a bad name/password or
+        a taken name. Without ``role``, the first user is an admin and later ones users."""
         check_user_name(name)
         password_hash = await asyncio.to_thread(_hasher.hash, check_password(password))
         try:
             async with self._sessions() as session, session.begin():
-                session.add(User(name=name, password_hash=password_hash))
+                if role is None:
+                    has_users = await session.scalar(select(func.count()).select_from(User))
+                    role = USER if has_users else ADMIN
+                session.add(
+                    User(
+                        name=name,
+                        password_hash=password_hash,
+                        role=role,
+                        status=status,
+                        limits=limits,
+                    )
+                )
         except StoreConflict:
             raise InvalidFrame(f"the user {name} already exists") from None
+        return role
 
     async def list_users(self) -> list[tuple[str, datetime]]:
         async with self._sessions() as session:
@@ -166,9 +197,12 @@ class Accounts:
         return account_owner(user_id)
 
     async def verify_password(self, name: str, password: str) -> bool:
-        """True when ``password`` is the user's; same cost whether the user exists or not."""
+        """True when ``password`` is the user's and the user is active; same cost whether
+        the user exists or not."""
         async with self._sessions() as session:
-            stored = await session.scalar(select(User.password_hash).where(User.name == name))
+            stored = await session.scalar(
+                select(User.password_hash).where(User.name == name, User.status == ACTIVE)
+            )
         try:
             return (
                 await asyncio.to_thread(_hasher.verify, stored or _DUMMY_HASH, password)
@@ -214,21 +248,22 @@ class Accounts:
         async with self._sessions() as session:
             row = (
                 await session.execute(
-                    select(User.name, User.id, Credential.id, Credential.expires_at)
+                    select(User.name, User.id, Credential.id, Credential.expires_at, User.role)
                     .join(User, User.id == Credential.user_id)
                     .where(
                         Credential.secret_hash == hash_secret(secret),
                         Credential.kind == kind,
                         Credential.revoked_at.is_(None),
+                        User.status == ACTIVE,
                     )
                 )
             ).first()
         if row is None:
             return None
-        name, user_id, credential_id, expires = row
+        name, user_id, credential_id, expires, role = row
         if expires is not None and aware(expires) < utcnow():
             return None
-        return Identity(user=name, user_id=user_id, credential_id=credential_id)
+        return Identity(user=name, user_id=user_id, credential_id=credential_id, role=role)
 
     async def revoke(self, credential_id: int, *, user: str | None = None) -> None:
         """Revoke a credential (of ``user`` only, when given); NotFound otherwise."""
@@ -268,7 +303,8 @@ class Accounts:
         ]
 
     async def dead(self, credential_ids: Iterable[int]) -> set[int]:
-        """Which of ``credential_ids`` are revoked, expired or deleted now."""
+        """Which of ``credential_ids`` are revoked, expired, deleted, or of a user not
+        active, now."""
         wanted = set(credential_ids)
         if not wanted:
             return set()
@@ -276,9 +312,9 @@ class Accounts:
         async with self._sessions() as session:
             rows = (
                 await session.execute(
-                    select(Credential.id, Credential.revoked_at, Credential.expires_at).where(
-                        Credential.id.in_(wanted)
-                    )
+                    select(Credential.id, Credential.revoked_at, Credential.expires_at)
+                    .join(User, User.id == Credential.user_id)
+                    .where(Credential.id.in_(wanted), User.status == ACTIVE)
                 )
             ).all()
         alive = {

@@ -28,17 +28,25 @@ import "./thread";
 import "./toasts";
 
 const NARROW = window.matchMedia("(max-width: 820px)");
+/** Whether the lazily loaded page modules have been imported (they define their elements). */
+let accountLoaded = false;
+let adminLoaded = false;
 
 export class App extends LightElement {
   static override properties = {
     appState: { state: true },
     sidebarOpen: { state: true },
     settingsOpen: { state: true },
+    page: { state: true },
   };
 
   declare controller: ChatController;
   /** The signed-in user; null in open mode. */
   declare user: string | null;
+  /** The signed-in account's role (`admin`: the administration page is offered). */
+  declare role: string | null;
+  /** What the main area shows: the chat, the account's settings, or the administration. */
+  declare page: "chat" | "account" | "admin";
   declare appState: AppState;
   declare sidebarOpen: boolean;
   declare settingsOpen: boolean;
@@ -49,6 +57,8 @@ export class App extends LightElement {
     this.sidebarOpen = !NARROW.matches && loadSidebarOpen();
     this.settingsOpen = false;
     this.user = null;
+    this.role = null;
+    this.page = "chat";
   }
 
   override connectedCallback(): void {
@@ -88,6 +98,8 @@ export class App extends LightElement {
       @share=${this.#share}
       @example=${this.#example}
       @choose-model=${() => this.querySelector<Header>("lt-header")?.openModelPicker()}
+      @open-page=${this.#openPage}
+      @close-page=${this.#closePage}
     >
       <a class="skip-link" href="#composer-input">${t("app.skipToComposer")}</a>
       <aside class="sidebar">
@@ -100,12 +112,14 @@ export class App extends LightElement {
           ?loading=${state.conversationsLoading}
           .connection=${state.connection}
           .user=${this.user}
+          .role=${this.role}
           .search=${state.search}
           .archived=${state.archived}
         ></lt-sidebar>
       </aside>
       <div class="scrim" @click=${this.#toggleSidebar}></div>
-      <main class="main">
+      ${this.page !== "chat" ? this.#page() : nothing}
+      <main class="main" ?hidden=${this.page !== "chat"}>
         <lt-header
           .controller=${controller}
           .title=${title}
@@ -146,6 +160,37 @@ export class App extends LightElement {
       <lt-lightbox></lt-lightbox>
     </div>`;
   }
+
+  /**
+   * The account's settings or the administration: their modules (and the chart library) load
+   * only when first opened, so the chat's first load does not carry them.
+   */
+  #page(): TemplateResult {
+    const page = this.page;
+    const loaded = page === "admin" ? adminLoaded : accountLoaded;
+    if (!loaded) {
+      void (page === "admin" ? import("./admin-view") : import("./account-view")).then(() => {
+        if (page === "admin") adminLoaded = true;
+        else accountLoaded = true;
+        this.requestUpdate();
+      }, (error: unknown) => this.controller.showProblem({ code: "internal_error", message: String(error) }));
+      return html`<main class="main page-view"><div class="loading" role="status"><span class="spinner" aria-hidden="true"></span>${t("thread.loading")}</div></main>`;
+    }
+    return page === "admin"
+      ? html`<main class="main page-view"><lt-admin-view .user=${this.user}></lt-admin-view></main>`
+      : html`<main class="main page-view"><lt-account-view .user=${this.user}></lt-account-view></main>`;
+  }
+
+  #openPage = (event: CustomEvent<"account" | "admin">): void => {
+    this.page = event.detail;
+    if (NARROW.matches) this.sidebarOpen = false;
+  };
+
+  #closePage = async (): Promise<void> => {
+    this.page = "chat";
+    await this.updateComplete;
+    this.querySelector<Composer>("lt-composer")?.focus();
+  };
 
   #content(state: AppState, key: string): TemplateResult {
     const view = state.view;
@@ -302,6 +347,10 @@ export class App extends LightElement {
     }
     if (this.settingsOpen) {
       this.settingsOpen = false;
+      return;
+    }
+    if (this.page !== "chat") {
+      void this.#closePage();
       return;
     }
     if (isBusy(this.controller.activeThread)) {

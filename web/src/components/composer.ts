@@ -258,7 +258,10 @@ export class Composer extends LightElement {
     if (problem === null) return nothing;
     const { text, hint } = describeProblem(problem, this.reason);
     const aboutModel =
-      problem.code === "provider_not_configured" || problem.code === "model_not_found" || problem.code === "unsupported_capability";
+      problem.code === "provider_not_configured" ||
+      problem.code === "model_not_found" ||
+      problem.code === "model_not_allowed" ||
+      problem.code === "unsupported_capability";
     return html`<div class="composer-problem" role="alert" data-code=${problem.code}>
       ${icons.alert()}
       <div class="composer-problem-text">

@@ -41,12 +41,13 @@ export class Root extends LightElement {
         ?signedOut=${state.signedOut}
         ?busy=${state.signingIn}
         .error=${state.error}
+        .signup=${state.signup}
       ></lt-sign-in>`;
     }
     if (state.phase === "chat" && state.chat !== null) {
       return keyed(
         state.chat,
-        html`<lt-app .controller=${state.chat} .user=${state.user} @sign-out=${() => void this.session.signOut()}></lt-app>`,
+        html`<lt-app .controller=${state.chat} .user=${state.user} .role=${state.role} @sign-out=${() => void this.session.signOut()}></lt-app>`,
       );
     }
     return html`<div class="boot" aria-busy="true"></div>`;

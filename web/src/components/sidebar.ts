@@ -40,6 +40,7 @@ export class Sidebar extends LightElement {
     loading: { type: Boolean },
     connection: { attribute: false },
     user: { attribute: false },
+    role: { attribute: false },
     search: { attribute: false },
     archived: { attribute: false },
     renaming: { state: true },
@@ -58,6 +59,8 @@ export class Sidebar extends LightElement {
   declare connection: ConnectionState;
   /** The signed-in user, shown with "Sign out"; null in open mode. */
   declare user: string | null;
+  /** The signed-in account's role: an admin gets the administration page's entry. */
+  declare role: string | null;
   declare renaming: string | null;
   /** A clock for the reconnect countdown. */
   declare now: number;
@@ -81,6 +84,7 @@ export class Sidebar extends LightElement {
     this.loading = false;
     this.renaming = null;
     this.user = null;
+    this.role = null;
     this.now = Date.now();
     this.search = null;
     this.archived = null;
@@ -368,6 +372,16 @@ export class Sidebar extends LightElement {
       <span class="account-name" title=${`${t("account.signedInAs")} ${user}`}>
         <span class="visually-hidden">${t("account.signedInAs")} </span>${user}
       </span>
+      <button type="button" class="icon-btn" data-action="account-settings" aria-label=${t("account.settings")} title=${t("account.settings")}
+        @click=${() => this.dispatchEvent(new CustomEvent("open-page", { bubbles: true, detail: "account" }))}>
+        ${icons.user()}
+      </button>
+      ${this.role === "admin"
+        ? html`<button type="button" class="icon-btn" data-action="administration" aria-label=${t("account.admin")} title=${t("account.admin")}
+            @click=${() => this.dispatchEvent(new CustomEvent("open-page", { bubbles: true, detail: "admin" }))}>
+            ${icons.shield()}
+          </button>`
+        : nothing}
       <button type="button" class="btn btn-ghost btn-small" data-action="sign-out"
         @click=${() => this.dispatchEvent(new CustomEvent("sign-out", { bubbles: true }))}>
         ${icons.signOut()}<span>${t("account.signOut")}</span>

@@ -4,7 +4,9 @@
  * comes back as an HttpOnly cookie the page never sees.
  */
 import { html, nothing, type TemplateResult } from "lit";
-import { getLocale, type Locale, LOCALES, type MessageKey, setLocale, t } from "../i18n";
+import { signUp } from "../protocol/auth";
+import { ApiError } from "../protocol/http";
+import { getLocale, hasKey, type Locale, LOCALES, type MessageKey, setLocale, t } from "../i18n";
 import type { SessionController, SignInProblem } from "../state/session";
 import { LightElement } from "./base";
 import { icons } from "./icons";
@@ -24,6 +26,9 @@ export class SignIn extends LightElement {
     signedOut: { type: Boolean },
     busy: { type: Boolean },
     error: { attribute: false },
+    signup: { attribute: false },
+    mode: { state: true },
+    signUpResult: { state: true },
   };
 
   declare session: SessionController;
@@ -32,9 +37,17 @@ export class SignIn extends LightElement {
   declare signedOut: boolean;
   declare busy: boolean;
   declare error: SignInProblem | null;
+  /** `approval`: the screen offers "create an account" (an admin approves it). */
+  declare signup: "off" | "approval";
+  declare mode: "sign-in" | "sign-up";
+  /** After a sign-up: done (`pending`), or why not (a message key's code). */
+  declare signUpResult: { ok: boolean; code: string } | null;
 
   constructor() {
     super();
+    this.signup = "off";
+    this.mode = "sign-in";
+    this.signUpResult = null;
     this.user = null;
     this.signedOut = false;
     this.busy = false;
@@ -56,6 +69,7 @@ export class SignIn extends LightElement {
 
   protected override render(): TemplateResult {
     const error = this.error;
+    if (this.mode === "sign-up") return this.#signUpScreen();
     return html`<main class="sign-in">
       <div class="sign-in-card">
         <div class="sign-in-brand">
@@ -86,17 +100,101 @@ export class SignIn extends LightElement {
             <span>${this.busy ? t("signIn.submitting") : t("signIn.submit")}</span>
           </button>
         </form>
+        ${this.signUpResult?.ok ? html`<p class="sign-in-notice" role="status" data-state="pending">${t("signUp.pending")}</p>` : nothing}
+        ${this.signup === "approval"
+          ? html`<p class="sign-in-switch">
+              <button type="button" class="link-btn" data-action="sign-up" @click=${() => this.#switch("sign-up")}>${t("signUp.offer")}</button>
+            </p>`
+          : nothing}
       </div>
-      <label class="select-wrap language sign-in-language">
+      ${this.#language()}
+    </main>`;
+  }
+
+  #language(): TemplateResult {
+    return html`<label class="select-wrap language sign-in-language">
         ${icons.globe()}
         <span class="visually-hidden">${t("prefs.language")}</span>
         <select aria-label=${t("prefs.language")} data-control="language"
           @change=${(event: Event) => setLocale((event.target as HTMLSelectElement).value as Locale, true)}>
           ${LOCALES.map((locale) => html`<option value=${locale.id} ?selected=${locale.id === getLocale()}>${locale.name}</option>`)}
         </select>
-      </label>
+      </label>`;
+  }
+
+  /** "Create an account": the account waits for an admin's approval before it can sign in. */
+  #signUpScreen(): TemplateResult {
+    const result = this.signUpResult;
+    const problem = result !== null && !result.ok ? result.code : null;
+    return html`<main class="sign-in">
+      <div class="sign-in-card">
+        <div class="sign-in-brand">
+          <span class="logo" aria-hidden="true">${logo(18)}</span>
+          <span class="brand-name">liaotian <span lang="zh-CN">聊天</span></span>
+        </div>
+        <h1 id="sign-up-title">${t("signUp.title")}</h1>
+        <p class="sign-in-subtitle">${t("signUp.subtitle")}</p>
+        <form class="sign-in-form sign-up-form" aria-labelledby="sign-up-title" @submit=${this.#signUp}>
+          <div class="field">
+            <label for="sign-up-user">${t("signIn.user")}</label>
+            <input id="sign-up-user" name="username" type="text" autocomplete="username" autocapitalize="none"
+              spellcheck="false" maxlength="64" required ?disabled=${this.busy} />
+          </div>
+          <div class="field">
+            <label for="sign-up-password">${t("signIn.password")}</label>
+            <input id="sign-up-password" name="new-password" type="password" autocomplete="new-password"
+              maxlength="1024" required ?disabled=${this.busy} />
+          </div>
+          <div class="field">
+            <label for="sign-up-repeat">${t("signUp.repeat")}</label>
+            <input id="sign-up-repeat" name="repeat-password" type="password" autocomplete="new-password"
+              maxlength="1024" required ?disabled=${this.busy} />
+          </div>
+          ${problem !== null
+            ? html`<div class="sign-in-error" role="alert" data-code=${problem}>
+                ${icons.alert()}<span>${signUpProblem(problem)}</span>
+              </div>`
+            : nothing}
+          <button type="submit" class="btn btn-primary sign-in-submit" ?disabled=${this.busy}>
+            <span>${t("signUp.submit")}</span>
+          </button>
+        </form>
+        <p class="sign-in-switch">
+          <button type="button" class="link-btn" data-action="back-to-sign-in" @click=${() => this.#switch("sign-in")}>${t("signUp.back")}</button>
+        </p>
+      </div>
+      ${this.#language()}
     </main>`;
   }
+
+  async #switch(mode: "sign-in" | "sign-up"): Promise<void> {
+    this.mode = mode;
+    if (mode === "sign-up") this.signUpResult = null;
+    await this.updateComplete;
+    this.querySelector<HTMLInputElement>(mode === "sign-up" ? "#sign-up-user" : "#sign-in-user")?.focus();
+  }
+
+  #signUp = async (event: SubmitEvent): Promise<void> => {
+    event.preventDefault();
+    const form = event.target as HTMLFormElement;
+    const user = form.querySelector<HTMLInputElement>("#sign-up-user")?.value.trim() ?? "";
+    const password = form.querySelector<HTMLInputElement>("#sign-up-password")?.value ?? "";
+    const repeat = form.querySelector<HTMLInputElement>("#sign-up-repeat")?.value ?? "";
+    if (user === "" || password === "") return;
+    if (password !== repeat) {
+      this.signUpResult = { ok: false, code: "passwords_differ" };
+      return;
+    }
+    try {
+      await signUp(user, password);
+    } catch (error) {
+      this.signUpResult = { ok: false, code: error instanceof ApiError ? error.code : "connection" };
+      return;
+    }
+    this.signUpResult = { ok: true, code: "pending" };
+    this.user = user;
+    this.mode = "sign-in";
+  };
 
   #submit = async (event: SubmitEvent): Promise<void> => {
     event.preventDefault();
@@ -106,6 +204,12 @@ export class SignIn extends LightElement {
     if (user === "" || password === "") return;
     await this.session.signIn(user, password);
   };
+}
+
+/** Why a sign-up failed, in words. */
+function signUpProblem(code: string): string {
+  const key = `signUp.error.${code}`;
+  return hasKey(key) ? t(key) : t("signUp.error.other", { code });
 }
 
 customElements.define("lt-sign-in", SignIn);

@@ -4,11 +4,13 @@
  */
 import { loadLocale, saveLocale } from "../state/preferences";
 import type { Problem } from "../state/types";
-import { en, type MessageKey, type Messages } from "./en";
+import { en, type MessageKey as MainKey, type Messages } from "./en";
+import type { PageKey } from "./pages-en";
 import { zhCN } from "./zh-CN";
 
 export type Locale = "en" | "zh-CN";
-export type { MessageKey };
+/** A string's key: the chat's (always loaded), or the account and administration pages'. */
+export type MessageKey = MainKey | PageKey;
 
 export const LOCALES: readonly { id: Locale; name: string }[] = [
   { id: "en", name: "English" },
@@ -52,15 +54,22 @@ export function onLocaleChange(listener: () => void): () => void {
   return () => listeners.delete(listener);
 }
 
+/** Strings loaded later (the account and administration pages'), by locale. */
+const LATER: Record<Locale, Partial<Record<string, string>>> = { en: {}, "zh-CN": {} };
+
+export function addMessages(locale: Locale, messages: Readonly<Record<string, string>>): void {
+  Object.assign(LATER[locale], messages);
+}
+
 export function t(key: MessageKey, params: Record<string, string | number> = {}): string {
-  const template = CATALOGS[current][key];
+  const template = (CATALOGS[current] as Partial<Record<string, string>>)[key] ?? LATER[current][key] ?? LATER.en[key] ?? key;
   return template.replace(/\{(\w+)\}/g, (whole, name: string) =>
     name in params ? String(params[name]) : whole,
   );
 }
 
 export function hasKey(key: string): key is MessageKey {
-  return key in en;
+  return key in en || key in LATER[current] || key in LATER.en;
 }
 
 /** A problem in plain words: what happened and what to do. */
@@ -76,6 +85,7 @@ export function describeProblem(problem: Problem, reason?: string | null): { tex
     // most precise we have when the model list does not say why.
     return { text: problem.message, hint: t("problem.provider_not_configured.hint") };
   }
+  if (problem.code === "quota_exceeded") return describeQuota(problem);
   // unsupported_capability is worded per capability (vision, thinking, search).
   const key = problem.capability ? `problem.${problem.code}.${problem.capability}` : `problem.${problem.code}`;
   if (hasKey(key) && hasKey(`${key}.hint`)) {
@@ -87,6 +97,18 @@ export function describeProblem(problem: Problem, reason?: string | null): { tex
     };
   }
   return { text: t("problem.generic", { code: problem.code }), hint: t("problem.generic.hint") };
+}
+
+/**
+ * A quota's refusal, worded per limit ("daily token quota reached, resets at 00:00 UTC"); a
+ * limit this page does not know keeps the server's words.
+ */
+function describeQuota(problem: Problem): { text: string; hint: string } {
+  const quota = problem.quota;
+  const key = `problem.quota_exceeded.${quota?.limit ?? ""}`;
+  const hint = t("problem.quota_exceeded.hint");
+  if (quota === undefined || !hasKey(key)) return { text: problem.message || t("problem.quota_exceeded"), hint };
+  return { text: t(key, { allowed: quota.allowed === null ? "?" : formatNumber(quota.allowed) }), hint };
 }
 
 /** The same number in the current locale's format. */

@@ -9,7 +9,9 @@
  * - `signIn()` never rejects: it resolves with the user, or with why not (`code` is the
  *   server's error code, or `connection` when the request did not get an answer).
  * - `signOut()` rejects only when the server could not be asked.
+ * - `signUp()` resolves with the new (pending) account, or rejects with an `ApiError`.
  */
+import { call } from "./http";
 
 export interface Me {
   /** The signed-in user; null when nobody is (open mode, or sign-in missing). */
@@ -18,6 +20,10 @@ export interface Me {
   owner: string | null;
   /** Whether the server requires signing in. */
   required: boolean;
+  /** The signed-in account's role (`admin` or `user`); null when nobody is signed in. */
+  role?: string | null;
+  /** Whether the sign-in screen may offer "create an account" (`approval`) or not (`off`). */
+  signup?: "off" | "approval";
 }
 
 export type SignInResult =
@@ -52,7 +58,7 @@ export async function fetchMe(base = ""): Promise<Me> {
   } catch {
     throw new AuthUnavailable(0);
   }
-  if (response.status === 401) return { user: null, owner: null, required: true };
+  if (response.status === 401) return { user: null, owner: null, required: true, role: null, signup: "off" };
   if (!response.ok) throw new AuthUnavailable(response.status);
   const answer = await body(response);
   const user = field(answer, "user");
@@ -61,6 +67,8 @@ export async function fetchMe(base = ""): Promise<Me> {
     user: typeof user === "string" ? user : null,
     owner: typeof owner === "string" ? owner : null,
     required: field(answer, "required") === true,
+    role: typeof field(answer, "role") === "string" ? (field(answer, "role") as string) : null,
+    signup: field(answer, "signup") === "approval" ? "approval" : "off",
   };
 }
 
@@ -94,4 +102,9 @@ export async function signOut(base = ""): Promise<void> {
     throw new AuthUnavailable(0);
   }
   if (!response.ok) throw new AuthUnavailable(response.status);
+}
+
+/** Ask for an account (self sign-up with approval): it is `pending` until an admin approves it. */
+export function signUp(user: string, password: string): Promise<{ user: string; status: string }> {
+  return call("POST", "/auth/signup", { user, password });
 }

@@ -216,6 +216,17 @@ export interface ErrorFrame {
   retry_after?: number;
   /** With `unsupported_capability`: what the model cannot do (`vision`, `thinking`, `search`). */
   capability?: string;
+  /** With `quota_exceeded`: which quota, and how much of it is used (docs/administration.md). */
+  quota?: QuotaState;
+}
+
+/** A quota that refused a message: its limit's name, the amounts, and when it resets. */
+export interface QuotaState {
+  limit: string;
+  allowed: number | null;
+  used: number;
+  remaining: number | null;
+  resets_at: string | null;
 }
 
 export interface BulkFrame {

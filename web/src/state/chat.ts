@@ -72,12 +72,14 @@ export function problemOf(error: unknown, model?: string | null): Problem {
   if (error instanceof RequestError) {
     const wait = error.frame.retry_after;
     const capability = error.frame.capability;
+    const quota = error.frame.quota;
     return {
       code: error.code,
       message: error.message,
       ...withModel,
       ...(wait ? { retryAfter: wait } : {}),
       ...(capability ? { capability } : {}),
+      ...(quota ? { quota } : {}),
     };
   }
   if (error instanceof ConnectionLost) return { code: "connection", message: error.message };

@@ -39,6 +39,10 @@ export interface SessionState {
   signedOut: boolean;
   signingIn: boolean;
   error: SignInProblem | null;
+  /** The signed-in account's role (`admin` sees the administration page); null in open mode. */
+  role: string | null;
+  /** Whether the sign-in screen offers "create an account". */
+  signup: "off" | "approval";
 }
 
 /** Makes the chat for a session: its connection says who it is (cookie, or client id). */
@@ -60,6 +64,8 @@ export class SessionController {
     signedOut: false,
     signingIn: false,
     error: null,
+    role: null,
+    signup: "off",
   });
 
   /** Who the running chat connects as. */
@@ -84,6 +90,7 @@ export class SessionController {
       // refused, /auth/me is asked again.
       me = { user: null, owner: null, required: false };
     }
+    this.store.update(() => ({ signup: me.signup ?? "off" }));
     this.#show(me, false);
   }
 
@@ -95,8 +102,11 @@ export class SessionController {
       this.store.update(() => ({ signingIn: false, error: { kind: failureOf(result.code, result.status), code: result.code } }));
       return false;
     }
+    // The role (and who the cookie says we are) comes from /auth/me; without an answer, the
+    // page is a user's (the server checks every admin route anyway).
+    const me = await fetchMe().catch(() => null);
     this.store.update(() => ({ signingIn: false }));
-    this.#begin({ user: result.user, owner: result.owner, required: true });
+    this.#begin({ user: result.user, owner: result.owner, required: true, role: me?.user === result.user ? (me.role ?? null) : null });
     return true;
   }
 
@@ -137,7 +147,7 @@ export class SessionController {
         if (connection.status === "open" && me.owner !== null && owner !== me.owner) void this.#recheck(chat);
       }),
     );
-    this.store.update(() => ({ phase: "chat", user: me.user, chat, signedOut: false, signingIn: false, error: null }));
+    this.store.update(() => ({ phase: "chat", user: me.user, role: me.role ?? null, chat, signedOut: false, signingIn: false, error: null }));
     chat.start();
   }
 
@@ -147,6 +157,7 @@ export class SessionController {
     this.store.update((state) => ({
       phase: "sign-in",
       user: null,
+      role: null,
       chat: null,
       lastUser: state.user ?? state.lastUser,
       signedOut,

@@ -1,5 +1,6 @@
 /** The page's state: what is shown, independent of how it is drawn. */
 import type { ConnectionState } from "../protocol/client";
+import type { QuotaState } from "../protocol/types";
 import type {
   ReplyError,
   ReplyStatus,
@@ -71,6 +72,8 @@ export interface Problem {
   capability?: string;
   /** Values the words need (a size limit, a count). */
   details?: Record<string, string | number>;
+  /** With `quota_exceeded`: the quota that refused the message. */
+  quota?: QuotaState;
 }
 
 export interface Toast {

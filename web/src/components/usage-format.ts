@@ -1,0 +1,42 @@
+/** How the account and administration pages word usage: costs, limits, times. */
+import { formatNumber, getLocale, type MessageKey, t } from "../i18n";
+import type { LimitName } from "../protocol/accounts-api";
+
+/**
+ * A cost in the server's currency ("US$0.42"); "–" when unknown (a model without a price); the
+ * bare number while the currency is not known yet.
+ */
+export function formatCost(value: number | null | undefined, currency: string | null): string {
+  if (value === null || value === undefined) return "–";
+  if (currency === null) return formatNumber(value, { maximumFractionDigits: 4 });
+  try {
+    return formatNumber(value, { style: "currency", currency, maximumFractionDigits: 4 });
+  } catch {
+    // Not an ISO 4217 code: the number, then what the server calls its currency.
+    return `${formatNumber(value, { maximumFractionDigits: 4 })} ${currency}`;
+  }
+}
+
+/** A time the server sent (ISO 8601, or seconds since the epoch) in the reader's locale. */
+export function formatWhen(value: string | number | null | undefined): string {
+  if (value === null || value === undefined || value === "") return "–";
+  const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
+  if (Number.isNaN(date.getTime())) return String(value);
+  return new Intl.DateTimeFormat(getLocale(), { dateStyle: "medium", timeStyle: "short", timeZone: "UTC", timeZoneName: "short" }).format(date);
+}
+
+/** A limit's name in words. */
+export function limitLabel(name: LimitName): string {
+  return t(`limit.${name}` as MessageKey);
+}
+
+/** A limit's amount in its unit (a cost in the currency, else a count). */
+export function limitAmount(name: LimitName, value: number | null | undefined, currency: string | null): string {
+  if (value === null || value === undefined) return "–";
+  return name === "cost_per_month" ? formatCost(value, currency) : formatNumber(value);
+}
+
+/** Today's UTC day, as the ledger names days ("2026-12-04"). */
+export function todayUtc(): string {
+  return new Date().toISOString().slice(0, 10);
+}

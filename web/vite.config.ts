@@ -35,6 +35,8 @@ export default defineConfig({
       "/ws": { target: "ws://127.0.0.1:8011", ws: true },
       "/auth": { target: "http://127.0.0.1:8011" },
       "/api": { target: "http://127.0.0.1:8011" },
+      "/account": { target: "http://127.0.0.1:8011" },
+      "/admin": { target: "http://127.0.0.1:8011" },
     },
   },
   build: {

@@ -190,7 +190,7 @@ export class AccountView extends LightElement {
               <thead><tr><th scope="col">${t("tokens.name")}</th><th scope="col">${t("tokens.created")}</th><th scope="col">${t("tokens.state")}</th><th scope="col"><span class="visually-hidden">${t("tokens.actions")}</span></th></tr></thead>
               <tbody>
                 ${tokens.map(
-                  (token) => html`<tr data-token=${token.id} data-revoked=${token.revoked ? "true" : "false"}>
+                  (token) => html`<tr data-token=${String(token.id)} data-revoked=${token.revoked ? "true" : "false"}>
                     <th scope="row">${token.name}</th>
                     <td>${formatWhen(token.created_at)}</td>
                     <td>${token.revoked ? t("tokens.revoked") : t("tokens.active")}</td>

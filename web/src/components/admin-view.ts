@@ -251,9 +251,9 @@ export class AdminView extends LightElement {
         </select>
       </td>
       <td><span class="badge" data-status=${user.status}>${t(`admin.status.${user.status}` as MessageKey)}</span></td>
-      <td data-cell="today-tokens">${formatNumber(user.today.tokens)}</td>
-      <td data-cell="today-replies">${formatNumber(user.today.replies)}</td>
-      <td>${formatCost(user.today.cost, this.currency)}</td>
+      <td data-cell="today-tokens">${formatNumber(user.today?.tokens ?? 0)}</td>
+      <td data-cell="today-replies">${formatNumber(user.today?.replies ?? 0)}</td>
+      <td>${formatCost(user.today?.cost ?? 0, this.currency)}</td>
       <td class="limit-summary" data-cell="limits">${limitSummary(user, this.currency)}</td>
       <td class="row-actions">
         ${user.status === "pending"
@@ -326,7 +326,7 @@ export class AdminView extends LightElement {
       <form method="dialog" class="stack-form" @submit=${this.#saveDialog}>
         <h2 id="admin-dialog-title">${title}</h2>
         ${editing?.kind === "limits"
-          ? html`<p class="field-hint">${t("admin.limitsHint")}</p>${limitFields("edit", editing.user.limits)}`
+          ? html`<p class="field-hint">${t("admin.limitsHint")}</p>${limitFields("edit", editing.user.limits ?? {})}`
           : editing?.kind === "password"
             ? html`<div class="field">
                 <label for="reset-password">${t("password.new")}</label>
@@ -380,7 +380,7 @@ export class AdminView extends LightElement {
       <thead><tr><th scope="col">${t("signIn.user")}</th><th scope="col">${t("tokens.name")}</th><th scope="col">${t("tokens.created")}</th><th scope="col">${t("tokens.state")}</th><th scope="col"><span class="visually-hidden">${t("tokens.actions")}</span></th></tr></thead>
       <tbody>
         ${tokens.map(
-          (token) => html`<tr data-token=${token.id} data-user=${token.user} data-revoked=${token.revoked ? "true" : "false"}>
+          (token) => html`<tr data-token=${String(token.id)} data-user=${token.user} data-revoked=${token.revoked ? "true" : "false"}>
             <td>${token.user}</td>
             <th scope="row">${token.name}</th>
             <td>${formatWhen(token.created_at)}</td>
@@ -663,12 +663,14 @@ function readLimits(form: HTMLElement, prefix: string): Limits | null {
 
 /** An account's limits in short: each effective one, marked when it is the account's own. */
 function limitSummary(user: AdminUser, currency: string | null): TemplateResult {
-  const names = LIMIT_NAMES.filter((name) => name in user.effective || name in user.limits);
+  const effective = user.effective ?? {};
+  const ownLimits = user.limits ?? {};
+  const names = LIMIT_NAMES.filter((name) => name in effective || name in ownLimits);
   if (names.length === 0) return html`<span class="muted">${t("quota.noLimit")}</span>`;
   return html`<ul class="limit-chips">
     ${names.map((name: LimitName) => {
-      const own = name in user.limits;
-      const value = own ? user.limits[name] : user.effective[name];
+      const own = name in ownLimits;
+      const value = own ? ownLimits[name] : effective[name];
       return html`<li data-limit=${name} data-own=${own ? "true" : "false"}>
         <span>${limitLabel(name)}:</span> <strong>${value === null || value === undefined ? t("quota.noLimit") : limitAmount(name, value, currency)}</strong>${own
           ? html` <span class="muted">(${t("admin.own")})</span>`

@@ -16,6 +16,8 @@ const ERRORS: Record<SignInProblem["kind"], MessageKey> = {
   invalid_credentials: "signIn.error.invalid_credentials",
   rate_limited: "signIn.error.rate_limited",
   connection: "signIn.error.connection",
+  account_pending: "signIn.error.account_pending",
+  account_disabled: "signIn.error.account_disabled",
   other: "signIn.error.other",
 };
 

@@ -42,7 +42,7 @@ export interface AccountUsage {
 }
 
 export interface OwnToken {
-  id: string;
+  id: number | string;
   name: string;
   created_at: string | number;
   revoked: boolean;
@@ -61,8 +61,9 @@ export interface AdminUser {
   status: "active" | "disabled" | "pending";
   created_at: string | number;
   limits: Limits;
-  effective: Limits;
-  today: { tokens: number; replies: number; cost: number | null };
+  /** After the role's (absent from a server without the ledger). */
+  effective?: Limits;
+  today?: { tokens: number; replies: number; cost: number | null };
 }
 
 export type UsageBy = "day" | "user" | "model";
@@ -110,7 +111,7 @@ export const accountApi = {
   usage: (days = 30) => call<AccountUsage>("GET", `/account/usage?days=${days}`),
   tokens: async () => (await call<{ tokens: OwnToken[] }>("GET", "/account/tokens")).tokens,
   createToken: (tokenName: string) => call<{ id: string; name: string; token: string }>("POST", "/account/tokens", { name: tokenName }),
-  revokeToken: (id: string) => call<unknown>("DELETE", `/account/tokens/${name(id)}`),
+  revokeToken: (id: number | string) => call<unknown>("DELETE", `/account/tokens/${name(id)}`),
   changePassword: (current: string, next: string) => call<unknown>("POST", "/account/password", { current, new: next }),
 };
 
@@ -121,7 +122,7 @@ export const adminApi = {
     call<unknown>("PATCH", `/admin/users/${name(user)}`, change),
   resetPassword: (user: string, password: string) => call<unknown>("POST", `/admin/users/${name(user)}/password`, { password }),
   tokens: async () => (await call<{ tokens: AdminToken[] }>("GET", "/admin/tokens")).tokens,
-  revokeToken: (id: string) => call<unknown>("DELETE", `/admin/tokens/${name(id)}`),
+  revokeToken: (id: number | string) => call<unknown>("DELETE", `/admin/tokens/${name(id)}`),
   usage: (by: UsageBy, days = 30) => call<{ currency: string; by: UsageBy; rows: UsageRow[] }>("GET", `/admin/usage?days=${days}&by=${by}`),
   providers: async () => (await call<{ providers: ProviderHealth[] }>("GET", "/admin/providers")).providers,
   replies: async () => (await call<{ replies: LiveReply[] }>("GET", "/admin/replies")).replies,

@@ -19,7 +19,7 @@ import type { ChatController } from "./chat";
 import { Store } from "./store";
 
 /** Why signing in failed, in the categories the sign-in screen words differently. */
-export type SignInFailure = "invalid_credentials" | "rate_limited" | "connection" | "other";
+export type SignInFailure = "invalid_credentials" | "rate_limited" | "connection" | "account_pending" | "account_disabled" | "other";
 
 export interface SignInProblem {
   kind: SignInFailure;
@@ -50,6 +50,7 @@ export type ChatFactory = (me: Me) => ChatController;
 
 export function failureOf(code: string, status: number): SignInFailure {
   if (code === "invalid_credentials" || status === 401) return "invalid_credentials";
+  if (code === "account_pending" || code === "account_disabled") return code;
   if (code === "rate_limited" || status === 429) return "rate_limited";
   if (code === "connection" || status === 0) return "connection";
   return "other";

@@ -1,0 +1,201 @@
+"""The account settings page, the administration page, quota refusals in the chat and
+self sign-up, against a real server (accounts, ledger, quotas) and the fake upstream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, expect
+
+from tests.browser.admin_pages import (
+    PASSWORD,
+    TOKENS_REFUSAL,
+    AccountSettings,
+    Administration,
+    add_users,
+    http,
+    number,
+    signed_in,
+    unique,
+)
+from tests.browser.conftest import new_context
+from tests.conftest import SettingsFactory
+from tests.server_harness import RunningServer, run_server
+
+
+@pytest.fixture
+async def people(database_url: str) -> dict[str, str]:
+    """An admin and a user, created before the server starts."""
+    names = {"admin": unique("root"), "user": unique("ann")}
+    await add_users(database_url, **{names["admin"]: "admin", names["user"]: "user"})
+    return names
+
+
+@pytest.fixture
+async def secured(
+    make_settings: SettingsFactory, people: dict[str, str]
+) -> AsyncIterator[RunningServer]:
+    """Users may spend 100,000 tokens a day; sign-up waits for approval."""
+    settings = make_settings(
+        role_limits={"user": {"tokens_per_day": 100_000}},
+        self_signup="approval",
+        credential_check_interval=0.2,
+    )
+    async with run_server(settings) as server:
+        yield server
+
+
+@pytest.fixture
+async def second(browser: Browser) -> AsyncIterator[BrowserContext]:
+    """A second browser (another person's cookies)."""
+    context = await new_context(browser, unique("browser"))
+    try:
+        yield context
+    finally:
+        await context.close()
+
+
+async def test_settings_show_usage_and_quota_and_manage_tokens(
+    context: BrowserContext, secured: RunningServer, people: dict[str, str]
+) -> None:
+    """A user's settings: today's replies, the remaining token quota with its reset, "no
+    limit" for a limit not set; a token created there works until it is revoked there."""
+    chat = await signed_in(context, secured, people["user"])
+    await chat.send("count me [tokens=30]")
+    await chat.wait_answer()
+    settings = await AccountSettings.open(chat)
+    await expect(settings.stat("today-replies")).to_have_text("1")
+    tokens_today = number(await settings.stat("today-tokens").inner_text())
+    assert tokens_today >= 30
+    quota = settings.quota("tokens_per_day")
+    await expect(quota.locator(".quota-value")).to_have_text(f"{tokens_today:,} of 100,000")
+    await expect(quota.locator(".quota-remaining")).to_have_text(f"{100_000 - tokens_today:,} left")
+    await expect(quota.locator(".quota-resets")).to_contain_text("00:00")
+    await expect(settings.quota("messages_per_day").locator(".quota-value")).to_have_text(
+        "No limit"
+    )
+    await expect(settings.root.locator("lt-usage-chart canvas")).to_have_count(1)
+
+    secret = await settings.create_token("laptop")
+    await settings.root.get_by_role("button", name="Copy").click()
+    assert await chat.page.evaluate("navigator.clipboard.readText()") == secret
+    await expect(settings.token_row("laptop")).to_have_attribute("data-revoked", "false")
+    status, body = await http(secured, "GET", "/account/usage", token=secret)
+    assert (status, body["user"]) == (200, people["user"])
+    await settings.revoke_token("laptop")
+    assert (await http(secured, "GET", "/account/usage", token=secret))[0] == 401
+
+    await settings.close()
+    await expect(chat.input).to_be_visible()
+    await chat.assert_healthy()
+
+
+async def test_only_an_admin_sees_the_administration_entry(
+    context: BrowserContext,
+    second: BrowserContext,
+    secured: RunningServer,
+    people: dict[str, str],
+) -> None:
+    """A user has the account settings but never the administration entry; an admin both."""
+    user = await signed_in(context, secured, people["user"])
+    await expect(user.page.locator('[data-action="account-settings"]')).to_be_visible()
+    await expect(user.page.locator('[data-action="administration"]')).to_have_count(0)
+    await user.page.reload()
+    await user.wait_connected()
+    await expect(user.page.locator('[data-action="administration"]')).to_have_count(0)
+    admin = await signed_in(second, secured, people["admin"])
+    await expect(admin.page.locator('[data-action="administration"]')).to_be_visible()
+    await user.assert_healthy()
+    await admin.assert_healthy()
+
+
+async def test_admin_lists_creates_limits_and_revokes(
+    context: BrowserContext, secured: RunningServer, people: dict[str, str]
+) -> None:
+    """The admin page lists the users, creates one, sets its own token limit, and revokes
+    another user's API token (which stops working)."""
+    accounts = secured.services.auth.accounts
+    _, secret = await accounts.create_token(people["user"], "ci")
+    chat = await signed_in(context, secured, people["admin"])
+    admin = await Administration.open(chat)
+    row = admin.user_row(people["user"])
+    await expect(row).to_have_attribute("data-role", "user")
+    await expect(row).to_have_attribute("data-status", "active")
+    await expect(admin.user_row(people["admin"])).to_have_attribute("data-role", "admin")
+
+    newcomer = unique("bo")
+    await admin.create_user(newcomer, PASSWORD)
+    await admin.edit_limits(newcomer, tokens_per_day=5000, messages_per_day=None)
+    limits = admin.user_row(newcomer).locator('[data-cell="limits"]')
+    await expect(limits.locator('[data-limit="tokens_per_day"]')).to_have_text(
+        "Tokens per day: 5,000 (own)"
+    )
+    await expect(limits.locator('[data-limit="messages_per_day"]')).to_have_text(
+        "Messages per day: No limit (own)"
+    )
+    assert (await accounts.user(newcomer)).limits == {
+        "tokens_per_day": 5000,
+        "messages_per_day": None,
+    }
+
+    assert (await http(secured, "GET", "/account/tokens", token=secret))[0] == 200
+    await admin.revoke_token(people["user"], "ci")
+    assert (await http(secured, "GET", "/account/tokens", token=secret))[0] == 401
+    await chat.assert_healthy()
+
+
+async def test_a_quota_refusal_says_so_and_keeps_the_message(
+    context: BrowserContext, make_settings: SettingsFactory, people: dict[str, str]
+) -> None:
+    """Past the day's tokens the message box says so in the documented words (in English and
+    in Chinese), and the refused message stays in the box."""
+    async with run_server(make_settings(role_limits={"user": {"tokens_per_day": 5}})) as server:
+        chat = await signed_in(context, server, people["user"])
+        await chat.send("a few words to count")
+        await chat.wait_answer()
+        await chat.type_and_send("one more question")
+        problem = chat.page.locator('.composer-problem[data-code="quota_exceeded"]')
+        await expect(problem.locator(".problem-text")).to_have_text(TOKENS_REFUSAL)
+        await expect(chat.input).to_have_value("one more question")
+        await expect(chat.answers).to_have_count(1)
+        await chat.page.locator('[data-control="language"]').first.select_option("zh-CN")
+        await expect(problem.locator(".problem-text")).to_have_text(
+            "已达到每日 token 配额，将于 UTC 00:00 重置"
+        )
+        await chat.assert_healthy()
+
+
+async def test_sign_up_waits_for_an_admins_approval(
+    context: BrowserContext,
+    second: BrowserContext,
+    secured: RunningServer,
+    people: dict[str, str],
+) -> None:
+    """ "Create an account" makes a pending account; it signs in once an admin approves it."""
+    newcomer = unique("cy")
+    page = await context.new_page()
+    await page.goto(secured.http_url + "/")
+    await page.get_by_role("button", name="Create an account").click()
+    await page.get_by_label("User name").fill(newcomer)
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_label("Repeat the password").fill(PASSWORD)
+    await page.get_by_role("button", name="Create account").click()
+    await expect(page.locator(".sign-in-notice")).to_have_text(
+        "Account created. An admin must approve it before you can sign in."
+    )
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator(".sign-in-error")).to_have_text(
+        "This account waits for an admin's approval."
+    )
+
+    admin = await Administration.open(await signed_in(second, secured, people["admin"]))
+    row = admin.user_row(newcomer)
+    await expect(row).to_have_attribute("data-status", "pending")
+    await row.get_by_role("button", name="Approve").click()
+    await expect(row).to_have_attribute("data-status", "active")
+
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator(".connection")).to_have_attribute("data-status", "open")
+    await expect(page.locator('[data-action="administration"]')).to_have_count(0)

@@ -17,12 +17,22 @@ export function formatCost(value: number | null | undefined, currency: string | 
   }
 }
 
-/** A time the server sent (ISO 8601, or seconds since the epoch) in the reader's locale. */
+/** A time the server sent (ISO 8601, or seconds since the epoch), in UTC, in the reader's locale. */
 export function formatWhen(value: string | number | null | undefined): string {
   if (value === null || value === undefined || value === "") return "–";
   const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
   if (Number.isNaN(date.getTime())) return String(value);
-  return new Intl.DateTimeFormat(getLocale(), { dateStyle: "medium", timeStyle: "short", timeZone: "UTC", timeZoneName: "short" }).format(date);
+  // In UTC, as the quotas count days (dateStyle cannot be combined with timeZoneName).
+  return new Intl.DateTimeFormat(getLocale(), {
+    year: "numeric",
+    month: "short",
+    day: "numeric",
+    hour: "2-digit",
+    minute: "2-digit",
+    hourCycle: "h23",
+    timeZone: "UTC",
+    timeZoneName: "short",
+  }).format(date);
 }
 
 /** A limit's name in words. */

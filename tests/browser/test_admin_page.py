@@ -3,10 +3,13 @@ self sign-up, against a real server (accounts, ledger, quotas) and the fake upst
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, expect
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.browser.admin_pages import (
     PASSWORD,
@@ -22,6 +25,7 @@ from tests.browser.admin_pages import (
 from tests.browser.conftest import new_context
 from tests.conftest import SettingsFactory
 from tests.server_harness import RunningServer, run_server
+from tests.wsclient import RawClient
 
 
 @pytest.fixture
@@ -199,3 +203,83 @@ async def test_sign_up_waits_for_an_admins_approval(
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.locator(".connection")).to_have_attribute("data-status", "open")
     await expect(page.locator('[data-action="administration"]')).to_have_count(0)
+
+
+async def test_an_admin_watches_limits_and_lifts_a_users_daily_tokens(
+    context: BrowserContext,
+    second: BrowserContext,
+    secured: RunningServer,
+    people: dict[str, str],
+) -> None:
+    """The whole story: an admin creates a user with 10,000 tokens a day and watches the
+    usage rise while the user chats in another browser; the user is refused in the
+    documented words; the admin lifts the limit and the user chats again; the admin revokes
+    the user's API token and the socket it opened closes."""
+    admin = await Administration.open(await signed_in(context, secured, people["admin"]))
+    dana = unique("dana")
+    await admin.create_user(dana, PASSWORD, tokens_per_day=10_000)
+    await expect(
+        admin.user_row(dana).locator('[data-cell="limits"] [data-limit="tokens_per_day"]')
+    ).to_have_text("Tokens per day: 10,000 (own)")
+
+    user = await signed_in(second, secured, dana)
+    settings = await AccountSettings.open(user)
+    secret = await settings.create_token("cli")
+    await settings.close()
+    socket = await token_socket(secured, secret)
+    assert (await socket.recv())["type"] == "hello"
+
+    await admin.tab("Usage")
+    await admin.root.locator('[data-by="user"]').click()
+    for text in ("first [tokens=6000]", "second [tokens=6000]"):
+        await user.send(text)
+        await expect(user.last_answer).to_have_attribute("data-status", "completed", timeout=30_000)
+        used = await tokens_today(secured, secret)
+        # The admin's table follows by itself (it refreshes every few seconds).
+        await expect(admin.usage_cell(dana)).to_have_text(f"{used:,}")
+    assert used > 10_000
+
+    await user.type_and_send("third, please")
+    refusal = user.page.locator('.composer-problem[data-code="quota_exceeded"] .problem-text')
+    await expect(refusal).to_have_text(TOKENS_REFUSAL)
+    await expect(user.input).to_have_value("third, please")
+
+    await admin.tab("Users")
+    await admin.edit_limits(dana, tokens_per_day=None)
+    await user.input.press("Enter")
+    await expect(user.answers).to_have_count(3)
+    await user.wait_answer()
+    await expect(refusal).to_have_count(0)
+
+    await admin.revoke_token(dana, "cli")
+    await closes_signed_out(socket)
+    await admin.tab("Audit log")
+    await expect(admin.root.locator('.audit-list tr[data-action="token.revoke"]')).to_have_count(1)
+    await user.assert_healthy()
+
+
+async def tokens_today(server: RunningServer, token: str) -> int:
+    """The account's tokens today, as its own usage route counts them."""
+    status, usage = await http(server, "GET", "/account/usage?days=1", token=token)
+    assert status == 200, usage
+    return sum(day["input_tokens"] + day["output_tokens"] for day in usage["days"])
+
+
+async def token_socket(server: RunningServer, token: str) -> RawClient:
+    """A WebSocket that authenticates with an API token (as the terminal client does)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    return RawClient(await connect(server.ws_url, additional_headers=headers, compression=None))
+
+
+async def closes_signed_out(socket: RawClient) -> None:
+    """The server closes the socket with 1008 (the frames it got before are read past)."""
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(read_all(socket), 10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1008
+
+
+async def read_all(socket: RawClient) -> None:
+    """Read frames until the socket closes (ConnectionClosed)."""
+    while True:
+        await socket.connection.recv()

@@ -12,7 +12,7 @@ import { LightElement } from "./base";
 import type { ConfirmDialog } from "./confirm-dialog";
 import { icons } from "./icons";
 import { type ChartSeries } from "./usage-chart";
-import { formatCost, formatWhen, limitAmount, limitLabel, todayUtc } from "./usage-format";
+import { formatCost, formatWhen, limitAmount, limitLabel, periodDays, todayUtc } from "./usage-format";
 import "./usage-chart";
 import "../styles/admin.css";
 
@@ -112,7 +112,9 @@ export class AccountView extends LightElement {
     const costs = usage.days.map((day) => day.cost).filter((cost): cost is number => cost !== null);
     const periodCost = costs.length === 0 ? null : costs.reduce((a, b) => a + b, 0);
     const estimated = usage.days.some((day) => day.estimated);
-    const series: ChartSeries[] = [{ label: t("usage.tokens"), values: usage.days.map((day) => day.input_tokens + day.output_tokens) }];
+    const period = periodDays(DAYS);
+    const byDay = new Map(usage.days.map((day) => [day.day, day.input_tokens + day.output_tokens]));
+    const series: ChartSeries[] = [{ label: t("usage.tokens"), values: period.map((day) => byDay.get(day) ?? 0) }];
     return html`<section class="page-section usage-section" aria-labelledby="usage-title">
       <h3 id="usage-title">${t("usage.title")}</h3>
       <dl class="stat-grid">
@@ -126,7 +128,7 @@ export class AccountView extends LightElement {
       ${estimated ? html`<p class="field-hint">${t("usage.estimated")}</p>` : nothing}
       ${usage.days.length === 0
         ? html`<p class="page-empty">${t("usage.none")}</p>`
-        : html`<lt-usage-chart .days=${usage.days.map((day) => day.day)} .series=${series} .label=${t("usage.chartByDay")}></lt-usage-chart>`}
+        : html`<lt-usage-chart .days=${period} .series=${series} .label=${t("usage.chartByDay")}></lt-usage-chart>`}
       ${usage.models.length > 0
         ? html`<table class="data-table usage-models">
             <caption>${t("usage.byModel")}</caption>

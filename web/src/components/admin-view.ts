@@ -26,7 +26,7 @@ import { LightElement } from "./base";
 import type { ConfirmDialog } from "./confirm-dialog";
 import { icons } from "./icons";
 import type { ChartSeries } from "./usage-chart";
-import { formatCost, formatWhen, limitAmount, limitLabel, todayUtc } from "./usage-format";
+import { formatCost, formatWhen, limitAmount, limitLabel, periodDays, todayUtc } from "./usage-format";
 import "./usage-chart";
 
 const TABS = ["users", "tokens", "usage", "providers", "replies", "audit"] as const;
@@ -427,12 +427,12 @@ export class AdminView extends LightElement {
   #usageBody(rows: UsageRow[], currency: string): TemplateResult {
     if (rows.length === 0) return html`<p class="page-empty">${t("usage.none")}</p>`;
     const by = this.usageBy;
-    const days = [...new Set(rows.map((row) => row.day))].sort();
+    const days = periodDays(USAGE_DAYS);
     const keyOf = (row: UsageRow): string => (by === "user" ? (row.user ?? "") : by === "model" ? (row.model ?? "") : t("usage.tokens"));
     const names = [...new Set(rows.map(keyOf))].sort();
     const series: ChartSeries[] = names.map((name) => ({
       label: name,
-      values: days.map((day) => rows.filter((row) => row.day === day && keyOf(row) === name).reduce<number | null>((sum, row) => (sum ?? 0) + row.tokens, null)),
+      values: days.map((day) => rows.filter((row) => row.day === day && keyOf(row) === name).reduce((sum, row) => sum + row.tokens, 0)),
     }));
     const newest = [...rows].sort((a, b) => (a.day < b.day ? 1 : a.day > b.day ? -1 : keyOf(a).localeCompare(keyOf(b))));
     const today = todayUtc();

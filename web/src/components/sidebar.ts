@@ -368,13 +368,13 @@ export class Sidebar extends LightElement {
 
   #account(user: string): TemplateResult {
     return html`<div class="account">
-      <span class="avatar" aria-hidden="true">${user.slice(0, 1).toUpperCase()}</span>
-      <span class="account-name" title=${`${t("account.signedInAs")} ${user}`}>
-        <span class="visually-hidden">${t("account.signedInAs")} </span>${user}
-      </span>
-      <button type="button" class="icon-btn" data-action="account-settings" aria-label=${t("account.settings")} title=${t("account.settings")}
+      <button type="button" class="account-open" data-action="account-settings" title=${t("account.settings")}
         @click=${() => this.dispatchEvent(new CustomEvent("open-page", { bubbles: true, detail: "account" }))}>
-        ${icons.user()}
+        <span class="avatar" aria-hidden="true">${user.slice(0, 1).toUpperCase()}</span>
+        <span class="account-name">
+          <span class="visually-hidden">${t("account.signedInAs")} </span>${user}
+        </span>
+        <span class="visually-hidden"> — ${t("account.settings")}</span>
       </button>
       ${this.role === "admin"
         ? html`<button type="button" class="icon-btn" data-action="administration" aria-label=${t("account.admin")} title=${t("account.admin")}

@@ -82,7 +82,8 @@ export class UsageChart extends LightElement {
       height: HEIGHT,
       legend: { show: this.series.length > 1 },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true } },
+      // Half a day either side, so the first and last days' bars show whole.
+      scales: { x: { time: true, range: (_plot, min, max) => [min - 43_200, max + 43_200] } },
       axes: [
         { ...axis },
         { ...axis, size: 56, values: (_plot, ticks) => ticks.map((tick) => formatNumber(tick, { notation: "compact" })) },

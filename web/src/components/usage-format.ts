@@ -50,3 +50,9 @@ export function limitAmount(name: LimitName, value: number | null | undefined, c
 export function todayUtc(): string {
   return new Date().toISOString().slice(0, 10);
 }
+
+/** The last `count` UTC days, oldest first, today last ("2026-11-05" … "2026-12-04"). */
+export function periodDays(count: number, today = todayUtc()): string[] {
+  const end = Date.parse(`${today}T00:00:00Z`);
+  return Array.from({ length: count }, (_, index) => new Date(end - (count - 1 - index) * 86_400_000).toISOString().slice(0, 10));
+}

@@ -283,3 +283,48 @@ async def read_all(socket: RawClient) -> None:
     """Read frames until the socket closes (ConnectionClosed)."""
     while True:
         await socket.connection.recv()
+
+
+async def test_admin_cancels_a_live_reply_and_sees_the_providers(
+    context: BrowserContext,
+    second: BrowserContext,
+    secured: RunningServer,
+    people: dict[str, str],
+) -> None:
+    """Live replies lists the answer being written (refreshed by itself); Cancel stops it
+    in the user's page. Providers shows the provider it used, healthy."""
+    admin = await Administration.open(await signed_in(context, secured, people["admin"]))
+    await admin.tab("Live replies")
+    await expect(admin.root.get_by_text("No answer is being written right now.")).to_be_visible()
+    user = await signed_in(second, secured, people["user"])
+    await user.send("a long one [tokens=400] [delay=50]")
+    row = admin.root.locator(".reply-list tbody tr").filter(has_text=people["user"])
+    await expect(row).to_contain_text("qwen-plus")
+    await row.get_by_role("button", name="Cancel").click()
+    await admin.page.locator("dialog.confirm[open] [data-action='confirm']").click()
+    await expect(admin.outcome).to_have_text("Cancelled.")
+    await user.wait_answer("cancelled")
+    await expect(row).to_have_count(0)
+
+    await admin.tab("Providers")
+    provider = admin.root.locator(".provider-list tbody tr").first
+    await expect(provider).to_have_attribute("data-breaker", "closed")
+    await expect(provider.locator(".badge")).to_have_text("Closed (healthy)")
+    await user.assert_healthy()
+
+
+async def test_the_audit_log_pages_to_older_entries(
+    context: BrowserContext, secured: RunningServer, people: dict[str, str]
+) -> None:
+    """The audit log shows the newest 50 first; "Older entries" adds the rest, then goes."""
+    for index in range(55):
+        await secured.services.audit.record("cli", "user.limits", f"someone-{index}")
+    admin = await Administration.open(await signed_in(context, secured, people["admin"]))
+    await admin.tab("Audit log")
+    rows = admin.root.locator(".audit-list tbody tr")
+    await expect(rows).to_have_count(50)
+    await expect(rows.first).to_contain_text("someone-54")
+    await admin.root.get_by_role("button", name="Older entries").click()
+    await expect(rows).to_have_count(55)
+    await expect(rows.last).to_contain_text("someone-0")
+    await expect(admin.root.get_by_role("button", name="Older entries")).to_have_count(0)

@@ -50,8 +50,10 @@ async def test_tokens_per_day_refuses_then_resets_at_midnight(
         assert (error["code"], error["retryable"]) == ("quota_exceeded", False)
         assert error["message"] == "daily token quota reached, resets at 00:00 UTC"
         quota = error["quota"]
-        assert quota["limit"] == "tokens_per_day" and quota["allowed"] == 5
-        assert quota["used"] > 5 and quota["remaining"] == 0
+        assert quota["limit"] == "tokens_per_day"
+        assert quota["allowed"] == 5
+        assert quota["used"] > 5
+        assert quota["remaining"] == 0
         assert quota["resets_at"] == "2026-12-05T00:00:00Z"
         assert error["retry_after"] == 12 * 3600
         assert await conversations(client) == 1
@@ -76,7 +78,8 @@ async def test_cost_per_month_resets_on_the_first(make_settings: SettingsFactory
         assert (await ask(client, "costly"))[-1]["status"] == "completed"
         error = await refused(client)
         assert error["message"] == "monthly cost quota reached, resets on the 1st at 00:00 UTC"
-        assert error["quota"]["limit"] == "cost_per_month" and error["quota"]["allowed"] == 1
+        assert error["quota"]["limit"] == "cost_per_month"
+        assert error["quota"]["allowed"] == 1
         today = datetime.now(UTC)
         first = (today.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0)
         assert error["quota"]["resets_at"] == first.strftime("%Y-%m-%dT00:00:00Z")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from openai import AsyncOpenAI
 from sqlalchemy import Connection, select
 
+from liaotian.cli import main
 from liaotian.replies.status import ReplyStatus
 from liaotian.store import ReplyOutcome
 from liaotian.store.models import UsageRecord
@@ -75,14 +78,16 @@ async def test_a_completed_socket_reply_is_counted_and_priced(
     assert row.message_id == done["message_id"]
     assert (row.owner_id, row.user_id, row.model) == ("alice", None, "qwen-plus")
     assert row.provider == "dashscope"
-    assert row.status == "completed" and not row.estimated
+    assert row.status == "completed"
+    assert not row.estimated
     assert row.input_tokens == count_input_tokens(sent)
     assert row.output_tokens == len(reply_chunks("hello there [cached=3]"))
     assert row.cached_tokens == 3
     assert row.day == datetime.now(UTC).date()
     expected = ((row.input_tokens - 3) * 2.0 + 3 * 0.5 + row.output_tokens * 8.0) / 1e6
     assert math.isclose(row.cost, expected)
-    assert rows[1].model == "qwen-max" and rows[1].cost is None
+    assert rows[1].model == "qwen-max"
+    assert rows[1].cost is None
 
 
 async def test_cancelled_and_failed_replies_are_estimated(server: RunningServer) -> None:
@@ -97,11 +102,15 @@ async def test_cancelled_and_failed_replies_are_estimated(server: RunningServer)
     failed = (await ask(client, "boom [fault=stream_error]"))[-1]
     rows = {row.message_id: row for row in await ledger(server)}
     await client.close()
-    assert cancelled["status"] == "cancelled" and failed["status"] == "error"
+    assert cancelled["status"] == "cancelled"
+    assert failed["status"] == "error"
     row = rows[cancelled["message_id"]]
     assert (row.status, row.estimated) == ("cancelled", True)
-    text = (await server.services.store.reply_status("alice", row.message_id)).content  # type: ignore[union-attr]
-    assert text and row.output_tokens == estimate_tokens(text)
+    stored = await server.services.store.reply_status("alice", row.message_id)
+    assert stored is not None
+    text = stored.content
+    assert text
+    assert row.output_tokens == estimate_tokens(text)
     assert row.input_tokens >= estimate_tokens("go [tokens=400] [delay=10]")
     error_row = rows[failed["message_id"]]
     assert (error_row.status, error_row.estimated) == ("error", True)
@@ -160,3 +169,36 @@ async def test_a_replayed_final_write_does_not_count_twice(server: RunningServer
     rows = await ledger(server)
     assert len(rows) == 1
     assert rows[0].input_tokens != 1000
+
+
+async def test_the_usage_command_prints_the_ledger(
+    server: RunningServer,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`liaotian usage` prints a table per day, per account or per model; bad input is a
+    plain-words usage error."""
+    client = await connect(server)
+    await ask(client, "counted")
+    await client.close()
+    monkeypatch.setenv("LIAOTIAN_DATABASE_URL", database_url)
+    assert await asyncio.to_thread(main, ["usage", "--days", "7", "--by", "model"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "day",
+        "model",
+        "tokens",
+        "input_tokens",
+        "output_tokens",
+        "replies",
+        "cost",
+        "(USD)",
+    ]
+    (row,) = lines[1:]
+    assert row.split()[1:2] == ["qwen-plus"]
+    assert row.split()[-2:] == ["1", "-"]
+    with pytest.raises(SystemExit) as bad:
+        main(["usage", "--days", "0"])
+    assert bad.value.code == 2
+    assert "not a whole number from 1 to 366" in capsys.readouterr().err

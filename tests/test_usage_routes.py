@@ -93,10 +93,14 @@ async def test_account_usage_is_the_callers_own(
     assert body["limits"]["cost_per_month"]["allowed"] is None
     today = datetime.now(UTC).date().isoformat()
     (day,) = body["days"]
-    assert set(day) == {"day", *TOTAL_KEYS} and day["day"] == today
-    assert day["replies"] == 1 and day["cost"] > 0 and day["estimated"] is False
+    assert set(day) == {"day", *TOTAL_KEYS}
+    assert day["day"] == today
+    assert day["replies"] == 1
+    assert day["cost"] > 0
+    assert day["estimated"] is False
     (model,) = body["models"]
-    assert set(model) == {"model", *TOTAL_KEYS} and model["model"] == "qwen-plus"
+    assert set(model) == {"model", *TOTAL_KEYS}
+    assert model["model"] == "qwen-plus"
     _, alices = await get(served, "/account/usage", tokens["alice"])
     assert (alices["user"], alices["role"], alices["days"][0]["replies"]) == ("alice", "admin", 2)
 
@@ -107,9 +111,11 @@ async def test_admin_usage_groups_by_day_user_and_model(
     today = datetime.now(UTC).date().isoformat()
     common = {"tokens", "input_tokens", "output_tokens", "replies", "cost"}
     status, body = await get(served, "/admin/usage?days=30&by=day", tokens["alice"])
-    assert status == 200 and (body["currency"], body["by"]) == ("USD", "day")
+    assert status == 200
+    assert (body["currency"], body["by"]) == ("USD", "day")
     (row,) = body["rows"]
-    assert set(row) == {"day", *common} and (row["day"], row["replies"]) == (today, 3)
+    assert set(row) == {"day", *common}
+    assert (row["day"], row["replies"]) == (today, 3)
     assert row["tokens"] == row["input_tokens"] + row["output_tokens"]
     _, by_user = await get(served, "/admin/usage?by=user", tokens["alice"])
     assert {r["user"]: r["replies"] for r in by_user["rows"]} == {"alice": 2, "bob": 1}
@@ -136,7 +142,8 @@ async def test_admin_usage_is_for_admins_only(
     assert status == 401
     alice_cookie = await cookie_of(served, "alice")
     status, body = await get(served, "/admin/usage", Cookie=alice_cookie)
-    assert status == 200 and body["rows"]
+    assert status == 200
+    assert body["rows"]
 
 
 @pytest.mark.parametrize(

@@ -117,8 +117,9 @@ class LedgerPolicy:
         now: datetime | None = None,
     ) -> UsageEntry:
         """The row of a reply that ended ``status``. ``counted`` is the provider's
-        (input, output, reasoning, cached) tokens; when input or output is missing, both
-        are estimated from ``sent`` (a callable is called only then) and ``streamed`` + ``reasoning``."""
+        (input, output, reasoning, cached) tokens; when input or output is missing, they
+        are estimated from ``sent`` (a callable is called only then) and from ``streamed``
+        and ``reasoning``."""
         input_tokens, output_tokens, reasoning_tokens, cached_tokens = counted
         estimated = input_tokens is None or output_tokens is None
         if input_tokens is None:

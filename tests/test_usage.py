@@ -202,3 +202,24 @@ async def test_the_usage_command_prints_the_ledger(
         main(["usage", "--days", "0"])
     assert bad.value.code == 2
     assert "not a whole number from 1 to 366" in capsys.readouterr().err
+
+
+async def test_a_reply_marked_interrupted_by_the_store_is_counted_once(
+    server: RunningServer,
+) -> None:
+    """Replies a restart (or a dead process's lease) marks interrupted get an estimated
+    row from their saved text; the engine's own final write then adds none."""
+    client = await connect(server)
+    await client.send({"type": "chat.send", "id": "s", "message": "long [tokens=300] [delay=10]"})
+    started = (await client.until(of_type("reply.started")))[-1]
+    message_id = started["message_id"]
+    await client.until(of_type("reply.delta"))
+    store = server.services.store
+    assert await store.interrupt_streaming([message_id]) == 1
+    await client.send({"type": "chat.cancel", "message_id": message_id})
+    await client.until(of_type("reply.done", message_id=message_id))
+    await client.close()
+    (row,) = await ledger(server)
+    assert (row.message_id, row.status, row.estimated) == (message_id, "interrupted", True)
+    assert (row.model, row.provider) == ("qwen-plus", "dashscope")
+    assert row.input_tokens == estimate_tokens("long [tokens=300] [delay=10]")

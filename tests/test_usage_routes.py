@@ -155,3 +155,30 @@ async def test_bad_parameters_are_a_clear_400(
     status, body = await get(served, f"/admin/usage?{query}", tokens["alice"])
     assert (status, body["error"]["code"]) == (400, "bad_request")
     assert body["error"]["message"]
+
+
+async def test_summaries_give_effective_limits_and_today_for_many_accounts(
+    served: RunningServer, database_url: str
+) -> None:
+    """What the admin's list of accounts shows, for several accounts in one call."""
+    summaries = await served.services.engine.quotas.summaries(
+        [
+            (1, "admin", None),
+            (2, "user", {"messages_per_day": None, "cost_per_month": 5}),
+            (99, "user", None),
+        ]
+    )
+    assert summaries[1]["effective"] == dict.fromkeys(
+        ("tokens_per_day", "messages_per_day", "cost_per_month", "concurrent_replies")
+    )
+    assert summaries[2]["effective"] == {
+        "tokens_per_day": 100000,
+        "messages_per_day": None,
+        "cost_per_month": 5,
+        "concurrent_replies": None,
+    }
+    assert summaries[1]["today"]["replies"] == 2
+    assert summaries[2]["today"]["replies"] == 1
+    assert summaries[2]["today"]["tokens"] > 0
+    assert summaries[2]["today"]["cost"] > 0
+    assert summaries[99]["today"] == {"tokens": 0, "replies": 0, "cost": None}

@@ -40,6 +40,7 @@ from liaotian.errors import (
     NotFound,
     ProviderError,
     ProviderTimeout,
+    QuotaExceeded,
     RequestError,
     ShuttingDown,
     StoreConflict,
@@ -500,7 +501,11 @@ class ChatEngine:
         check_capabilities(model, options)
         policy = await self.quotas.policy(owner)
         self.quotas.check_model(policy, model.id)
-        await self.quotas.check(owner, policy, lambda: self.streaming_count(owner))
+        try:
+            await self.quotas.check(owner, policy, lambda: self.streaming_count(owner))
+        except QuotaExceeded as refusal:
+            self.metrics.rejections.labels(str(refusal.quota["limit"])).inc()
+            raise
         await self._check_reply_quota(owner)
         new = self._new_reply(owner, options, model_id, provider)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,8 +14,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from liaotian.store.live_replies import streaming_replies
-from tests.cluster import PASSWORD, create_user
-from tests.conftest import SettingsFactory
+from tests.cluster import PASSWORD, create_user, run_cluster
+from tests.conftest import SettingsFactory, fresh_postgres_database
 from tests.fake_upstream import FakeUpstream
 from tests.server_harness import RunningServer, run_server
 from tests.wsclient import Frame, RawClient, of_type
@@ -310,3 +311,41 @@ async def test_a_cross_site_cancel_with_the_admins_cookie_is_refused(
     done = (await bob.until(of_type("reply.done")))[-1]
     assert done["status"] == "cancelled"
     await bob.close()
+
+
+# --- across processes
+
+
+@pytest.mark.scaleout
+async def test_an_admin_lists_and_cancels_through_one_process_a_reply_of_another(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    """bob's reply streams on process A; alice (the admin) lists it and cancels it through
+    process B: bob's socket on A sees it end cancelled and the upstream request is closed."""
+    async with (
+        fresh_postgres_database() as database_url,
+        run_cluster(tmp_path, database_url, fake.dashscope_base_url) as cluster,
+    ):
+        a, b = cluster.servers
+        bob_token = await create_user(database_url, "bob")
+        bob = await socket_of(a.ws_url, bob_token)
+        started = await start(bob, SLOW)
+        message_id = started["message_id"]
+        await bob.until(of_type("reply.delta"))
+        status, body = await call(b.http_url, "GET", "/admin/replies", token=cluster.token)
+        assert status == 200
+        [listed] = body["replies"]
+        assert (listed["message_id"], listed["user"], listed["model"]) == (
+            message_id,
+            "bob",
+            "qwen-plus",
+        )
+        path = f"/admin/replies/{message_id}/cancel"
+        status, _ = await call(b.http_url, "POST", path, token=cluster.token)
+        assert status == 200
+        done = (await bob.until(of_type("reply.done", message_id=message_id)))[-1]
+        assert done["status"] == "cancelled"
+        await fake.wait_for(lambda stats: stats.disconnects >= 1, within=10)
+        await bob.close()
+        status, body = await call(b.http_url, "GET", "/admin/replies", token=cluster.token)
+        assert body == {"replies": []}

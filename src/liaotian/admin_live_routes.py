@@ -10,8 +10,9 @@
   database, :mod:`liaotian.store.live_replies`).
 * ``POST /admin/replies/{message_id}/cancel``: cancels one wherever it runs, as its owner's
   cancel does (:meth:`ChatEngine.cancel <liaotian.engine.ChatEngine.cancel>`: the provider's
-  stream is closed, the reply ends ``cancelled``), and writes the audit entry
-  ``reply.cancel``. 404 ``not_found`` for a reply unknown or no longer streaming.
+  stream is closed, the reply ends ``cancelled``), after writing the audit entry
+  ``reply.cancel``. 404 ``not_found`` (and no entry) for a reply unknown or no longer
+  streaming.
 
 Every route takes :func:`liaotian.route_access.admin`: 401 without a credential, 403 for
 an account that is not an admin, and for a cross-site write.
@@ -112,13 +113,15 @@ async def cancel_reply(request: Request, message_id: str, admin: Admin) -> JSONR
         reply = await streaming_reply(services.store.database, message_id)
         if reply is None:
             raise NotFound("no streaming reply has this id")
-        await services.engine.cancel(reply.owner, message_id=message_id)
+        # Recorded first: no cancel goes unaudited (a reply ending meanwhile leaves an
+        # entry for a cancel that found nothing left to stop).
         await services.audit.record(
             actor=admin.user,
             action="reply.cancel",
             target=message_id,
             details={"user": reply.user, "model": reply.model},
         )
+        await services.engine.cancel(reply.owner, message_id=message_id)
     except NotFound as error:
         raise RouteRefused(404, "not_found", error.message) from error
     except StoreError as error:

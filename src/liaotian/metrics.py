@@ -141,8 +141,8 @@ class Metrics:
         )
         self.provider_calls = Counter(
             "liaotian_provider_calls",
-            "Calls to providers (one per reply, whatever the attempts), by provider and "
-            "outcome: ok, error, cancelled",
+            "Calls to providers (one per reply or title, whatever the attempts), by provider "
+            "and outcome: ok, error, cancelled",
             ["provider", "outcome"],
             registry=self.registry,
         )

@@ -206,7 +206,8 @@ async def test_cancel_stops_another_users_reply_and_its_upstream(
     server: RunningServer, tokens: dict[str, str], fake: FakeUpstream
 ) -> None:
     """alice cancels bob's reply: bob's socket sees it end cancelled, the upstream request is
-    closed, the audit log says who did it; it is then gone from the list."""
+    closed, the audit log says who did it; it is then gone from the list, and the provider's
+    figures count the call but no error."""
     bob = await socket_of(server.ws_url, tokens["bob"])
     started = await start(bob, SLOW)
     message_id = started["message_id"]
@@ -223,6 +224,9 @@ async def test_cancel_stops_another_users_reply_and_its_upstream(
     assert entry.details == {"user": "bob", "model": "qwen-plus"}
     status, body = await call(server.http_url, "GET", "/admin/replies", token=tokens["alice"])
     assert body == {"replies": []}
+    status, body = await call(server.http_url, "GET", "/admin/providers", token=tokens["alice"])
+    [dashscope] = [entry for entry in body["providers"] if entry["name"] == "dashscope"]
+    assert (dashscope["requests"], dashscope["errors"]) == (1, 0)  # cancelled is no error
     await bob.close()
 
 

@@ -22,16 +22,12 @@ _BIG_PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 def upgrade() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("role", sa.String(16), nullable=False, server_default="user")
-        )
+        batch_op.add_column(sa.Column("role", sa.String(16), nullable=False, server_default="user"))
         batch_op.add_column(
             sa.Column("status", sa.String(16), nullable=False, server_default="active")
         )
         batch_op.add_column(sa.Column("limits", sa.JSON(none_as_null=True), nullable=True))
-    op.execute(
-        "UPDATE users SET role = 'admin' WHERE id = (SELECT min(id) FROM users)"
-    )
+    op.execute("UPDATE users SET role = 'admin' WHERE id = (SELECT min(id) FROM users)")
     op.create_table(
         "usage_records",
         sa.Column("pk", _BIG_PK, primary_key=True, autoincrement=True),

@@ -1,5 +1,5 @@
 """The ``liaotian`` command: ``serve``, ``migrate``, ``user``, ``token``, ``chat``, ``models``,
-``export``, ``import``, ``share``, ``search``.
+``export``, ``import``, ``share``, ``search``, ``usage``.
 
 Errors the user can fix (bad settings, an unreachable server) print one clear line, in
 plain words (:mod:`liaotian.cli_words`), and exit with status 2; they never show a
@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     from liaotian.search_cli import add_search_parser
 
     add_search_parser(commands)
+
+    from liaotian.usage_cli import add_usage_parser
+
+    add_usage_parser(commands, CONFIG_HELP)
     return parser
 
 
@@ -110,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from liaotian.accounts_cli import run_accounts
 
             return run_accounts(args, _settings(args))
+        if args.command == "usage":
+            from liaotian.usage_cli import run_usage
+
+            return run_usage(args, _settings(args))
         if args.command in ("export", "import"):
             from liaotian.transfer_cli import run_export, run_import
 

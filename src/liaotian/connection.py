@@ -403,7 +403,10 @@ class Connection(OwnerBus.Listener):
             protocol.build_result(
                 "models",
                 command.id,
-                models=[model.to_wire() for model in self.services.providers.models()],
+                models=[
+                    model.to_wire()
+                    for model in await self.services.engine.allowed_models(self.owner)
+                ],
                 default=self.services.providers.default_model,
             )
         )

@@ -40,6 +40,7 @@ from liaotian.errors import (
     NotFound,
     ProviderError,
     ProviderTimeout,
+    QuotaExceeded,
     RequestError,
     ShuttingDown,
     StoreConflict,
@@ -60,6 +61,7 @@ from liaotian.providers import (
     Reasoning,
     Sources,
 )
+from liaotian.quotas import Quotas
 from liaotian.replies.log import (
     Delta,
     Done,
@@ -74,6 +76,7 @@ from liaotian.replies.status import ReplyStatus
 from liaotian.settings import Settings
 from liaotian.store import ConversationInfo, ReplyOutcome, Store
 from liaotian.store.repository import BegunReply, ContextMessage, NewReply, Partial, new_id
+from liaotian.store.usage import LedgerPolicy, UsageBook, UsageEntry
 from liaotian.titles import TitleJob, Titler
 
 log = logging.getLogger(__name__)
@@ -159,6 +162,11 @@ class RunningReply:
     """Images to load before calling the provider: (message index, attachment ids)."""
     ephemeral: bool = False
     """Its conversation is deleted once it has ended (:attr:`SendOptions.ephemeral`)."""
+    model_id: str = ""
+    provider: str = ""
+    request: ChatRequest | None = None
+    """What the model was sent: the ledger estimates the input from it when the provider
+    did not count (read once, at the end)."""
 
     @property
     def key(self) -> ReplyKey:
@@ -296,6 +304,9 @@ class ChatEngine:
         self.metrics = metrics
         self.checkpointer = Checkpointer(store, settings.checkpoint_interval)
         self.titles = Titler(settings, store, providers, backplane, metrics)
+        self.ledger = LedgerPolicy(settings.prices, self._provider_name)
+        store.ledger = self.ledger  # the rows of replies the store marks interrupted itself
+        self.quotas = Quotas(settings, UsageBook(store.database))
         self._running: dict[str, RunningReply] = {}
         self._running_per_owner: Counter[str] = Counter()
         self._busy: dict[tuple[str, str], str | None] = {}
@@ -454,7 +465,8 @@ class ChatEngine:
     async def send(self, owner: str, options: SendOptions) -> ReplyLog:
         """Store the message and start the reply; returns its event log.
 
-        Raises ModelNotFound / ProviderNotConfigured (before anything is stored), NotFound
+        Raises ModelNotFound / ProviderNotConfigured / ModelNotAllowed / QuotaExceeded
+        (before anything is stored), NotFound
         (another owner's or unknown conversation) and ConversationBusy. Concurrent sends
         with the same ``client_message_id`` get the same reply.
 
@@ -487,6 +499,13 @@ class ChatEngine:
         model_id = options.model or self.providers.default_model
         provider, model = self.providers.resolve(model_id)
         check_capabilities(model, options)
+        policy = await self.quotas.policy(owner)
+        self.quotas.check_model(policy, model.id)
+        try:
+            await self.quotas.check(owner, policy, lambda: self.streaming_count(owner))
+        except QuotaExceeded as refusal:
+            self.metrics.rejections.labels(str(refusal.quota["limit"])).inc()
+            raise
         await self._check_reply_quota(owner)
         new = self._new_reply(owner, options, model_id, provider)
 
@@ -630,6 +649,9 @@ class ChatEngine:
             started_at=time.monotonic(),
             images=images,
             ephemeral=options.ephemeral,
+            model_id=model.id,
+            provider=provider.name,
+            request=request,
         )
         if conversation.title_source == "message" and not begun.context and not options.ephemeral:
             reply.title = TitleJob(owner, conversation.id, model.id, begun.user_text)
@@ -692,6 +714,20 @@ class ChatEngine:
             prior=options.prior,
             archived=options.ephemeral,
         )
+
+    async def streaming_count(self, owner: str) -> int:
+        """How many replies the owner streams now, in every process."""
+        local = self._running_per_owner[owner]
+        return max(local, len(await self.backplane.shared_streaming(owner)))
+
+    async def allowed_models(self, owner: str) -> list[ModelInfo]:
+        """The models the owner's role may use (``role_models``), as listed to it."""
+        models = self.providers.models()
+        if not self.settings.role_models:
+            return models
+        policy = await self.quotas.policy(owner)
+        allowed = self.quotas.allowed_models(policy.role, [model.id for model in models])
+        return [model for model in models if model.id in allowed]
 
     async def _check_reply_quota(self, owner: str) -> None:
         """Raise TooManyReplies when the owner already streams its maximum of replies."""
@@ -900,9 +936,10 @@ class ChatEngine:
         message_id = reply.key.message_id
         deadline = time.monotonic() + self.settings.final_write_timeout
         attempt = 0
+        usage = self._usage(reply, outcome)
         while True:
             try:
-                await self.store.finish_reply(message_id, outcome)
+                await self.store.finish_reply(message_id, outcome, usage)
                 return True
             except StoreError as error:
                 delay = FINAL_WRITE_DELAYS[min(attempt, len(FINAL_WRITE_DELAYS) - 1)]
@@ -926,6 +963,37 @@ class ChatEngine:
             except Exception:  # a bug, not an outage: retrying would not help
                 log.exception("could not save reply %s", message_id)
                 return False
+
+    def _usage(self, reply: RunningReply, outcome: ReplyOutcome) -> UsageEntry:
+        """The reply's ledger row (estimated when the provider did not count)."""
+        request = reply.request
+
+        def sent() -> str:
+            return "" if request is None else "\n".join(m.content for m in request.messages)
+
+        return self.ledger.entry(
+            message_id=reply.key.message_id,
+            owner=reply.key.owner,
+            model=reply.model_id,
+            provider=reply.provider,
+            status=outcome.status.value,
+            counted=(
+                outcome.input_tokens,
+                outcome.output_tokens,
+                outcome.reasoning_tokens,
+                outcome.cached_tokens,
+            ),
+            sent=sent,
+            streamed=outcome.content,
+            reasoning=outcome.reasoning,
+        )
+
+    def _provider_name(self, model_id: str) -> str:
+        """The provider serving ``model_id`` ("" when none does any more)."""
+        try:
+            return self.providers.resolve(model_id)[0].name
+        except LiaotianError:
+            return ""
 
     async def _pump(
         self, reply: RunningReply, provider: Provider, request: ChatRequest

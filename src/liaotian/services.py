@@ -60,6 +60,7 @@ class Services:
             json_serialize=None,  # type: ignore[arg-type]  # bodies are pre-encoded with orjson
         )
         context = ProviderContext(settings=settings, http=http)
+        metrics = Metrics()
         providers = ProviderRegistry(
             [
                 provider
@@ -67,9 +68,9 @@ class Services:
                 for provider in factory(context)
             ],
             settings,
+            metrics,
         )
         await providers.start()
-        metrics = Metrics()
         backplane = open_backplane(
             settings.effective_backplane_url, settings=settings, store=store, metrics=metrics
         )

@@ -37,6 +37,7 @@ from liaotian.errors import (
     ConversationBusy,
     LiaotianError,
     LimitExceeded,
+    ModelNotAllowed,
     ModelNotFound,
     NotFound,
     ProtocolError,
@@ -82,6 +83,7 @@ class ApiError(Exception):
         code: str | None = None,
         param: str | None = None,
         retry_after: float | None = None,
+        quota: dict[str, object] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -90,17 +92,20 @@ class ApiError(Exception):
         self.code = code
         self.param = param
         self.retry_after = retry_after
+        self.quota = quota
 
     def body(self) -> dict[str, Any]:
-        """The ``{"error": {...}}`` object (also what a stream sends when a reply fails)."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
+        """The ``{"error": {...}}`` object (also what a stream sends when a reply fails);
+        a quota refusal adds liaotian's ``quota`` member."""
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.type,
+            "param": self.param,
+            "code": self.code,
         }
+        if self.quota is not None:
+            error["quota"] = self.quota
+        return {"error": error}
 
     def response(self) -> JSONResponse:
         response = JSONResponse(self.body(), status_code=self.status)
@@ -118,6 +123,7 @@ _MAPPING: tuple[tuple[type[LiaotianError], int, str], ...] = (
     (LimitExceeded, 429, RATE_LIMIT),
     (UnsupportedCapability, 400, INVALID_REQUEST),
     (ShareLinksDisabled, 403, PERMISSION),
+    (ModelNotAllowed, 403, PERMISSION),
     (ProtocolError, 400, INVALID_REQUEST),
     (StoreError, 503, SERVER),
     (ProviderRateLimited, 429, RATE_LIMIT),
@@ -139,9 +145,15 @@ def error_from(error: LiaotianError) -> ApiError:
     retry_after = getattr(error, "retry_after", None)
     if retry_after is None and status == 503:
         retry_after = 1
-    param = "model" if isinstance(error, ModelNotFound) else None
+    param = "model" if isinstance(error, ModelNotFound | ModelNotAllowed) else None
     return ApiError(
-        status, error.message, type_=type_, code=error.code, param=param, retry_after=retry_after
+        status,
+        error.message,
+        type_=type_,
+        code=error.code,
+        param=param,
+        retry_after=retry_after,
+        quota=getattr(error, "quota", None),
     )
 
 

@@ -37,11 +37,12 @@ def model_object(model: ModelInfo, default: str) -> dict[str, Any]:
 
 @router.get("/models")
 async def list_models(request: Request) -> JSONResponse:
-    """Every model, the default first."""
-    await api_owner(request)
-    providers = services_of(request).providers
-    default = providers.default_model
-    models = sorted(providers.models(), key=lambda model: model.id != default)
+    """Every model the caller's role may use (``role_models``), the default first."""
+    owner = await api_owner(request)
+    services = services_of(request)
+    default = services.providers.default_model
+    allowed = await services.engine.allowed_models(owner)
+    models = sorted(allowed, key=lambda model: model.id != default)
     return JSONResponse(
         {"object": "list", "data": [model_object(model, default) for model in models]}
     )
@@ -49,10 +50,12 @@ async def list_models(request: Request) -> JSONResponse:
 
 @router.get("/models/{model_id:path}")
 async def get_model(request: Request, model_id: str) -> JSONResponse:
-    """One model; 404 (``model_not_found``) for a model liaotian does not serve."""
-    await api_owner(request)
-    providers = services_of(request).providers
-    for model in providers.models():
+    """One model; 404 (``model_not_found``) for a model liaotian does not serve or the
+    caller's role may not use."""
+    owner = await api_owner(request)
+    services = services_of(request)
+    providers = services.providers
+    for model in await services.engine.allowed_models(owner):
         if model.id == model_id:
             return JSONResponse(model_object(model, providers.default_model))
     raise ModelNotFound(f"the model {model_id!r} does not exist here; GET /v1/models lists them")

@@ -20,11 +20,17 @@ from typing import TYPE_CHECKING
 
 from liaotian.errors import ModelNotFound, ProviderNotConfigured
 from liaotian.providers.base import Capabilities, ChatRequest, ModelInfo, Provider, StreamItem
-from liaotian.providers.resilience import CircuitBreaker, ResiliencePolicy, resilient_stream
+from liaotian.providers.resilience import (
+    CallObserver,
+    CircuitBreaker,
+    ResiliencePolicy,
+    resilient_stream,
+)
 
 if TYPE_CHECKING:
     import aiohttp
 
+    from liaotian.metrics import Metrics
     from liaotian.settings import ModelSettings, Settings
 
 
@@ -67,11 +73,19 @@ class ProviderRegistry:
     called: through :meth:`stream`, with retries and one circuit breaker per provider.
 
     Providers are asked in registration order; the first that lists a model serves it.
-    ``settings`` gives the resilience policy (the defaults without).
+    ``settings`` gives the resilience policy (the defaults without). With ``metrics``, each
+    call is counted per provider, once, when it ends (``liaotian_provider_calls``,
+    ``liaotian_provider_first_item_seconds``).
     """
 
-    def __init__(self, providers: list[Provider], settings: Settings | None = None) -> None:
+    def __init__(
+        self,
+        providers: list[Provider],
+        settings: Settings | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.providers = providers
+        self._metrics = metrics
         self._failed: dict[str, str] = {}
         self._configured_default = None if settings is None else settings.default_model
         self._model_settings: Mapping[str, ModelSettings] = (
@@ -99,7 +113,19 @@ class ProviderRegistry:
         breaker = self.breakers.get(provider.name)
         if breaker is None:
             breaker = self.breakers[provider.name] = self._breaker(provider.name)
-        return resilient_stream(provider, request, breaker, self.policy)
+        return resilient_stream(
+            provider, request, breaker, self.policy, self._observer(provider.name)
+        )
+
+    def _observer(self, name: str) -> CallObserver | None:
+        metrics = self._metrics
+        if metrics is None:
+            return None
+
+        def observe(outcome: str, latency: float | None) -> None:
+            metrics.provider_call_ended(name, outcome, latency)
+
+        return observe
 
     async def start(self) -> None:
         for provider in self.providers:

@@ -44,13 +44,20 @@ from liaotian.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from liaotian.providers.base import Reasoning
+from liaotian.providers.base import Finish, Reasoning
 
 if TYPE_CHECKING:
     from liaotian.providers.base import ChatRequest, Provider, StreamItem
     from liaotian.settings import Settings
 
 log = logging.getLogger(__name__)
+
+CallObserver = Callable[[str, float | None], None]
+"""``observe(outcome, latency)``, called once when a call of :func:`resilient_stream` ends:
+``outcome`` is ``ok`` (its Finish was yielded), ``error`` (a ProviderError, the breaker's
+fail-fast included, or a stream that ended without a Finish) or ``cancelled`` (its consumer
+stopped before the Finish); ``latency`` the seconds from the call to its first item
+(retries included), None when there was none. Called on the event loop; must not raise."""
 
 # Failures that say the provider is unwell: they are retried before the first token
 # (timeouts excepted) and counted by the breaker. Auth, bad-request and repetition errors
@@ -351,21 +358,35 @@ async def resilient_stream(
     request: ChatRequest,
     breaker: CircuitBreaker,
     policy: ResiliencePolicy,
+    observe: CallObserver | None = None,
 ) -> AsyncIterator[StreamItem]:
     """``provider.stream(request)`` with retries, the breaker and the repetition guard.
 
     Yields what the provider yields. Raises ProviderError only: the provider's (after the
     retries, its message saying how many attempts were made), ProviderUnavailable when the
     breaker is open, ProviderRepetition when the answer loops (the upstream stream is
-    closed first). Cancelling or closing it closes the provider's stream.
+    closed first). Cancelling or closing it closes the provider's stream. ``observe`` is
+    told once how the call ended (:data:`CallObserver`).
     """
-    probe = breaker.admit()
+    started = time.perf_counter()
+    try:
+        probe = breaker.admit()
+    except ProviderError:
+        if observe is not None:
+            observe("error", None)
+        raise
+    first_at: float | None = None
+    item: StreamItem | None = None
+    failed = False
     settled = False
     stream: AsyncIterator[StreamItem] | None = None
     try:
         stream, first = await _first_item(provider, request, policy)
         if first is None:
+            failed = True  # no answer at all: the engine ends the reply with an error
             return
+        first_at = time.perf_counter()
+        item = first
         breaker.success()
         settled = True
         limit = policy.repetition_limit
@@ -373,6 +394,7 @@ async def resilient_stream(
         if limit <= 0:
             async for item in stream:
                 yield item
+            failed = type(item) is not Finish
             return
         # Text and reasoning are guarded apart: a model looping in its thinking is stopped
         # too, and reasoning never hides (or fakes) a loop in the answer.
@@ -393,16 +415,26 @@ async def resilient_stream(
                     raise _looping(provider, text_guard, "answer")
             elif type(item) is Reasoning and think(item.text):
                 raise _looping(provider, reasoning_guard, "reasoning")
+        failed = type(item) is not Finish
     except ProviderError as error:
+        failed = True
         if isinstance(error, UNHEALTHY):
             breaker.failure()
         elif not settled:
             breaker.success()
         settled = True
         raise
+    except Exception:
+        failed = True
+        raise
     finally:
         if not settled:
             breaker.abandon(probe)
+        if observe is not None:
+            # A consumer stops reading at the Finish (the reply is complete) or earlier
+            # (cancelled); a stream read to its end without one has failed.
+            outcome = "error" if failed else "ok" if type(item) is Finish else "cancelled"
+            observe(outcome, None if first_at is None else first_at - started)
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -45,6 +45,7 @@ from liaotian.store.database import (
     open_database,
 )
 from liaotian.store.models import Conversation, Message, Owner, aware, utcnow
+from liaotian.store.usage import LedgerPolicy, UsageEntry, insert_entry
 
 INTERRUPTED_MESSAGE = "the server stopped while this answer was streaming"
 
@@ -505,6 +506,9 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._db = open_database(engine)
+        self.ledger: LedgerPolicy | None = None
+        """Set by the chat engine: replies this store marks interrupted itself (a restart,
+        a dead process's lease) then get their ledger rows, estimated."""
 
     @property
     def database(self) -> Database:
@@ -856,7 +860,9 @@ class Store:
             ).all()
             if not rows:
                 return []
-            c.execute(_interrupt().where(table.id.in_([row[0] for row in rows])))
+            reaped = [row[0] for row in rows]
+            c.execute(_interrupt().where(table.id.in_(reaped)))
+            self._ledger_interrupted(c, reaped)
             for row in rows:
                 if row[1]:
                     search.index_message(c, row[0], row[1])
@@ -867,10 +873,15 @@ class Store:
 
         return await self._db.run(work)
 
-    async def finish_reply(self, message_id: str, outcome: ReplyOutcome) -> bool:
-        """Write a reply's final text, status, usage and timings (once, at the end).
+    async def finish_reply(
+        self, message_id: str, outcome: ReplyOutcome, usage: UsageEntry | None = None
+    ) -> bool:
+        """Write a reply's final text, status, usage and timings (once, at the end), and
+        its ledger row ``usage`` in the same transaction.
 
-        Returns False if the reply was no longer streaming (another process reaped it).
+        Returns False if the reply was no longer streaming (another process reaped it, or
+        an earlier attempt of this write was saved): then nothing is written, the ledger
+        row included, so a replayed final write never counts twice.
         """
         params = {
             "b_id": message_id,
@@ -896,6 +907,8 @@ class Store:
                 return False
             if outcome.content:
                 search.index_message(c, message_id, outcome.content)
+            if usage is not None:
+                insert_entry(c, usage)
             return True
 
         return await self._db.run(work)
@@ -960,12 +973,52 @@ class Store:
         def work(c: Connection) -> int:
             saved = c.execute(streaming).all()
             count = int(c.execute(statement).rowcount or 0)
+            self._ledger_interrupted(c, [message_id for message_id, _ in saved])
             for message_id, content in saved:
                 if content:
                     search.index_message(c, message_id, content)
             return count
 
         return await self._db.run(work)
+
+    def _ledger_interrupted(self, c: Connection, message_ids: list[str]) -> None:
+        """Ledger rows for replies just marked interrupted here: estimated, the output from
+        the text saved at the last checkpoint, the input from the user message alone (the
+        context the model was sent is not stored)."""
+        if self.ledger is None or not message_ids:
+            return
+        parent = messages.alias("parent")
+        rows = c.execute(
+            select(
+                messages.c.id,
+                messages.c.model,
+                messages.c.content,
+                messages.c.reasoning,
+                conversations.c.owner_id,
+                parent.c.content.label("sent"),
+            )
+            .join(conversations, conversations.c.pk == messages.c.conversation_pk)
+            .outerjoin(parent, parent.c.pk == messages.c.parent_pk)
+            .where(messages.c.id.in_(message_ids))
+        ).all()
+        now = utcnow()
+        for row in rows:
+            model = row.model or ""
+            insert_entry(
+                c,
+                self.ledger.entry(
+                    message_id=row.id,
+                    owner=row.owner_id,
+                    model=model,
+                    provider=self.ledger.provider_of(model),
+                    status=ReplyStatus.INTERRUPTED.value,
+                    counted=(None, None, None, None),
+                    sent=row.sent or "",
+                    streamed=row.content or "",
+                    reasoning=row.reasoning,
+                    now=now,
+                ),
+            )
 
     async def search(self, owner: str, query: str, *, limit: int) -> list[SearchResult]:
         """The owner's conversations whose title or any message (every branch, archived

@@ -328,3 +328,21 @@ async def test_the_audit_log_pages_to_older_entries(
     await expect(rows).to_have_count(55)
     await expect(rows.last).to_contain_text("someone-0")
     await expect(admin.root.get_by_role("button", name="Older entries")).to_have_count(0)
+
+
+async def test_a_model_the_role_may_not_use_says_so(
+    context: BrowserContext, make_settings: SettingsFactory, people: dict[str, str]
+) -> None:
+    """A message to a model the account's role may not use is refused in plain words, and
+    stays in the box."""
+    settings = make_settings(role_models={"user": ["qwen-max"]})
+    async with run_server(settings) as server:
+        chat = await signed_in(context, server, people["user"])
+        await chat.type_and_send("hello there")
+        problem = chat.page.locator('.composer-problem[data-code="model_not_allowed"]')
+        await expect(problem.locator(".problem-text")).to_have_text(
+            "Your account may not use qwen-plus."
+        )
+        await expect(problem.get_by_role("button", name="Choose another model")).to_be_visible()
+        await expect(chat.input).to_have_value("hello there")
+        await chat.assert_healthy()

@@ -22,6 +22,7 @@ from tests.browser.admin_pages import (
     signed_in,
     unique,
 )
+from tests.browser.chat_page import ChatPage
 from tests.browser.conftest import new_context
 from tests.conftest import SettingsFactory
 from tests.server_harness import RunningServer, run_server
@@ -346,3 +347,46 @@ async def test_a_model_the_role_may_not_use_says_so(
         await expect(problem.get_by_role("button", name="Choose another model")).to_be_visible()
         await expect(chat.input).to_have_value("hello there")
         await chat.assert_healthy()
+
+
+async def test_admin_changes_a_role_resets_a_password_and_disables(
+    context: BrowserContext,
+    second: BrowserContext,
+    secured: RunningServer,
+    people: dict[str, str],
+) -> None:
+    """From the users' table: a role changes, a new password works (the old one no longer),
+    and disabling signs the account's open page out; enabling lets it back in."""
+    accounts = secured.services.auth.accounts
+    admin = await Administration.open(await signed_in(context, secured, people["admin"]))
+    name = people["user"]
+    row = admin.user_row(name)
+    await row.get_by_label(f"Role of {name}").select_option("admin")
+    await expect(row).to_have_attribute("data-role", "admin")
+    await row.get_by_label(f"Role of {name}").select_option("user")
+    await expect(row).to_have_attribute("data-role", "user")
+    # An admin's own row cannot demote or disable itself.
+    own = admin.user_row(people["admin"])
+    await expect(own.get_by_label(f"Role of {people['admin']}")).to_be_disabled()
+    await expect(own.get_by_role("button", name="Disable")).to_be_disabled()
+
+    await row.get_by_role("button", name=f"Reset the password of {name}").click()
+    dialog = admin.page.locator("dialog.admin-dialog[open]")
+    await dialog.get_by_label("New password").fill("another long secret")
+    await dialog.get_by_role("button", name="Save").click()
+    await expect(admin.outcome).to_have_text(f"Password of {name} reset.")
+    assert await accounts.verify_password(name, "another long secret")
+    assert not await accounts.verify_password(name, PASSWORD)
+
+    user = await ChatPage.open(second, secured, connect=False)
+    await user.sign_in(name, "another long secret")
+    await user.wait_connected()
+    await row.get_by_role("button", name="Disable").click()
+    await admin.page.locator("dialog.confirm[open] [data-action='confirm']").click()
+    await expect(row).to_have_attribute("data-status", "disabled")
+    await expect(user.signed_out_notice).to_be_visible()
+    await row.get_by_role("button", name="Enable").click()
+    await expect(row).to_have_attribute("data-status", "active")
+    await user.sign_in(name, "another long secret")
+    await user.wait_connected()
+    await user.assert_healthy()

@@ -6,33 +6,17 @@
  */
 import { html, nothing, type TemplateResult } from "lit";
 import { formatNumber, t } from "../i18n";
-import { type AccountUsage, accountApi, ApiError, LIMIT_NAMES, type LimitName, type OwnToken } from "../protocol/accounts-api";
+import { type AccountUsage, accountApi, LIMIT_NAMES, type LimitName, type OwnToken } from "../protocol/accounts-api";
 import "../i18n/pages";
 import { LightElement } from "./base";
 import type { ConfirmDialog } from "./confirm-dialog";
 import { icons } from "./icons";
 import { type ChartSeries } from "./usage-chart";
-import { formatCost, formatWhen, limitAmount, limitLabel, periodDays, todayUtc } from "./usage-format";
+import { codeOf, failure, formatCost, formatWhen, limitAmount, limitLabel, type Outcome, periodDays, todayUtc } from "./usage-format";
 import "./usage-chart";
 import "../styles/admin.css";
 
 const DAYS = 30;
-
-/** An outcome to show next to a form: done, or the server's error code. */
-export interface Outcome {
-  ok: boolean;
-  code: string;
-}
-
-/** An error's code for the words: the server's, or `connection`. */
-export function codeOf(error: unknown): string {
-  return error instanceof ApiError ? error.code : "connection";
-}
-
-/** A failed request in words. */
-export function failure(code: string): string {
-  return t("page.error", { code });
-}
 
 export class AccountView extends LightElement {
   static override properties = {

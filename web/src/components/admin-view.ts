@@ -20,14 +20,14 @@ import {
   type UsageBy,
   type UsageRow,
 } from "../protocol/accounts-api";
-import { codeOf, failure, type Outcome } from "./account-view";
 import "../i18n/pages";
 import { LightElement } from "./base";
 import type { ConfirmDialog } from "./confirm-dialog";
 import { icons } from "./icons";
 import type { ChartSeries } from "./usage-chart";
-import { formatCost, formatWhen, limitAmount, limitLabel, periodDays, todayUtc } from "./usage-format";
+import { codeOf, failure, formatCost, formatWhen, limitAmount, limitLabel, type Outcome, periodDays, todayUtc } from "./usage-format";
 import "./usage-chart";
+import "../styles/admin.css";
 
 const TABS = ["users", "tokens", "usage", "providers", "replies", "audit"] as const;
 type Tab = (typeof TABS)[number];

@@ -1,6 +1,6 @@
-/** How the account and administration pages word usage: costs, limits, times. */
+/** How the account and administration pages word things: costs, limits, times, failures. */
 import { formatNumber, getLocale, type MessageKey, t } from "../i18n";
-import type { LimitName } from "../protocol/accounts-api";
+import { ApiError, type LimitName } from "../protocol/accounts-api";
 
 /**
  * A cost in the server's currency ("US$0.42"); "–" when unknown (a model without a price); the
@@ -55,4 +55,20 @@ export function todayUtc(): string {
 export function periodDays(count: number, today = todayUtc()): string[] {
   const end = Date.parse(`${today}T00:00:00Z`);
   return Array.from({ length: count }, (_, index) => new Date(end - (count - 1 - index) * 86_400_000).toISOString().slice(0, 10));
+}
+
+/** An outcome to show next to a form: done, or the server's error code. */
+export interface Outcome {
+  ok: boolean;
+  code: string;
+}
+
+/** An error's code for the words: the server's, or `connection`. */
+export function codeOf(error: unknown): string {
+  return error instanceof ApiError ? error.code : "connection";
+}
+
+/** A failed request in words. */
+export function failure(code: string): string {
+  return t("page.error", { code });
 }

@@ -8,7 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
@@ -36,8 +36,13 @@ class Answer:
         return error["code"] if error else None
 
 
+class Served(Protocol):
+    @property
+    def http_url(self) -> str: ...
+
+
 async def call(
-    server: RunningServer,
+    server: Served,
     method: str,
     path: str,
     *,
@@ -617,14 +622,17 @@ async def test_an_account_never_reaches_anothers_tokens(
     alices = (await call(server, "GET", "/account/tokens", token=tokens["alice"])).body["tokens"]
     async with browser() as session:
         assert (await sign_in(server, session, "bob")).status == 200
-        for credential in ({"session": session}, {"token": tokens["bob"]}):
-            listed = await call(server, "GET", "/account/tokens", **credential)  # type: ignore[arg-type]
+        for bob_session, bob_token in ((session, None), (None, tokens["bob"])):
+            listed = await call(
+                server, "GET", "/account/tokens", session=bob_session, token=bob_token
+            )
             assert [t["id"] for t in listed.body["tokens"]] == [3]
             refused = await call(
                 server,
                 "DELETE",
                 f"/account/tokens/{alices[0]['id']}",
-                **credential,  # type: ignore[arg-type]
+                session=bob_session,
+                token=bob_token,
             )
             assert (refused.status, refused.code) == (404, "not_found")
     assert (await call(server, "GET", "/auth/me", token=tokens["alice"])).body["user"] == "alice"

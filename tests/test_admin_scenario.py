@@ -40,6 +40,11 @@ async def cluster(tmp_path: Path, fake: FakeUpstream) -> AsyncIterator[Cluster]:
         yield running
 
 
+def browser_session() -> aiohttp.ClientSession:
+    """A session that keeps cookies of an IP address (127.0.0.1), as a browser does."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
 class Browser:
     """An HTTP client of one process with a session cookie, as the page is."""
 
@@ -84,7 +89,7 @@ async def chat(client: RawClient, message: str) -> dict[str, Any]:
 
 async def test_an_admin_limits_watches_lifts_and_revokes(cluster: Cluster) -> None:
     admin_process, user_process = cluster.servers
-    async with aiohttp.ClientSession() as admin_http, aiohttp.ClientSession() as user_http:
+    async with browser_session() as admin_http, browser_session() as user_http:
         admin = Browser(admin_process, admin_http)
         await admin.sign_in(USER)  # the first account: an admin
         await admin.call(

@@ -8,6 +8,11 @@ enumeration). It is rate limited per client address and per user name from that 
 proxy uvicorn trusts (``FORWARDED_ALLOW_IPS``, 127.0.0.1 by default), the one the proxy
 put in ``X-Forwarded-For``. The session cookie is HttpOnly, SameSite=Strict, and Secure
 unless the server runs on a loopback address over plain HTTP.
+
+A right password of an account that is not active is told apart, since only its owner can
+learn it: 403 ``account_pending`` (it waits for an admin's approval) or
+``account_disabled``. Sign-up (``self_signup = "approval"``) takes the same JSON, checks,
+limits and password-check slots as sign-in, and creates a ``pending`` account.
 """
 
 from __future__ import annotations
@@ -17,9 +22,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from liaotian.auth import SESSION_COOKIE
-from liaotian.errors import LimitExceeded, SignInBusy
+from liaotian.errors import InvalidFrame, LimitExceeded, NameTaken, SignInBusy, StoreError
 from liaotian.services import services_of
-from liaotian.store.accounts import SESSION
+from liaotian.store.accounts import ACTIVE, DISABLED, PENDING, SESSION, USER
 
 router = APIRouter(prefix="/auth")
 
@@ -80,10 +85,14 @@ async def login(request: Request) -> JSONResponse:
     try:
         await guards.check_login(form.user, request.client.host if request.client else "")
         async with guards.password_check():
-            verified = await auth.accounts.verify_password(form.user, form.password)
+            status = await auth.accounts.sign_in_status(form.user, form.password)
     except LimitExceeded as limited:
         return _limited(limited)
-    if not verified:
+    if status == PENDING:
+        return _error(403, "account_pending", "this account waits for an admin's approval")
+    if status == DISABLED:
+        return _error(403, "account_disabled", "this account is disabled; ask an admin")
+    if status != ACTIVE:
         return _error(401, "invalid_credentials", "wrong user name or password")
     secret = await auth.accounts.create_session(form.user, services.settings.session_lifetime)
     identity = await auth.accounts.identify(secret, SESSION)
@@ -99,6 +108,44 @@ async def login(request: Request) -> JSONResponse:
         path="/",
     )
     return response
+
+
+@router.post("/signup")
+async def signup(request: Request) -> JSONResponse:
+    """Sign up with ``{"user", "password"}``: ``201 {user, status: "pending"}``, an account
+    an admin must approve. 403 ``signup_disabled`` when ``self_signup = "off"`` or before
+    the first account exists (``liaotian user add`` makes it), 409 ``name_taken``."""
+    services = services_of(request)
+    auth = services.auth
+    if not auth.origin_allowed(request):
+        return _error(403, "origin_not_allowed", "sign up from the server's own page")
+    if services.settings.self_signup == "off":
+        return _error(403, "signup_disabled", "this server takes no sign-ups; ask an admin")
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return _error(415, "invalid_frame", "send JSON")
+    try:
+        form = SignIn.model_validate_json(await request.body())
+    except ValidationError:
+        return _error(400, "invalid_frame", 'send {"user": …, "password": …}')
+    guards = services.guards
+    try:
+        if not await auth.accounts.has_users():
+            return _error(
+                403, "signup_disabled", "no account exists yet: create the first with the CLI"
+            )
+        await guards.check_login(form.user, request.client.host if request.client else "")
+        async with guards.password_check():
+            await auth.accounts.add_user(form.user, form.password, role=USER, status=PENDING)
+        await services.audit.record(form.user, "user.signup", form.user)
+    except LimitExceeded as limited:
+        return _limited(limited)
+    except NameTaken as taken:
+        return _error(409, taken.code, taken.message)
+    except InvalidFrame as invalid:
+        return _error(400, invalid.code, invalid.message)
+    except StoreError as failed:
+        return _error(503, failed.code, "the database failed; try again")
+    return JSONResponse({"user": form.user, "status": PENDING}, status_code=201)
 
 
 @router.post("/logout")

@@ -1,5 +1,5 @@
-"""The ``liaotian`` command: ``serve``, ``migrate``, ``user``, ``token``, ``chat``, ``models``,
-``export``, ``import``, ``share``, ``search``, ``usage``.
+"""The ``liaotian`` command: ``serve``, ``migrate``, ``user``, ``token``, ``audit``, ``usage``,
+``chat``, ``models``, ``export``, ``import``, ``share``, ``search``.
 
 Errors the user can fix (bad settings, an unreachable server) print one clear line, in
 plain words (:mod:`liaotian.cli_words`), and exit with status 2; they never show a
@@ -67,7 +67,33 @@ def build_parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="read the password from the first line of stdin (for scripts)",
             )
-    _command(user_actions, "list", "list the users")
+        if action == "add":
+            sub.add_argument(
+                "--admin", action="store_true", help="make it an admin (the first user is one)"
+            )
+    role = _command(user_actions, "role", "make a user an admin, or an admin a user")
+    role.add_argument("name", help="the user's name")
+    role.add_argument("role", choices=("admin", "user"), help="the new role: admin or user")
+    for action, text in (
+        ("disable", "disable a user: its sessions and tokens stop working, its sockets close"),
+        ("enable", "enable a disabled user, or approve one that signed up"),
+    ):
+        _command(user_actions, action, text).add_argument("name", help="the user's name")
+    limits = _command(
+        user_actions, "limits", "set a user's own limits over its role's (docs/administration.md)"
+    )
+    limits.add_argument("name", help="the user's name")
+    limits.add_argument(
+        "pairs",
+        nargs="*",
+        metavar="NAME=VALUE",
+        help="a limit (tokens_per_day, messages_per_day, cost_per_month, concurrent_replies) "
+        "and a number, or none to lift it for this user; the user's other own limits stay",
+    )
+    limits.add_argument(
+        "--clear", action="store_true", help="drop every own limit: the role's apply again"
+    )
+    _command(user_actions, "list", "list the users (name, role, status, created)")
 
     token = _command(commands, "token", "manage API tokens (for scripts and the terminal client)")
     token.add_argument("--config", help=CONFIG_HELP)
@@ -81,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("name", nargs="?", help="only this user's tokens")
     revoke = _command(token_actions, "revoke", "revoke a token (closes its connections)")
     revoke.add_argument("id", type=int, help="the token's id (liaotian token list shows it)")
+
+    audit = _command(commands, "audit", "show the audit log of admin actions, newest first")
+    audit.add_argument("--config", help=CONFIG_HELP)
+    audit.add_argument(
+        "--limit", type=int, default=100, help="how many entries to show (default 100)"
+    )
+    audit.add_argument("--before", type=int, help="only entries older than this entry id")
 
     from liaotian.chat_cli import add_chat_parser
 
@@ -110,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args)
         if args.command == "migrate":
             return migrate(args)
-        if args.command in ("user", "token"):
+        if args.command in ("user", "token", "audit"):
             from liaotian.accounts_cli import run_accounts
 
             return run_accounts(args, _settings(args))

@@ -101,6 +101,12 @@ class FrameTooLarge(ProtocolError):
     code = "frame_too_large"
 
 
+class NameTaken(InvalidFrame):
+    """An account of that name exists already. HTTP 409."""
+
+    code = "name_taken"
+
+
 class RequestError(LiaotianError):
     """A valid request that cannot be served as asked."""
 
@@ -156,6 +162,12 @@ class Forbidden(RequestError):
     """The account may not do this: an admin route for a user, a disabled account. HTTP 403."""
 
     code = "forbidden"
+
+
+class LastAdmin(RequestError):
+    """The change would leave accounts without an active admin. HTTP 409."""
+
+    code = "last_admin"
 
 
 class ModelNotAllowed(RequestError):

@@ -21,11 +21,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 class RouteRefused(Exception):
     """Answered as ``{"error": {"code", "message"}}`` with ``status`` (see :func:`install`)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
@@ -44,7 +47,10 @@ async def signed_in(request: Request) -> Identity:
 
 
 async def admin(request: Request) -> Identity:
-    """The admin calling; RouteRefused 403 ``forbidden`` for an account that is not one."""
+    """The admin calling; RouteRefused 403 ``forbidden`` for an account that is not one,
+    and for everyone in open mode (no account exists: nobody is an admin)."""
+    if not await services_of(request).auth.required():
+        raise RouteRefused(403, "forbidden", "this server runs without accounts: no admin")
     identity = await signed_in(request)
     if not identity.is_admin:
         raise RouteRefused(403, "forbidden", "only an admin may do this")
@@ -56,6 +62,8 @@ def install(app: FastAPI) -> None:
 
     async def refused(_request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RouteRefused)
-        return error_response(error.status, error.code, error.message)
+        response = error_response(error.status, error.code, error.message)
+        response.headers.update(error.headers)
+        return response
 
     app.add_exception_handler(RouteRefused, refused)

@@ -83,6 +83,14 @@ async def fresh_postgres_database() -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database whatever the run's database (several processes
+    need one): see :func:`fresh_postgres_database`."""
+    async with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
 async def database_url(tmp_path: Path) -> AsyncIterator[str]:
     """A new, empty database for this test: a SQLite file, or a fresh PostgreSQL database."""
     if TEST_DATABASE == "sqlite":

@@ -3,7 +3,6 @@ stored, and lets go when it resets (the quota clock is moved, not waited for).""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from openai import AsyncOpenAI, PermissionDeniedError, RateLimitError
 from websockets.asyncio.client import connect as ws_connect
 
 from tests.cluster import PASSWORD, accounts_of, run_cluster
-from tests.conftest import SettingsFactory, fresh_postgres_database
+from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream
 from tests.server_harness import RunningServer, run_server
 from tests.test_usage import ask, connect
@@ -218,12 +217,6 @@ async def test_role_models_refuse_on_the_socket_and_filter_its_list(
         assert (error["code"], error["id"]) == ("model_not_allowed", "s")
         assert await conversations(client) == 0
         await client.close()
-
-
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    async with fresh_postgres_database() as url:
-        yield url
 
 
 @pytest.mark.scaleout

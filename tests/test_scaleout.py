@@ -12,19 +12,12 @@ import redis.asyncio as aioredis
 from websockets.asyncio.client import connect as ws_connect
 
 from tests.cluster import REDIS_START, REDIS_URL, Cluster, run_cluster
-from tests.conftest import fresh_postgres_database
 from tests.fake_upstream import FakeUpstream, expected_reasoning, expected_reply
 from tests.wsclient import Frame, RawClient, follow_parts, follow_text, of_type, reply_text
 
 pytestmark = pytest.mark.scaleout
 
 TOKENS = "".join(f"t{n} " for n in range(60))
-
-
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    async with fresh_postgres_database() as url:
-        yield url
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -20,7 +19,7 @@ from liaotian.client import Client
 from liaotian.store import Store, create_engine
 from liaotian.store.models import Share, utcnow
 from tests.cluster import Cluster, run_cluster
-from tests.conftest import SettingsFactory, fresh_postgres_database
+from tests.conftest import SettingsFactory
 from tests.fake_upstream import FakeUpstream, expected_reply
 from tests.server_harness import RunningServer, run_server
 from tests.share_seed import Seeded, add_sibling, seed_conversation
@@ -413,12 +412,6 @@ async def test_share_links_off_refuses_frames_and_404s_urls(
 
 
 # -- several processes -------------------------------------------------------------------
-
-
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    async with fresh_postgres_database() as url:
-        yield url
 
 
 @pytest.mark.scaleout

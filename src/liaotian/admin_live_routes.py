@@ -33,6 +33,7 @@ from liaotian.route_access import RouteRefused
 from liaotian.services import services_of
 from liaotian.store.accounts import Identity
 from liaotian.store.live_replies import LiveReply, streaming_replies, streaming_reply
+from liaotian.store.models import wire_time
 
 router = APIRouter(prefix="/admin")
 
@@ -64,7 +65,7 @@ def _reply(reply: LiveReply) -> dict[str, object]:
         "conversation_id": reply.conversation_id,
         "user": reply.user,
         "model": reply.model,
-        "started_at": reply.started_at.isoformat().replace("+00:00", "Z"),
+        "started_at": wire_time(reply.started_at),
         "unkept": ChatEngine.unkept(reply.conversation_id),
     }
 

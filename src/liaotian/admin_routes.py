@@ -20,6 +20,7 @@ from liaotian.route_access import RouteRefused, admin
 from liaotian.route_json import read_body, refusing
 from liaotian.services import Services, services_of
 from liaotian.store.accounts import ACTIVE, ADMIN, PENDING, USER, CredentialInfo, Identity
+from liaotian.store.models import wire_time
 
 router = APIRouter(prefix="/admin")
 
@@ -56,7 +57,7 @@ def token_wire(token: CredentialInfo) -> dict[str, object]:
         "id": token.id,
         "user": token.user,
         "name": token.name,
-        "created_at": token.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": wire_time(token.created_at),
         "revoked": token.revoked,
     }
 

@@ -48,6 +48,16 @@ def _limited(limited: LimitExceeded) -> JSONResponse:
     return response
 
 
+async def _read_form(request: Request) -> SignIn | JSONResponse:
+    """The ``{"user", "password"}`` of a JSON body, or the answer refusing it (415, 400)."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return _error(415, "invalid_frame", "send JSON")
+    try:
+        return SignIn.model_validate_json(await request.body())
+    except ValidationError:
+        return _error(400, "invalid_frame", 'send {"user": …, "password": …}')
+
+
 @router.get("/me")
 async def me(request: Request) -> JSONResponse:
     """``{"user": name | null, "owner": owner id | null, "role": "admin" | "user" | null,
@@ -75,12 +85,9 @@ async def login(request: Request) -> JSONResponse:
     auth = services.auth
     if not auth.origin_allowed(request):
         return _error(403, "origin_not_allowed", "sign in from the server's own page")
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        return _error(415, "invalid_frame", "send JSON")
-    try:
-        form = SignIn.model_validate_json(await request.body())
-    except ValidationError:
-        return _error(400, "invalid_frame", 'send {"user": …, "password": …}')
+    form = await _read_form(request)
+    if isinstance(form, JSONResponse):
+        return form
     guards = services.guards
     try:
         await guards.check_login(form.user, request.client.host if request.client else "")
@@ -121,12 +128,9 @@ async def signup(request: Request) -> JSONResponse:
         return _error(403, "origin_not_allowed", "sign up from the server's own page")
     if services.settings.self_signup == "off":
         return _error(403, "signup_disabled", "this server takes no sign-ups; ask an admin")
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        return _error(415, "invalid_frame", "send JSON")
-    try:
-        form = SignIn.model_validate_json(await request.body())
-    except ValidationError:
-        return _error(400, "invalid_frame", 'send {"user": …, "password": …}')
+    form = await _read_form(request)
+    if isinstance(form, JSONResponse):
+        return form
     guards = services.guards
     try:
         if not await auth.accounts.has_users():

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from liaotian.errors import InvalidFrame, LastAdmin, NameTaken, NotFound, StoreConflict
 from liaotian.settings import LIMIT_NAMES, ROLES
 from liaotian.store.database import DATABASE_ERRORS, domain_error
-from liaotian.store.models import Credential, User, aware, utcnow
+from liaotian.store.models import Credential, User, aware, utcnow, wire_time
 
 USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 MIN_PASSWORD = 8
@@ -164,7 +164,7 @@ class UserInfo:
             "name": self.name,
             "role": self.role,
             "status": self.status,
-            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "created_at": wire_time(self.created_at),
             "limits": self.limits,
         }
 

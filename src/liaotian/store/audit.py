@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from liaotian.store.database import DATABASE_ERRORS, domain_error
-from liaotian.store.models import AuditEntry, aware
+from liaotian.store.models import AuditEntry, aware, wire_time
 
 CLI_ACTOR = "cli"
 """The actor of actions taken from the server's shell."""
@@ -27,7 +27,7 @@ class AuditRecord:
     def to_wire(self) -> dict[str, object]:
         return {
             "id": self.id,
-            "at": self.at.isoformat().replace("+00:00", "Z"),
+            "at": wire_time(self.at),
             "actor": self.actor,
             "action": self.action,
             "target": self.target,

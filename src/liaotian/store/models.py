@@ -43,6 +43,11 @@ def aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def wire_time(value: datetime) -> str:
+    """A UTC datetime as the routes write it: ISO 8601 ending in ``Z``."""
+    return aware(value).isoformat().replace("+00:00", "Z")
+
+
 class Base(DeclarativeBase):
     pass
 

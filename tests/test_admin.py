@@ -209,6 +209,8 @@ async def test_an_admin_creates_and_changes_accounts(
         ({"name": "dave", "password": PASSWORD, "limits": {"cost_per_month": -1}}, "at least"),
         ({"name": "dave", "password": PASSWORD, "limits": {"messages_per_day": "9"}}, "number"),
         ({"name": "dave"}, "password"),
+        ({"name": "carol\n", "password": PASSWORD}, "user name"),
+        ({"name": "dave", "password": PASSWORD, "limits": {"tokens_per_day": 10**400}}, "finite"),
     ):
         refused = await call(server, "POST", "/admin/users", token=root, body=wrong)
         assert refused.status == 400, wrong
@@ -239,6 +241,12 @@ async def test_an_admin_creates_and_changes_accounts(
         {"role": "root"},
         {"limits": {"concurrent_replies": 0}},
         {"limits": {"tokens_per_day": 1.5}},
+        {"limits": {"tokens_per_day": 10**400}},
+        {"limits": {"cost_per_month": 10**400}},
+        {"limits": {"tokens_per_day": float("nan")}},
+        {"limits": {"cost_per_month": float("inf")}},
+        {"limits": {"concurrent_replies": True}},
+        {"role": "user", "limits": {"tokens_per_day": -1}},
         {},
     ):
         refused = await call(server, "PATCH", "/admin/users/carol", token=root, body=wrong)
@@ -487,6 +495,10 @@ async def test_a_pending_sign_up_signs_in_once_approved(
         assert (signed_up.status, signed_up.body) == (201, {"user": "dora", "status": PENDING})
         taken = await call(server, "POST", "/auth/signup", session=session, body=body)
         assert (taken.status, taken.code) == (409, "name_taken")
+        lookalike = await call(
+            server, "POST", "/auth/signup", session=session, body={**body, "user": "dora\n"}
+        )
+        assert (lookalike.status, lookalike.code) == (400, "invalid_frame")
         short = await call(
             server, "POST", "/auth/signup", session=session, body={"user": "eve", "password": "x"}
         )
@@ -563,7 +575,14 @@ async def test_the_audit_log_is_newest_first_with_paging(
         {"tokens_per_day": 2},
         {"tokens_per_day": 1},
     ]
-    for query in ("limit=0", "limit=1001", "limit=x", "before=-1"):
+    for query in (
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "before=-1",
+        "limit=" + "1" * 5000,  # more digits than int() converts
+        "before=" + "9" * 5000,
+    ):
         bad = await call(server, "GET", f"/admin/audit?{query}", token=root)
         assert (bad.status, bad.code) == (400, "invalid_frame"), query
 

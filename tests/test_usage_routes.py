@@ -147,7 +147,17 @@ async def test_admin_usage_is_for_admins_only(
 
 
 @pytest.mark.parametrize(
-    "query", ["days=0", "days=367", "days=x", "days=-1", "by=week", "by=day&days=1.5"]
+    "query",
+    [
+        "days=0",
+        "days=367",
+        "days=x",
+        "days=-1",
+        "by=week",
+        "by=day&days=1.5",
+        "days=%C2%B2",  # "²", a digit to str.isdigit that int() refuses
+        "days=" + "1" * 5000,  # more digits than int() converts
+    ],
 )
 async def test_bad_parameters_are_a_clear_400(
     served: RunningServer, tokens: dict[str, str], query: str

@@ -29,7 +29,11 @@ MAX_DAYS = 366
 def period_start(request: Request, today: date) -> date:
     """The first day of the ``days`` query parameter's period; RouteRefused 400 if bad."""
     raw = request.query_params.get("days", str(DEFAULT_DAYS))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
+    # ASCII digits only, and few: int() refuses "²" (a digit to isdigit) and 5,000 digits.
+    if (
+        not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(MAX_DAYS)))
+        or not 1 <= int(raw) <= MAX_DAYS
+    ):
         raise RouteRefused(400, "bad_request", f"days must be a whole number from 1 to {MAX_DAYS}")
     return today - timedelta(days=int(raw) - 1)
 

@@ -31,7 +31,7 @@ from liaotian.settings import LIMIT_NAMES, ROLES
 from liaotian.store.database import DATABASE_ERRORS, domain_error
 from liaotian.store.models import Credential, User, aware, utcnow, wire_time
 
-USER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+USER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 MIN_PASSWORD = 8
 SESSION = "session"
 TOKEN = "token"
@@ -96,7 +96,7 @@ class CredentialInfo:
 
 def check_user_name(name: str) -> str:
     """The name, or InvalidFrame saying what a name may be."""
-    if not USER_NAME.match(name):
+    if not USER_NAME.fullmatch(name):
         raise InvalidFrame(
             "a user name is 1-64 characters: lowercase letters, digits, '_', '.', '-', "
             "starting with a letter or digit"
@@ -130,12 +130,14 @@ def check_limits(values: Mapping[str, object]) -> Limits:
         if value is None:
             checked[name] = None
             continue
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidFrame(f"the limit {name} is a number, or null (none) to lift it")
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an int too large for a float
+            finite = False
+        if not finite:
+            raise InvalidFrame(f"the limit {name} is a finite number, or null (none) to lift it")
         lowest = 1 if name == "concurrent_replies" else 0
         if value < lowest:
             raise InvalidFrame(f"the limit {name} is at least {lowest}")

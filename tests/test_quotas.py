@@ -248,3 +248,35 @@ async def test_concurrent_replies_hold_across_two_processes(
         assert (await ask(second, "now")).pop()["status"] == "completed"
         await first.close()
         await second.close()
+
+
+async def test_concurrent_replies_hold_for_sends_at_the_same_moment(
+    make_settings: SettingsFactory,
+) -> None:
+    """Sends that arrive together (from several sockets of the account, each opening a
+    conversation) are counted together: with concurrent_replies 1, one starts and the
+    others are refused."""
+    async with run_server(make_settings(role_limits={"user": {"concurrent_replies": 1}})) as server:
+        clients = [await connect(server) for _ in range(4)]
+        for client in clients:
+            await client.send(
+                {"type": "chat.send", "id": "s", "message": "long [tokens=400] [delay=10]"}
+            )
+        answers = [
+            (
+                await client.until(
+                    lambda f: f["type"] in ("reply.started", "error") and f.get("id") == "s"
+                )
+            )[-1]
+            for client in clients
+        ]
+        started = [frame for frame in answers if frame["type"] == "reply.started"]
+        assert len(started) == 1, answers
+        assert {frame["code"] for frame in answers if frame["type"] == "error"} == {
+            "quota_exceeded"
+        }
+        assert await conversations(clients[0]) == 1
+        await clients[0].send({"type": "chat.cancel", "message_id": started[0]["message_id"]})
+        await clients[0].until(of_type("reply.done"))
+        for client in clients:
+            await client.close()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 import time
 from collections import Counter
@@ -286,6 +287,32 @@ class Checkpointer:
                 log.exception("checkpoint failed")
 
 
+@dataclass(eq=False, slots=True)
+class _Starting:
+    """A send of ``owner`` between its quota check and its reply running (or failing)."""
+
+    sends: dict[str, set[int]]
+    """Every owner's starting sends, by number (:attr:`ChatEngine._starting`)."""
+    owner: str
+    number: int
+    handed_over: bool = False
+    """Released when its reply's start is stored (a callback), not when the send returns."""
+
+    def __post_init__(self) -> None:
+        self.sends.setdefault(self.owner, set()).add(self.number)
+
+    def before(self) -> int:
+        """How many of the owner's sends came before this one and are starting too."""
+        return sum(1 for other in self.sends.get(self.owner, ()) if other < self.number)
+
+    def release(self, _done: object = None) -> None:
+        numbers = self.sends.get(self.owner)
+        if numbers is not None:
+            numbers.discard(self.number)
+            if not numbers:
+                del self.sends[self.owner]
+
+
 class ChatEngine:
     """Starts, runs, cancels and finishes replies. One per process."""
 
@@ -309,6 +336,10 @@ class ChatEngine:
         self.quotas = Quotas(settings, UsageBook(store.database))
         self._running: dict[str, RunningReply] = {}
         self._running_per_owner: Counter[str] = Counter()
+        self._starting: dict[str, set[int]] = {}
+        """Per owner, the numbers of its sends past the model check whose reply is not yet
+        counted in ``_running_per_owner``; a send counts those before it as streaming."""
+        self._send_numbers = itertools.count()
         self._busy: dict[tuple[str, str], str | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._forgetting: set[asyncio.Task[None]] = set()
@@ -496,13 +527,29 @@ class ChatEngine:
     async def _send(self, owner: str, options: SendOptions) -> ReplyLog:
         if self._closing:
             raise _shutting_down()
+        starting = _Starting(self._starting, owner, next(self._send_numbers))
+        try:
+            return await self._send_checked(owner, options, starting)
+        finally:
+            if not starting.handed_over:
+                starting.release()
+
+    async def _streaming_or_starting(self, starting: _Starting) -> int:
+        """The owner's replies streaming now, and its sends that came before ``starting``
+        and are starting too: sends arriving together (several sockets, parallel API
+        calls) cannot all pass the ``concurrent_replies`` check of this process."""
+        return await self.streaming_count(starting.owner) + starting.before()
+
+    async def _send_checked(
+        self, owner: str, options: SendOptions, starting: _Starting
+    ) -> ReplyLog:
         model_id = options.model or self.providers.default_model
         provider, model = self.providers.resolve(model_id)
         check_capabilities(model, options)
         policy = await self.quotas.policy(owner)
         self.quotas.check_model(policy, model.id)
         try:
-            await self.quotas.check(owner, policy, lambda: self.streaming_count(owner))
+            await self.quotas.check(owner, policy, lambda: self._streaming_or_starting(starting))
         except QuotaExceeded as refusal:
             self.metrics.rejections.labels(str(refusal.quota["limit"])).inc()
             raise
@@ -534,6 +581,9 @@ class ChatEngine:
         storing.add_done_callback(
             lambda done: self._stored(done, start, options, model, provider, busy_key)
         )
+        # After _stored: by then the reply is counted as running, or has failed.
+        storing.add_done_callback(starting.release)
+        starting.handed_over = True
         try:
             await asyncio.shield(storing)
             begun = storing.result()

@@ -188,3 +188,24 @@ async def test_disabling_from_the_shell_closes_the_sockets_of_a_running_server(
             await shell.ok("user", "disable", "bob")
             await closed_signed_out(socket, within=5)
             assert await accounts.identify(token, TOKEN) is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("audit", "--limit", "0"),
+        ("audit", "--limit", "-1"),
+        ("audit", "--before", "1" + "0" * 24),
+        ("token", "revoke", "1" + "0" * 24),
+    ],
+)
+async def test_ids_and_counts_out_of_range_are_refused_in_words(
+    shell: Shell, args: tuple[str, ...]
+) -> None:
+    """Not a traceback (an id too large for the database), nor every entry (a negative
+    limit is none to SQLite): argparse's one line, status 2."""
+    await shell.add("root")
+    code, out, err = await shell(*args)
+    assert (code, out) == (2, ""), (out, err)
+    assert "is not a whole number from 1 to" in err
+    assert "Traceback" not in err

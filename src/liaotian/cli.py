@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from liaotian import __version__, logs
 from liaotian.cli_words import describe
@@ -29,6 +29,24 @@ def _command(
 ) -> argparse.ArgumentParser:
     """A sub-command whose one-line ``text`` is both its help and its description."""
     return commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+
+
+ID_MAX = 2**62
+"""The largest id a command takes (ids are 64-bit integers in the database)."""
+
+
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (argparse says so in one
+    line otherwise, where the database would have raised)."""
+
+    def whole(value: str) -> int:
+        if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is not a whole number from {low} to {high}"
+            )
+        return int(value)
+
+    return whole
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,14 +124,21 @@ def build_parser() -> argparse.ArgumentParser:
     listing = _command(token_actions, "list", "list tokens (id, user, state, created, label)")
     listing.add_argument("name", nargs="?", help="only this user's tokens")
     revoke = _command(token_actions, "revoke", "revoke a token (closes its connections)")
-    revoke.add_argument("id", type=int, help="the token's id (liaotian token list shows it)")
+    revoke.add_argument(
+        "id", type=_whole(1, ID_MAX), help="the token's id (liaotian token list shows it)"
+    )
 
     audit = _command(commands, "audit", "show the audit log of admin actions, newest first")
     audit.add_argument("--config", help=CONFIG_HELP)
     audit.add_argument(
-        "--limit", type=int, default=100, help="how many entries to show (default 100)"
+        "--limit",
+        type=_whole(1, 1000),
+        default=100,
+        help="how many entries to show, 1 to 1000 (default 100)",
     )
-    audit.add_argument("--before", type=int, help="only entries older than this entry id")
+    audit.add_argument(
+        "--before", type=_whole(1, ID_MAX), help="only entries older than this entry id"
+    )
 
     from liaotian.chat_cli import add_chat_parser
 

@@ -12,10 +12,13 @@ from typing import Any, Protocol
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from liaotian.store import create_engine
 from liaotian.store.accounts import DISABLED, PENDING
+from liaotian.store.models import Message
 from tests.cluster import PASSWORD, accounts_of, create_user
 from tests.conftest import SettingsFactory
 from tests.server_harness import RunningServer, run_server
@@ -339,6 +342,42 @@ async def test_disabling_an_account_closes_its_sockets_and_stops_its_credentials
     )
 
 
+async def test_disabling_an_account_cancels_its_streaming_replies(
+    server: RunningServer, tokens: dict[str, str]
+) -> None:
+    """A disabled account spends nothing more: its answer streaming now ends cancelled
+    (saved as such, so it leaves the admin's live list); bob's goes on."""
+    root = tokens["root"]
+    streams, replies = {}, {}
+    for name in ("alice", "bob"):
+        client = await open_socket(server, Authorization=f"Bearer {tokens[name]}")
+        await client.send({"type": "chat.send", "id": "s", "message": "[tokens=400] [delay=50]"})
+        frames = await client.until(lambda f: f["type"] == "reply.delta")
+        streams[name], replies[name] = client, frames[-1]["message_id"]
+    live = (await call(server, "GET", "/admin/replies", token=root)).body["replies"]
+    assert sorted(reply["user"] for reply in live) == ["alice", "bob"]
+    disabled = await call(
+        server, "PATCH", "/admin/users/alice", token=root, body={"status": DISABLED}
+    )
+    assert disabled.status == 200
+    left: list[str] = []
+    async with asyncio.timeout(10):
+        while left != ["bob"]:
+            answer = await call(server, "GET", "/admin/replies", token=root)
+            left = [reply["user"] for reply in answer.body["replies"]]
+            await asyncio.sleep(0.05)
+    engine = create_engine(server.settings.database_url)
+    try:
+        async with engine.connect() as connection:
+            status = await connection.scalar(
+                sa.select(Message.status).where(Message.id == replies["alice"])
+            )
+    finally:
+        await engine.dispose()
+    assert status == "cancelled"
+    await streams["bob"].close()
+
+
 async def test_revoking_a_token_closes_its_socket(
     server: RunningServer, tokens: dict[str, str]
 ) -> None:
@@ -392,11 +431,17 @@ async def test_an_admin_resets_a_password_and_its_sessions_end(
 
 
 async def test_own_tokens(server: RunningServer, tokens: dict[str, str]) -> None:
-    """An account creates, lists and revokes its own tokens; another's id is 404 and
-    another's tokens are never listed."""
-    created = await call(
-        server, "POST", "/account/tokens", token=tokens["alice"], body={"name": "laptop"}
+    """An account creates (signed in, not with a token), lists and revokes its own tokens;
+    another's id is 404 and another's tokens are never listed."""
+    minted = await call(
+        server, "POST", "/account/tokens", token=tokens["alice"], body={"name": "copy"}
     )
+    assert (minted.status, minted.code) == (403, "forbidden")
+    async with browser() as page:
+        assert (await sign_in(server, page, "alice")).status == 200
+        created = await call(
+            server, "POST", "/account/tokens", session=page, body={"name": "laptop"}
+        )
     assert created.status == 201
     assert set(created.body) == {"id", "name", "token"}
     secret = created.body["token"]

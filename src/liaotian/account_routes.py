@@ -20,7 +20,7 @@ from liaotian.admin_routes import token_id_of, token_wire
 from liaotian.route_access import RouteRefused, signed_in
 from liaotian.route_json import read_body, refusing
 from liaotian.services import services_of
-from liaotian.store.accounts import ACTIVE, Identity
+from liaotian.store.accounts import ACTIVE, TOKEN, Identity
 
 router = APIRouter(prefix="/account")
 
@@ -52,7 +52,17 @@ async def list_tokens(request: Request, identity: SignedIn) -> JSONResponse:
 
 @router.post("/tokens")
 async def create_token(request: Request, identity: SignedIn) -> JSONResponse:
-    """``201 {id, name, token}``: a new API token of the caller, its secret shown once."""
+    """``201 {id, name, token}``: a new API token of the caller, its secret shown once.
+
+    Only a signed-in session may: an API token cannot mint another (a leaked token would
+    otherwise leave a copy behind after it is revoked). 403 ``forbidden`` with a token."""
+    if identity.kind == TOKEN:
+        raise RouteRefused(
+            403,
+            "forbidden",
+            "create API tokens from the page (signed in) or with 'liaotian token create', "
+            "not with another token",
+        )
     body = await read_body(request, NewToken, '{"name": …}')
     services = services_of(request)
     with refusing():

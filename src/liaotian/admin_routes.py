@@ -19,7 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from liaotian.route_access import RouteRefused, admin
 from liaotian.route_json import read_body, refusing
 from liaotian.services import Services, services_of
-from liaotian.store.accounts import ACTIVE, ADMIN, PENDING, USER, CredentialInfo, Identity
+from liaotian.store.accounts import (
+    ACTIVE,
+    ADMIN,
+    PENDING,
+    USER,
+    CredentialInfo,
+    Identity,
+    account_owner,
+)
+from liaotian.store.live_replies import streaming_replies
 from liaotian.store.models import wire_time
 
 router = APIRouter(prefix="/admin")
@@ -67,6 +76,16 @@ async def close_sockets_of(services: Services, name: str) -> None:
     with refusing():
         ids = await services.auth.accounts.credential_ids(name)
     await services.auth.close_sockets(ids)
+
+
+async def cancel_replies_of(services: Services, owner: str) -> None:
+    """Cancel the owner's replies streaming now, in whichever process runs them (a disabled
+    account spends nothing more)."""
+    with refusing():
+        live = await streaming_replies(services.store.database)
+    for reply in live:
+        if reply.owner == owner:
+            await services.engine.cancel(owner, message_id=reply.message_id)
 
 
 @router.get("/users")
@@ -128,6 +147,7 @@ async def change_user(request: Request, name: str, identity: Admin) -> JSONRespo
         )
     if before.status == ACTIVE and after.status != ACTIVE:
         await close_sockets_of(services, name)
+        await cancel_replies_of(services, account_owner(after.id))
     with refusing():
         for action, details in _changes(before.role, after.role, before.status, after.status):
             await services.audit.record(identity.user, action, name, details)

@@ -74,6 +74,8 @@ class Identity:
     user_id: int
     credential_id: int
     role: str = "user"
+    kind: str = "session"
+    """The credential's kind: ``session`` (the page's cookie) or ``token`` (an API token)."""
 
     @property
     def owner(self) -> str:
@@ -428,7 +430,9 @@ class Accounts:
         name, user_id, credential_id, expires, role = row
         if expires is not None and aware(expires) < utcnow():
             return None
-        return Identity(user=name, user_id=user_id, credential_id=credential_id, role=role)
+        return Identity(
+            user=name, user_id=user_id, credential_id=credential_id, role=role, kind=kind
+        )
 
     async def revoke(self, credential_id: int, *, user: str | None = None) -> None:
         """Revoke a credential (of ``user`` only, when given); NotFound otherwise."""

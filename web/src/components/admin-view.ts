@@ -6,7 +6,7 @@
  * refresh every few seconds while their tab is shown and the page is visible.
  */
 import { html, nothing, type TemplateResult } from "lit";
-import { formatNumber, type MessageKey, t } from "../i18n";
+import { formatNumber, hasKey, type MessageKey, t } from "../i18n";
 import {
   type AdminToken,
   type AdminUser,
@@ -557,7 +557,7 @@ export class AdminView extends LightElement {
             (entry) => html`<tr data-entry=${String(entry.id)} data-action=${entry.action}>
               <td>${formatWhen(entry.at)}</td>
               <td>${entry.actor}</td>
-              <td>${entry.action}</td>
+              <td>${auditAction(entry.action)}</td>
               <td>${entry.target ?? "–"}</td>
               <td><code class="audit-details">${entry.details === null || entry.details === undefined ? "" : JSON.stringify(entry.details)}</code></td>
             </tr>`,
@@ -659,6 +659,13 @@ function readLimits(form: HTMLElement, prefix: string): Limits | null {
     }
   }
   return limits;
+}
+
+/** An audit entry's action in words, with its code ("token.revoke") beside it; the bare code
+ * for an action these pages do not know. */
+function auditAction(action: string): TemplateResult {
+  const key = `audit.${action}`;
+  return hasKey(key) ? html`${t(key)} <code class="audit-code">${action}</code>` : html`<code class="audit-code">${action}</code>`;
 }
 
 /** An account's limits in short: each effective one, marked when it is the account's own. */

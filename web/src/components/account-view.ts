@@ -178,7 +178,7 @@ export class AccountView extends LightElement {
                 ${tokens.map(
                   (token) => html`<tr data-token=${String(token.id)} data-revoked=${token.revoked ? "true" : "false"}>
                     <th scope="row">${token.name}</th>
-                    <td>${formatWhen(token.created_at)}</td>
+                    <td class="when">${formatWhen(token.created_at)}</td>
                     <td>${token.revoked ? t("tokens.revoked") : t("tokens.active")}</td>
                     <td>
                       ${token.revoked

@@ -383,7 +383,7 @@ export class AdminView extends LightElement {
           (token) => html`<tr data-token=${String(token.id)} data-user=${token.user} data-revoked=${token.revoked ? "true" : "false"}>
             <td>${token.user}</td>
             <th scope="row">${token.name}</th>
-            <td>${formatWhen(token.created_at)}</td>
+            <td class="when">${formatWhen(token.created_at)}</td>
             <td>${token.revoked ? t("tokens.revoked") : t("tokens.active")}</td>
             <td>
               ${token.revoked
@@ -522,7 +522,7 @@ export class AdminView extends LightElement {
           (reply) => html`<tr data-message=${reply.message_id}>
             <td>${reply.user ?? "–"}</td>
             <td>${reply.model}</td>
-            <td>${formatWhen(reply.started_at)}</td>
+            <td class="when">${formatWhen(reply.started_at)}</td>
             <td><code>${reply.message_id}</code></td>
             <td><button type="button" class="btn btn-small btn-ghost danger" data-action="cancel-reply" @click=${() => void this.#cancel(reply)}>${t("admin.cancelReply")}</button></td>
           </tr>`,
@@ -555,7 +555,7 @@ export class AdminView extends LightElement {
         <tbody>
           ${entries.map(
             (entry) => html`<tr data-entry=${String(entry.id)} data-action=${entry.action}>
-              <td>${formatWhen(entry.at)}</td>
+              <td class="when">${formatWhen(entry.at)}</td>
               <td>${entry.actor}</td>
               <td>${auditAction(entry.action)}</td>
               <td>${entry.target ?? "–"}</td>

@@ -681,8 +681,8 @@ function limitSummary(user: AdminUser, currency: string | null): TemplateResult 
       const own = name in ownLimits;
       const value = own ? ownLimits[name] : effective[name];
       return html`<li data-limit=${name} data-own=${own ? "true" : "false"}>
-        <span>${limitLabel(name)}:</span> <strong>${value === null || value === undefined ? t("quota.noLimit") : limitAmount(name, value, currency)}</strong>${own
-          ? html` <span class="muted">(${t("admin.own")})</span>`
+        <span>${t("admin.limitLabel", { label: limitLabel(name) })}</span> <strong>${value === null || value === undefined ? t("quota.noLimit") : limitAmount(name, value, currency)}</strong>${own
+          ? html` <span class="muted">${t("admin.ownMark", { own: t("admin.own") })}</span>`
           : nothing}
       </li>`;
     })}

@@ -81,6 +81,8 @@ export const pagesEn = {
   "admin.todayCost": "Cost today",
   "admin.limits": "Limits",
   "admin.own": "own",
+  "admin.ownMark": "({own})",
+  "admin.limitLabel": "{label}:",
   "admin.ownLimits": "Own limits",
   "admin.approve": "Approve",
   "admin.approved": "Approved {name}.",

@@ -80,6 +80,8 @@ export const pagesZhCN: PageMessages = {
   "admin.todayCost": "今日费用",
   "admin.limits": "限额",
   "admin.own": "单独设置",
+  "admin.ownMark": "（{own}）",
+  "admin.limitLabel": "{label}：",
   "admin.ownLimits": "单独限额",
   "admin.approve": "批准",
   "admin.approved": "已批准 {name}。",

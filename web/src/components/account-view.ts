@@ -114,20 +114,20 @@ export class AccountView extends LightElement {
         ? html`<p class="page-empty">${t("usage.none")}</p>`
         : html`<lt-usage-chart .days=${period} .series=${series} .label=${t("usage.chartByDay")}></lt-usage-chart>`}
       ${usage.models.length > 0
-        ? html`<table class="data-table usage-models">
+        ? html`<div class="table-scroll"><table class="data-table usage-models">
             <caption>${t("usage.byModel")}</caption>
-            <thead><tr><th scope="col">${t("usage.model")}</th><th scope="col">${t("usage.tokens")}</th><th scope="col">${t("usage.replies")}</th><th scope="col">${t("usage.cost")}</th></tr></thead>
+            <thead><tr><th scope="col">${t("usage.model")}</th><th scope="col" class="num">${t("usage.tokens")}</th><th scope="col" class="num">${t("usage.replies")}</th><th scope="col" class="num">${t("usage.cost")}</th></tr></thead>
             <tbody>
               ${usage.models.map(
                 (model) => html`<tr>
                   <th scope="row">${model.model}</th>
-                  <td>${formatNumber(model.input_tokens + model.output_tokens)}</td>
-                  <td>${formatNumber(model.replies)}</td>
-                  <td>${formatCost(model.cost, usage.currency)}</td>
+                  <td class="num">${formatNumber(model.input_tokens + model.output_tokens)}</td>
+                  <td class="num">${formatNumber(model.replies)}</td>
+                  <td class="num">${formatCost(model.cost, usage.currency)}</td>
                 </tr>`,
               )}
             </tbody>
-          </table>`
+          </table></div>`
         : nothing}
     </section>`;
   }
@@ -172,13 +172,13 @@ export class AccountView extends LightElement {
         ? nothing
         : tokens.length === 0
           ? html`<p class="page-empty">${t("tokens.none")}</p>`
-          : html`<table class="data-table token-list">
+          : html`<div class="table-scroll"><table class="data-table token-list">
               <thead><tr><th scope="col">${t("tokens.name")}</th><th scope="col">${t("tokens.created")}</th><th scope="col">${t("tokens.state")}</th><th scope="col"><span class="visually-hidden">${t("tokens.actions")}</span></th></tr></thead>
               <tbody>
                 ${tokens.map(
                   (token) => html`<tr data-token=${String(token.id)} data-revoked=${token.revoked ? "true" : "false"}>
                     <th scope="row">${token.name}</th>
-                    <td>${formatWhen(token.created_at)}</td>
+                    <td class="when">${formatWhen(token.created_at)}</td>
                     <td>${token.revoked ? t("tokens.revoked") : t("tokens.active")}</td>
                     <td>
                       ${token.revoked
@@ -189,7 +189,7 @@ export class AccountView extends LightElement {
                   </tr>`,
                 )}
               </tbody>
-            </table>`}
+            </table></div>`}
     </section>`;
   }
 

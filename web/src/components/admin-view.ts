@@ -6,7 +6,7 @@
  * refresh every few seconds while their tab is shown and the page is visible.
  */
 import { html, nothing, type TemplateResult } from "lit";
-import { formatNumber, type MessageKey, t } from "../i18n";
+import { formatNumber, hasKey, type MessageKey, t } from "../i18n";
 import {
   type AdminToken,
   type AdminUser,
@@ -219,16 +219,16 @@ export class AdminView extends LightElement {
       </form>
       ${users === null
         ? html`<span class="spinner" aria-hidden="true"></span>`
-        : html`<table class="data-table user-list">
+        : html`<div class="table-scroll"><table class="data-table user-list">
             <caption class="visually-hidden">${t("admin.tab.users")}</caption>
             <thead>
               <tr>
                 <th scope="col">${t("signIn.user")}</th>
                 <th scope="col">${t("admin.role")}</th>
                 <th scope="col">${t("admin.status")}</th>
-                <th scope="col">${t("admin.todayTokens")}</th>
-                <th scope="col">${t("admin.todayReplies")}</th>
-                <th scope="col">${t("admin.todayCost")}</th>
+                <th scope="col" class="num">${t("admin.todayTokens")}</th>
+                <th scope="col" class="num">${t("admin.todayReplies")}</th>
+                <th scope="col" class="num">${t("admin.todayCost")}</th>
                 <th scope="col">${t("admin.limits")}</th>
                 <th scope="col"><span class="visually-hidden">${t("tokens.actions")}</span></th>
               </tr>
@@ -236,7 +236,7 @@ export class AdminView extends LightElement {
             <tbody>
               ${users.map((user) => this.#userRow(user))}
             </tbody>
-          </table>`}`;
+          </table></div>`}`;
   }
 
   #userRow(user: AdminUser): TemplateResult {
@@ -251,11 +251,11 @@ export class AdminView extends LightElement {
         </select>
       </td>
       <td><span class="badge" data-status=${user.status}>${t(`admin.status.${user.status}` as MessageKey)}</span></td>
-      <td data-cell="today-tokens">${formatNumber(user.today?.tokens ?? 0)}</td>
-      <td data-cell="today-replies">${formatNumber(user.today?.replies ?? 0)}</td>
-      <td>${formatCost(user.today?.cost ?? 0, this.currency)}</td>
+      <td class="num" data-cell="today-tokens">${formatNumber(user.today?.tokens ?? 0)}</td>
+      <td class="num" data-cell="today-replies">${formatNumber(user.today?.replies ?? 0)}</td>
+      <td class="num">${formatCost(user.today?.cost ?? 0, this.currency)}</td>
       <td class="limit-summary" data-cell="limits">${limitSummary(user, this.currency)}</td>
-      <td class="row-actions">
+      <td class="actions-cell"><div class="row-actions">
         ${user.status === "pending"
           ? html`<button type="button" class="btn btn-small btn-primary" data-action="approve" @click=${() => void this.#update(user, { status: "active" }, t("admin.approved", { name: user.name }))}>${t("admin.approve")}</button>`
           : user.status === "active"
@@ -265,7 +265,7 @@ export class AdminView extends LightElement {
           @click=${() => void this.#edit({ kind: "limits", user })}>${t("admin.editLimits")}</button>
         <button type="button" class="btn btn-small btn-ghost" data-action="reset-password" aria-label=${t("admin.resetPasswordOf", { name: user.name })}
           @click=${() => void this.#edit({ kind: "password", user })}>${t("admin.resetPassword")}</button>
-      </td>
+      </div></td>
     </tr>`;
   }
 
@@ -375,7 +375,7 @@ export class AdminView extends LightElement {
     const tokens = this.tokens;
     if (tokens === null) return html`<span class="spinner" aria-hidden="true"></span>`;
     if (tokens.length === 0) return html`<p class="page-empty">${t("tokens.none")}</p>`;
-    return html`<table class="data-table admin-token-list">
+    return html`<div class="table-scroll"><table class="data-table admin-token-list">
       <caption class="visually-hidden">${t("admin.tab.tokens")}</caption>
       <thead><tr><th scope="col">${t("signIn.user")}</th><th scope="col">${t("tokens.name")}</th><th scope="col">${t("tokens.created")}</th><th scope="col">${t("tokens.state")}</th><th scope="col"><span class="visually-hidden">${t("tokens.actions")}</span></th></tr></thead>
       <tbody>
@@ -383,7 +383,7 @@ export class AdminView extends LightElement {
           (token) => html`<tr data-token=${String(token.id)} data-user=${token.user} data-revoked=${token.revoked ? "true" : "false"}>
             <td>${token.user}</td>
             <th scope="row">${token.name}</th>
-            <td>${formatWhen(token.created_at)}</td>
+            <td class="when">${formatWhen(token.created_at)}</td>
             <td>${token.revoked ? t("tokens.revoked") : t("tokens.active")}</td>
             <td>
               ${token.revoked
@@ -394,7 +394,7 @@ export class AdminView extends LightElement {
           </tr>`,
         )}
       </tbody>
-    </table>`;
+    </table></div>`;
   }
 
   async #revokeToken(token: AdminToken): Promise<void> {
@@ -437,33 +437,33 @@ export class AdminView extends LightElement {
     const newest = [...rows].sort((a, b) => (a.day < b.day ? 1 : a.day > b.day ? -1 : keyOf(a).localeCompare(keyOf(b))));
     const today = todayUtc();
     return html`<lt-usage-chart .days=${days} .series=${series} .label=${t(`admin.usageChart.${by}` as MessageKey)}></lt-usage-chart>
-      <table class="data-table usage-table" data-by=${by}>
+      <div class="table-scroll"><table class="data-table usage-table" data-by=${by}>
         <caption class="visually-hidden">${t(`admin.usageChart.${by}` as MessageKey)}</caption>
         <thead>
           <tr>
             <th scope="col">${t("admin.day")}</th>
             ${by === "day" ? nothing : html`<th scope="col">${by === "user" ? t("signIn.user") : t("usage.model")}</th>`}
-            <th scope="col">${t("usage.tokens")}</th>
-            <th scope="col">${t("admin.inputTokens")}</th>
-            <th scope="col">${t("admin.outputTokens")}</th>
-            <th scope="col">${t("usage.replies")}</th>
-            <th scope="col">${t("usage.cost")}</th>
+            <th scope="col" class="num">${t("usage.tokens")}</th>
+            <th scope="col" class="num">${t("admin.inputTokens")}</th>
+            <th scope="col" class="num">${t("admin.outputTokens")}</th>
+            <th scope="col" class="num">${t("usage.replies")}</th>
+            <th scope="col" class="num">${t("usage.cost")}</th>
           </tr>
         </thead>
         <tbody>
           ${newest.map(
             (row) => html`<tr data-day=${row.day} data-today=${row.day === today ? "true" : "false"} data-key=${by === "day" ? row.day : keyOf(row)}>
-              <td>${row.day}</td>
+              <td class="nowrap">${row.day}</td>
               ${by === "day" ? nothing : html`<th scope="row">${keyOf(row)}</th>`}
-              <td data-cell="tokens">${formatNumber(row.tokens)}</td>
-              <td>${formatNumber(row.input_tokens)}</td>
-              <td>${formatNumber(row.output_tokens)}</td>
-              <td data-cell="replies">${formatNumber(row.replies)}</td>
-              <td>${formatCost(row.cost, currency)}</td>
+              <td class="num" data-cell="tokens">${formatNumber(row.tokens)}</td>
+              <td class="num">${formatNumber(row.input_tokens)}</td>
+              <td class="num">${formatNumber(row.output_tokens)}</td>
+              <td class="num" data-cell="replies">${formatNumber(row.replies)}</td>
+              <td class="num">${formatCost(row.cost, currency)}</td>
             </tr>`,
           )}
         </tbody>
-      </table>`;
+      </table></div>`;
   }
 
   async #showUsageBy(by: UsageBy): Promise<void> {
@@ -481,28 +481,28 @@ export class AdminView extends LightElement {
     if (providers.length === 0) return html`<p class="page-empty">${t("admin.noProviders")}</p>`;
     const ms = (value: number | null) => (value === null ? "–" : `${formatNumber(Math.round(value))} ms`);
     return html`<p class="field-hint">${t("admin.providersHint")}</p>
-      <table class="data-table provider-list">
+      <div class="table-scroll"><table class="data-table provider-list">
         <caption class="visually-hidden">${t("admin.tab.providers")}</caption>
         <thead><tr>
-          <th scope="col">${t("admin.provider")}</th><th scope="col">${t("admin.breaker")}</th><th scope="col">${t("admin.requests")}</th>
-          <th scope="col">${t("admin.errors")}</th><th scope="col">${t("admin.errorRate")}</th>
-          <th scope="col">p50</th><th scope="col">p95</th><th scope="col">p99</th>
+          <th scope="col">${t("admin.provider")}</th><th scope="col">${t("admin.breaker")}</th><th scope="col" class="num">${t("admin.requests")}</th>
+          <th scope="col" class="num">${t("admin.errors")}</th><th scope="col" class="num">${t("admin.errorRate")}</th>
+          <th scope="col" class="num">p50</th><th scope="col" class="num">p95</th><th scope="col" class="num">p99</th>
         </tr></thead>
         <tbody>
           ${providers.map(
             (provider) => html`<tr data-provider=${provider.name} data-breaker=${provider.breaker}>
               <th scope="row">${provider.name}</th>
               <td><span class="badge" data-breaker=${provider.breaker}>${t(`admin.breaker.${provider.breaker}` as MessageKey)}</span></td>
-              <td>${formatNumber(provider.requests)}</td>
-              <td>${formatNumber(provider.errors)}</td>
-              <td>${formatNumber(provider.error_rate, { style: "percent", maximumFractionDigits: 1 })}</td>
-              <td>${ms(provider.latency_ms.p50)}</td>
-              <td>${ms(provider.latency_ms.p95)}</td>
-              <td>${ms(provider.latency_ms.p99)}</td>
+              <td class="num">${formatNumber(provider.requests)}</td>
+              <td class="num">${formatNumber(provider.errors)}</td>
+              <td class="num">${formatNumber(provider.error_rate, { style: "percent", maximumFractionDigits: 1 })}</td>
+              <td class="num">${ms(provider.latency_ms.p50)}</td>
+              <td class="num">${ms(provider.latency_ms.p95)}</td>
+              <td class="num">${ms(provider.latency_ms.p99)}</td>
             </tr>`,
           )}
         </tbody>
-      </table>`;
+      </table></div>`;
   }
 
   // Live replies
@@ -511,7 +511,7 @@ export class AdminView extends LightElement {
     const replies = this.replies;
     if (replies === null) return html`<span class="spinner" aria-hidden="true"></span>`;
     if (replies.length === 0) return html`<p class="page-empty">${t("admin.noReplies")}</p>`;
-    return html`<table class="data-table reply-list">
+    return html`<div class="table-scroll"><table class="data-table reply-list">
       <caption class="visually-hidden">${t("admin.tab.replies")}</caption>
       <thead><tr>
         <th scope="col">${t("signIn.user")}</th><th scope="col">${t("usage.model")}</th><th scope="col">${t("admin.started")}</th>
@@ -522,13 +522,13 @@ export class AdminView extends LightElement {
           (reply) => html`<tr data-message=${reply.message_id}>
             <td>${reply.user ?? "–"}</td>
             <td>${reply.model}</td>
-            <td>${formatWhen(reply.started_at)}</td>
+            <td class="when">${formatWhen(reply.started_at)}</td>
             <td><code>${reply.message_id}</code></td>
             <td><button type="button" class="btn btn-small btn-ghost danger" data-action="cancel-reply" @click=${() => void this.#cancel(reply)}>${t("admin.cancelReply")}</button></td>
           </tr>`,
         )}
       </tbody>
-    </table>`;
+    </table></div>`;
   }
 
   async #cancel(reply: LiveReply): Promise<void> {
@@ -549,21 +549,21 @@ export class AdminView extends LightElement {
     const entries = this.audit;
     if (entries === null) return html`<span class="spinner" aria-hidden="true"></span>`;
     if (entries.length === 0) return html`<p class="page-empty">${t("admin.noAudit")}</p>`;
-    return html`<table class="data-table audit-list">
+    return html`<div class="table-scroll"><table class="data-table audit-list">
         <caption class="visually-hidden">${t("admin.tab.audit")}</caption>
         <thead><tr><th scope="col">${t("admin.at")}</th><th scope="col">${t("admin.actor")}</th><th scope="col">${t("admin.action")}</th><th scope="col">${t("admin.target")}</th><th scope="col">${t("admin.details")}</th></tr></thead>
         <tbody>
           ${entries.map(
             (entry) => html`<tr data-entry=${String(entry.id)} data-action=${entry.action}>
-              <td>${formatWhen(entry.at)}</td>
+              <td class="when">${formatWhen(entry.at)}</td>
               <td>${entry.actor}</td>
-              <td>${entry.action}</td>
+              <td>${auditAction(entry.action)}</td>
               <td>${entry.target ?? "–"}</td>
               <td><code class="audit-details">${entry.details === null || entry.details === undefined ? "" : JSON.stringify(entry.details)}</code></td>
             </tr>`,
           )}
         </tbody>
-      </table>
+      </table></div>
       ${this.auditMore ? html`<button type="button" class="btn" data-action="older" @click=${this.#older}>${t("admin.older")}</button>` : nothing}`;
   }
 
@@ -661,19 +661,28 @@ function readLimits(form: HTMLElement, prefix: string): Limits | null {
   return limits;
 }
 
+/** An audit entry's action in words, with its code ("token.revoke") beside it; the bare code
+ * for an action these pages do not know. */
+function auditAction(action: string): TemplateResult {
+  const key = `audit.${action}`;
+  return hasKey(key) ? html`${t(key)} <code class="audit-code">${action}</code>` : html`<code class="audit-code">${action}</code>`;
+}
+
 /** An account's limits in short: each effective one, marked when it is the account's own. */
 function limitSummary(user: AdminUser, currency: string | null): TemplateResult {
   const effective = user.effective ?? {};
   const ownLimits = user.limits ?? {};
-  const names = LIMIT_NAMES.filter((name) => name in effective || name in ownLimits);
+  // The account's own limits, and the role's that limit something: a role's "no limit" goes
+  // without saying (the cell then reads "No limit").
+  const names = LIMIT_NAMES.filter((name) => name in ownLimits || (effective[name] !== null && effective[name] !== undefined));
   if (names.length === 0) return html`<span class="muted">${t("quota.noLimit")}</span>`;
   return html`<ul class="limit-chips">
     ${names.map((name: LimitName) => {
       const own = name in ownLimits;
       const value = own ? ownLimits[name] : effective[name];
       return html`<li data-limit=${name} data-own=${own ? "true" : "false"}>
-        <span>${limitLabel(name)}:</span> <strong>${value === null || value === undefined ? t("quota.noLimit") : limitAmount(name, value, currency)}</strong>${own
-          ? html` <span class="muted">(${t("admin.own")})</span>`
+        <span>${t("admin.limitLabel", { label: limitLabel(name) })}</span> <strong>${value === null || value === undefined ? t("quota.noLimit") : limitAmount(name, value, currency)}</strong>${own
+          ? html` <span class="muted">${t("admin.ownMark", { own: t("admin.own") })}</span>`
           : nothing}
       </li>`;
     })}

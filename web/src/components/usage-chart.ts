@@ -80,7 +80,7 @@ export class UsageChart extends LightElement {
     const options: uPlot.Options = {
       width: this.#width(),
       height: HEIGHT,
-      legend: { show: this.series.length > 1 },
+      legend: { show: this.series.length > 1, live: false },
       cursor: { drag: { x: false, y: false } },
       // Half a day either side, so the first and last days' bars show whole.
       scales: { x: { time: true, range: (_plot, min, max) => [min - 43_200, max + 43_200] } },

@@ -81,6 +81,8 @@ export const pagesEn = {
   "admin.todayCost": "Cost today",
   "admin.limits": "Limits",
   "admin.own": "own",
+  "admin.ownMark": "({own})",
+  "admin.limitLabel": "{label}:",
   "admin.ownLimits": "Own limits",
   "admin.approve": "Approve",
   "admin.approved": "Approved {name}.",
@@ -139,6 +141,19 @@ export const pagesEn = {
   "admin.target": "To whom",
   "admin.details": "Details",
   "admin.older": "Older entries",
+  "audit.user.create": "Created the account",
+  "audit.user.signup": "Signed up",
+  "audit.user.approve": "Approved the account",
+  "audit.user.disable": "Disabled the account",
+  "audit.user.enable": "Enabled the account",
+  "audit.user.remove": "Removed the account",
+  "audit.user.role": "Changed the role",
+  "audit.user.limits": "Changed the limits",
+  "audit.user.password": "Reset the password",
+  "audit.password.change": "Changed their password",
+  "audit.token.create": "Created an API token",
+  "audit.token.revoke": "Revoked an API token",
+  "audit.reply.cancel": "Cancelled a reply",
 } as const;
 
 export type PageKey = keyof typeof pagesEn;

@@ -17,7 +17,8 @@ from typing import Any
 
 from liaotian.errors import ModelNotAllowed, QuotaExceeded
 from liaotian.settings import LIMIT_NAMES, Settings
-from liaotian.store.usage import Spend, UsageBook, month_start, user_id_of
+from liaotian.store.accounts import user_id_of
+from liaotian.store.usage import Spend, UsageBook, month_start
 
 USER_ROLE = "user"
 MESSAGES = {

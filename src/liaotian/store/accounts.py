@@ -62,6 +62,13 @@ def account_owner(user_id: int) -> str:
     return f"{ACCOUNT_OWNER_PREFIX}{user_id}"
 
 
+def user_id_of(owner: str) -> int | None:
+    """The account id behind an owner ``user/{id}`` (:func:`account_owner`'s inverse);
+    None for an open-mode owner."""
+    tail = owner.removeprefix(ACCOUNT_OWNER_PREFIX)
+    return int(tail) if tail != owner and tail.isascii() and tail.isdigit() else None
+
+
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

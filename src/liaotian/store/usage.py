@@ -22,10 +22,10 @@ from sqlalchemy import Connection, Table, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from liaotian.settings import Price
+from liaotian.store.accounts import user_id_of
 from liaotian.store.database import Database
 from liaotian.store.models import UsageRecord, User
 
-ACCOUNT_PREFIX = "user/"
 Grouping = Literal["day", "user", "model"]
 
 # CJK ideographs (with extensions and compatibility forms), kana, hangul, CJK punctuation
@@ -48,15 +48,6 @@ def estimate_tokens(text: str) -> int:
         return 0
     cjk = len(_CJK.findall(text))
     return cjk + math.ceil((len(text) - cjk) / 4)
-
-
-def user_id_of(owner: str) -> int | None:
-    """The account id behind an owner ``user/{id}``; None for an open-mode owner."""
-    if owner.startswith(ACCOUNT_PREFIX):
-        tail = owner[len(ACCOUNT_PREFIX) :]
-        if tail.isdigit():
-            return int(tail)
-    return None
 
 
 def cost_of(
